@@ -1,0 +1,3 @@
+from gancompress.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,91 @@
+"""Frozen configuration dataclasses. A config holds every number needed to rebuild a network
+exactly (per-block channels included), so a pruned student is reconstructed from its checkpoint
+metadata alone."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+
+from gancompress.errors import GancompressError
+
+
+class ConfigError(GancompressError, ValueError):
+    """A configuration value is out of range; the message names the field and the fix."""
+
+
+def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
+    """Round a channel count to a multiple of `divisor` without going more than 10% below it
+    (the torchvision MobileNet rule), never below `min_value` (default: `divisor`)."""
+    min_value = divisor if min_value is None else min_value
+    rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * value:
+        rounded += divisor
+    return rounded
+
+
+@dataclass(frozen=True)
+class DCGANConfig:
+    """PyTorch-tutorial DCGAN generator: a ConvTranspose2d(z -> 4x4) block, then one stride-2
+    ConvTranspose2d + BatchNorm + ReLU block per doubling, and a stride-2 ConvTranspose2d to the
+    output channels with tanh. `channels[i]` is the width of block i (resolution 4 * 2**i)."""
+
+    z_dim: int = 100
+    channels: tuple[int, ...] = (512, 256, 128, 64)
+    out_channels: int = 3
+    resolution: int = 64
+    kernel_size: int = 4
+    conv_bias: bool = False
+    bn_eps: float = 1e-5
+
+    family = "dcgan"
+
+    def __post_init__(self):
+        object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
+        if self.resolution < 8 or self.resolution & (self.resolution - 1):
+            raise ConfigError(f"resolution must be a power of two >= 8, got {self.resolution}")
+        expected = int(math.log2(self.resolution)) - 2
+        if len(self.channels) != expected:
+            raise ConfigError(
+                f"a {self.resolution}px DCGAN needs {expected} block channel counts, got {len(self.channels)}: "
+                f"{self.channels}"
+            )
+        if any(c < 1 for c in self.channels):
+            raise ConfigError(f"every block needs at least one channel, got {self.channels}")
+        if self.z_dim < 1 or self.out_channels not in (1, 3):
+            raise ConfigError(f"need z_dim >= 1 and out_channels 1 or 3, got {self.z_dim}, {self.out_channels}")
+
+    @property
+    def block_names(self) -> tuple[str, ...]:
+        return tuple(f"b{4 * 2**i}" for i in range(len(self.channels)))
+
+    @classmethod
+    def from_ngf(cls, ngf: int = 64, resolution: int = 64, **kwargs) -> "DCGANConfig":
+        """The tutorial's naming: block widths ngf * 2**k, widest first."""
+        n_blocks = int(math.log2(resolution)) - 2
+        return cls(channels=tuple(ngf * 2 ** (n_blocks - 1 - i) for i in range(n_blocks)), resolution=resolution, **kwargs)
+
+    def with_width(self, width: float, divisor: int = 8) -> "DCGANConfig":
+        """This architecture with every block scaled by `width` (0 < width <= 1), rounded with
+        `make_divisible` but never above the original count."""
+        if not 0 < width <= 1:
+            raise ConfigError(f"width must satisfy 0 < width <= 1, got {width}")
+        channels = tuple(min(c, make_divisible(c * width, divisor, min_value=min(c, divisor))) for c in self.channels)
+        return dataclasses.replace(self, channels=channels)
+
+    def to_dict(self) -> dict:
+        return {"family": self.family, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)}}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "DCGANConfig":
+        data = {k: v for k, v in data.items() if k != "family"}
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ConfigError(f"unknown {cls.__name__} fields {sorted(unknown)}")
+        return cls(**data)

@@ -1,0 +1,323 @@
+"""A generator + a reference -> a metrics record that carries its protocol.
+
+References:
+  teacher:NAME|PATH   data-free: FID/KID against fresh samples of that teacher (latents drawn
+                      from `ref_seed`, never the generator's), plus LPIPS between the generator
+                      and the teacher on the generator's own latents
+  mnist[:SPLIT], fashion-mnist[:SPLIT]   a registered dataset split (default: test)
+  PATH | folder:PATH  a folder or tar of images
+
+Generators are sampled in memory, in batches. Reference features are cached under a key that
+hashes everything they depend on; a later evaluation against the same reference reuses them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+import torch_fidelity
+from safetensors.torch import load_file
+from tqdm import tqdm
+
+import gancompress
+from gancompress import assets
+from gancompress.data import DATASETS, ImageFiles, load_dataset
+from gancompress.errors import GancompressError
+from gancompress.io import save_tensors, sha256_file
+from gancompress.metrics import fid as fid_metrics
+from gancompress.metrics.cost import MACS_RULE, count_macs, count_parameters
+from gancompress.metrics.images import GRAYSCALE_RULE, TO_UINT8_RULE, to_uint8
+from gancompress.metrics.latency import measure_latency
+from gancompress.metrics.lpips import load_lpips, lpips_distance
+from gancompress.teachers import resolve_generator
+
+REFERENCE_CACHE_VERSION = 1
+DEFAULT_REF_SEED = 1_000_003
+LATENCY_BATCHES = (1, 16)
+
+
+class EvaluationError(GancompressError, ValueError):
+    pass
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@torch.inference_mode()
+def sample_images(generator, z: torch.Tensor, batch_size: int, device) -> Iterator[tuple[slice, torch.Tensor]]:
+    """(index slice, images in [-1, 1] on the CPU) for consecutive batches of latents `z`."""
+    generator.eval()
+    for start in range(0, len(z), batch_size):
+        stop = min(start + batch_size, len(z))
+        yield slice(start, stop), generator(z[start:stop].to(device)).float().cpu()
+
+
+def latents(n: int, z_dim: int, seed: int) -> torch.Tensor:
+    """The same latents for a given seed whatever the batch size or device: drawn once on the CPU."""
+    return torch.randn(n, z_dim, generator=torch.Generator().manual_seed(seed))
+
+
+@dataclass
+class Reference:
+    """What generated images are compared with. `images(n, seed)` yields uint8 batches."""
+
+    kind: str  # teacher | dataset | folder
+    label: str
+    identity: dict
+    size: int | None  # number of available images (None: unlimited, a teacher)
+    loader: Callable[[int, int, int], Iterator[torch.Tensor]] = field(repr=False)
+    teacher: torch.nn.Module | None = field(default=None, repr=False)
+
+
+def parse_reference(spec: str, device, resolution: int, channels: int) -> Reference:
+    if spec.startswith("teacher:"):
+        teacher, identity = resolve_generator(spec[len("teacher:"):], device)
+
+        def teacher_images(n, seed, batch_size):
+            z = latents(n, teacher.z_dim, seed)
+            for _, images in sample_images(teacher, z, batch_size, device):
+                yield to_uint8(images)
+
+        return Reference("teacher", f"teacher:{identity['name']}", identity, None, teacher_images, teacher)
+
+    name, _, split = spec.partition(":")
+    if name in DATASETS:
+        split = split or "test"
+        images = load_dataset(name, split)
+        asset_file = assets.resolve(DATASETS[name][0])
+        identity = {"dataset": name, "split": split, "size": len(images), "file_sha256": sha256_file(asset_file)}
+
+        def dataset_images(n, seed, batch_size):
+            idx = _subset(len(images), n, seed)
+            for start in range(0, n, batch_size):
+                yield images[idx[start:start + batch_size]]
+
+        return Reference("dataset", f"{name}:{split}", identity, len(images), dataset_images)
+
+    path = Path(spec[len("folder:"):] if spec.startswith("folder:") else spec).expanduser()
+    if not path.exists():
+        raise EvaluationError(
+            f"reference {spec!r}: not teacher:NAME, a dataset ({', '.join(DATASETS)}) or an existing folder/tar"
+        )
+    files = ImageFiles.open(path)
+    identity = {"path": str(path.resolve()), "images": len(files.names), "listing_sha256": files.fingerprint(),
+                "resize": f"each image converted to {'L' if channels == 1 else 'RGB'} and, if not "
+                          f"{resolution}x{resolution}, resized to it with PIL bicubic"}
+
+    def folder_images(n, seed, batch_size):
+        idx = _subset(len(files.names), n, seed)
+        for start in range(0, n, batch_size):
+            yield files.load(idx[start:start + batch_size].tolist(), channels, resolution)
+
+    return Reference("folder", f"folder:{path}", identity, len(files.names), folder_images)
+
+
+def _subset(size: int, n: int, seed: int) -> torch.Tensor:
+    """A seeded random subset in ascending order (folders are often sorted by class)."""
+    if n > size:
+        raise EvaluationError(f"asked for {n} reference images but the reference has only {size}; lower --n-ref")
+    return torch.randperm(size, generator=torch.Generator().manual_seed(seed))[:n].sort().values
+
+
+def _features(batches: Iterator[torch.Tensor], extractor, total: int, desc: str, progress: bool) -> torch.Tensor:
+    feats = []
+    with tqdm(total=total, desc=desc, unit="img", disable=not progress, leave=False) as bar:
+        for batch in batches:
+            feats.append(extractor(batch))
+            bar.update(len(batch))
+    return torch.cat(feats)
+
+
+def reference_cache_key(reference: Reference, n_ref: int, ref_seed: int, device: str) -> tuple[str, dict]:
+    weights = assets.provenance("fid-inception")
+    descriptor = {
+        "version": REFERENCE_CACHE_VERSION,
+        "reference": reference.label,
+        "identity": {k: v for k, v in reference.identity.items() if k != "file"},
+        "n": n_ref,
+        "seed": ref_seed,
+        "feature_extractor": fid_metrics.FEATURE_EXTRACTOR_ID,
+        "feature_weights_sha256": weights["sha256"],
+        "resize": fid_metrics.RESIZE_RULE,
+        "to_uint8": TO_UINT8_RULE,
+        "grayscale": GRAYSCALE_RULE,
+        "device_type": torch.device(device).type,
+    }
+    key = hashlib.sha256(json.dumps(descriptor, sort_keys=True).encode()).hexdigest()[:32]
+    return key, descriptor
+
+
+def reference_features(reference, n_ref, ref_seed, extractor, batch_size, device, use_cache, progress, log):
+    key, descriptor = reference_cache_key(reference, n_ref, ref_seed, device)
+    path = assets.cache_dir() / "reference-features" / f"{key}.safetensors"
+    if use_cache and path.is_file():
+        log(f"reference features: reused from cache {path}")
+        return load_file(str(path))["features"], {"cache": "reused", "key": key, "file": str(path)}
+    batches = reference.loader(n_ref, ref_seed, batch_size)
+    feats = _features(batches, extractor, n_ref, f"features {reference.label}", progress)
+    if use_cache:
+        save_tensors(path, {"features": feats}, {"descriptor": json.dumps(descriptor, sort_keys=True)})
+        log(f"reference features: computed and cached as {path}")
+    return feats, {"cache": "computed" + ("" if use_cache else " (cache off)"), "key": key, "file": str(path)}
+
+
+def evaluate(
+    generator_spec: str,
+    reference_spec: str,
+    n: int = 2000,
+    n_ref: int | None = None,
+    seed: int = 0,
+    ref_seed: int = DEFAULT_REF_SEED,
+    batch_size: int = 50,
+    device: str | None = None,
+    lpips_net: str = "alex",
+    latency: bool = True,
+    use_cache: bool = True,
+    progress: bool = True,
+    inception_score: bool = False,
+    log: Callable[[str], None] = print,
+) -> dict:
+    device = device or default_device()
+    if n < 2:
+        raise EvaluationError(f"--n must be at least 2 (FID needs a covariance), got {n}")
+    n_ref = n if n_ref is None else n_ref
+    timings = {}
+    t0 = time.perf_counter()
+    generator, gen_identity = resolve_generator(generator_spec, device)
+    reference = parse_reference(reference_spec, device, generator.resolution, generator.out_channels)
+    if reference.kind == "teacher" and seed == ref_seed:
+        raise EvaluationError("--seed equals --ref-seed: the teacher reference would reuse the generator's latents")
+    extractor = fid_metrics.InceptionFeatures(device)
+    timings["load_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    ref_feats, ref_cache = reference_features(
+        reference, n_ref, ref_seed, extractor, batch_size, device, use_cache, progress, log
+    )
+    timings["reference_features_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    z = latents(n, generator.z_dim, seed)
+    lpips_record = _lpips_unavailable(reference, generator)
+    lpips_model = load_lpips(lpips_net, device) if lpips_record is None else None
+    gen_feats, distances = [], []
+    with tqdm(total=n, desc=f"features {gen_identity['name']}", unit="img", disable=not progress, leave=False) as bar:
+        for span, images in sample_images(generator, z, batch_size, device):
+            gen_feats.append(extractor(to_uint8(images)))
+            if lpips_model is not None:
+                with torch.inference_mode():
+                    teacher_images = reference.teacher(z[span].to(device)).float()
+                    distances.append(lpips_distance(lpips_model, images.to(device), teacher_images).cpu())
+            bar.update(len(images))
+    gen_feats = torch.cat(gen_feats)
+    timings["generator_features_s"] = time.perf_counter() - t0
+
+    fid = fid_metrics.fid_from_features(gen_feats, ref_feats)
+    kid_mean, kid_std = fid_metrics.kid_from_features(gen_feats, ref_feats, seed=seed)
+    if lpips_record is None:
+        d = torch.cat(distances).double()
+        lpips_record = {"mean": float(d.mean()), "std": float(d.std()), "n": len(d), "net": lpips_net,
+                        "version": "0.1", "pairs": "generator(z_i) vs teacher(z_i), same latents"}
+
+    t0 = time.perf_counter()
+    cost = {"params": count_parameters(generator), "macs_per_image": count_macs(generator), "macs_rule": MACS_RULE}
+    if latency:
+        cost["latency"] = [measure_latency(generator, b) for b in LATENCY_BATCHES]
+    timings["cost_s"] = time.perf_counter() - t0
+
+    record = {
+        "generator": gen_identity,
+        "reference": {"spec": reference_spec, "label": reference.label, "kind": reference.kind,
+                      "identity": reference.identity, "features": ref_cache},
+        "metrics": {
+            "fid": fid,
+            "kid": {"mean": kid_mean, "std": kid_std},
+            "lpips": lpips_record,
+            "inception_score": {"available": False, "reason": fid_metrics.INCEPTION_SCORE_UNAVAILABLE}
+            if inception_score else None,
+        },
+        "cost": cost,
+        "protocol": protocol(n, n_ref, seed, ref_seed, batch_size, device, reference),
+        "timings": timings,
+    }
+    if not inception_score:
+        del record["metrics"]["inception_score"]
+    return record
+
+
+def _lpips_unavailable(reference: Reference, generator) -> dict | None:
+    """None when LPIPS to the reference teacher can be computed, else the reason it cannot."""
+    if reference.kind != "teacher":
+        return {"available": False, "reason": "LPIPS to a teacher needs a teacher reference (teacher:NAME)"}
+    t = reference.teacher
+    if (t.z_dim, t.resolution, t.out_channels) != (generator.z_dim, generator.resolution, generator.out_channels):
+        return {"available": False, "reason": "generator and teacher differ in z_dim, resolution or channels"}
+    return None
+
+
+def protocol(n, n_ref, seed, ref_seed, batch_size, device, reference) -> dict:
+    weights = assets.provenance("fid-inception")
+    ref_desc = {
+        "teacher": f"{n_ref} fresh teacher samples, latents N(0, I) from seed {ref_seed}",
+        "dataset": f"{n_ref} images of {reference.label}, random subset with seed {ref_seed}",
+        "folder": f"{n_ref} images of {reference.label}, random subset with seed {ref_seed}",
+    }[reference.kind]
+    return {
+        "n_generated": n,
+        "latents": f"z ~ N(0, I) drawn on the CPU from torch seed {seed}",
+        "n_reference": n_ref,
+        "reference": ref_desc,
+        "feature_extractor": fid_metrics.FEATURE_EXTRACTOR_ID,
+        "feature_weights": weights,
+        "resize": fid_metrics.RESIZE_RULE,
+        "to_uint8": TO_UINT8_RULE,
+        "grayscale": GRAYSCALE_RULE,
+        "fid": "torch-fidelity fid_statistics_to_metric on float64 mean/covariance of the 2048-d features",
+        "kid": f"torch-fidelity kid_features_to_metric: polynomial kernel (degree 3, gamma 1/2048, coef 1), "
+               f"{fid_metrics.KID_SUBSETS} subsets of {fid_metrics.kid_subset_size(n, n_ref)}, seed {seed}",
+        "batch_size": batch_size,
+        "device": device if device == "cpu" else f"{device} ({torch.cuda.get_device_name(device)})",
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "torch_fidelity": torch_fidelity.__version__,
+        "gancompress": gancompress.__version__,
+        "cpu": platform.processor() or platform.machine(),
+    }
+
+
+def format_table(record: dict) -> str:
+    m, c, p = record["metrics"], record["cost"], record["protocol"]
+    rows = [
+        ("generator", f"{record['generator']['name']} (sha256 {record['generator']['sha256'][:12]})"),
+        ("reference", f"{record['reference']['label']} ({p['reference']})"),
+        ("FID", f"{m['fid']:.3f}   (n = {p['n_generated']} vs {p['n_reference']})"),
+        ("KID", f"{m['kid']['mean']:.5f} +- {m['kid']['std']:.5f}"),
+    ]
+    lp = m["lpips"]
+    rows.append(("LPIPS to teacher", f"{lp['mean']:.4f} +- {lp['std']:.4f} (std, {lp['net']} v{lp['version']}, n = {lp['n']})"
+                 if "mean" in lp else f"unavailable: {lp['reason']}"))
+    if m.get("inception_score"):
+        rows.append(("Inception Score", m["inception_score"]["reason"]))
+    rows += [("params", f"{c['params']:,}"), ("MACs / image", f"{c['macs_per_image'] / 1e6:.1f} M")]
+    for lat in c.get("latency", []):
+        rows.append((f"latency b{lat['batch_size']}", f"{lat['median_ms_per_image']:.3f} ms/img median, IQR "
+                     f"{lat['iqr_ms_per_image']:.3f} ({lat['device']}, {lat['threads']} threads)"))
+    w = p["feature_weights"]
+    rows += [
+        ("features", f"{p['feature_extractor']}, weights {w['asset']} sha256 {w['sha256'][:12]}"),
+        ("resize", "bilinear to 299 like TF1.x (torch-fidelity), uint8 input"),
+        ("reference cache", record["reference"]["features"]["cache"]),
+        ("device", f"{p['device']}, {p['threads']} threads, torch {p['torch']}"),
+        ("time", ", ".join(f"{k[:-2]} {v:.1f}s" for k, v in record["timings"].items())),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)

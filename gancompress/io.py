@@ -1,0 +1,105 @@
+"""Checkpoints: one `.safetensors` file per network with its JSON config in the metadata, so
+`load_generator(path)` rebuilds the network with no other input and no pickle. Every write is
+atomic (temporary file in the same directory, then `os.replace`)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+
+from gancompress.errors import GancompressError
+from gancompress.models import build_generator, config_from_dict
+
+FORMAT_VERSION = "1"
+
+
+class CheckpointError(GancompressError, ValueError):
+    """A checkpoint file cannot be used; the message says why and what to do."""
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike):
+    """Yield a temporary path next to `path`; on success it replaces `path` in one step, so a
+    reader never sees a half-written file and an interrupted write leaves the old file intact."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file ordinary permissions
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None):
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+
+
+def save_generator(path: str | os.PathLike, generator: torch.nn.Module, extra_metadata: dict | None = None) -> Path:
+    """Write `generator` (weights, buffers and config) to a `.safetensors` checkpoint."""
+    metadata = {
+        "gancompress_format": FORMAT_VERSION,
+        "kind": "generator",
+        "config": generator.config.to_json(),
+    }
+    for key, value in (extra_metadata or {}).items():
+        metadata[key] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    save_tensors(path, generator.state_dict(), metadata)
+    return Path(path)
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return f.metadata() or {}
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"{path}: not a readable .safetensors file ({err})") from err
+
+
+def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """Rebuild a generator from a gancompress checkpoint (in eval mode)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    metadata = read_metadata(path)
+    if metadata.get("kind") != "generator" or "config" not in metadata:
+        raise CheckpointError(
+            f"{path}: not a gancompress generator checkpoint (no generator config in its metadata); "
+            "foreign state_dicts must go through `gancompress import` first"
+        )
+    config = config_from_dict(json.loads(metadata["config"]))
+    generator = build_generator(config)
+    state = load_file(str(path))
+    missing, unexpected = generator.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: tensors do not match its config (missing {missing}, unexpected {unexpected})")
+    return generator.to(device).eval()

@@ -1,0 +1,1 @@
+"""Metrics: FID/KID (torch-fidelity), LPIPS (lpips), cost (params, MACs), latency."""

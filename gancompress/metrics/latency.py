@@ -1,0 +1,38 @@
+"""Latency per image with `torch.utils.benchmark` (warm-up excluded, blocked autorange): median
+and interquartile range, on the device used, with the thread count recorded."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+# Importing torch.utils.benchmark pulls in cpp_extension, which warns "No CUDA runtime is found" on
+# a CUDA build of torch without a GPU; nothing here compiles extensions, so that warning is noise.
+logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+import torch.utils.benchmark as benchmark  # noqa: E402
+
+
+@torch.inference_mode()
+def measure_latency(
+    generator: torch.nn.Module, batch_size: int, min_run_time: float = 1.0, warmup: int = 3
+) -> dict:
+    device = next(generator.parameters()).device
+    generator.eval()
+    z = torch.randn(batch_size, generator.z_dim, device=device)
+    for _ in range(warmup):
+        generator(z)
+    timer = benchmark.Timer(
+        stmt="generator(z)",
+        globals={"generator": generator, "z": z},
+        num_threads=torch.get_num_threads(),
+    )
+    m = timer.blocked_autorange(min_run_time=min_run_time)
+    return {
+        "batch_size": batch_size,
+        "median_ms_per_image": m.median * 1e3 / batch_size,
+        "iqr_ms_per_image": m.iqr * 1e3 / batch_size,
+        "runs": len(m.times),
+        "threads": torch.get_num_threads(),
+        "device": str(device),
+    }

@@ -1,0 +1,56 @@
+"""LPIPS v0.1 from the `lpips` package (its linear heads) with the ImageNet trunk loaded from the
+`lpips-alex` / `lpips-vgg` assets instead of a download."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from pathlib import Path
+
+import torch
+
+from gancompress import assets
+
+NETS = {"alex": "lpips-alex", "vgg": "lpips-vgg"}
+
+
+def _load_state(path: Path) -> dict[str, torch.Tensor]:
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load_lpips(net: str = "alex", device: str | torch.device = "cpu") -> torch.nn.Module:
+    """An `lpips.LPIPS(net, version='0.1')` module in eval mode, gradients off."""
+    import lpips
+
+    if net not in NETS:
+        raise ValueError(f"LPIPS net must be one of {sorted(NETS)}, got {net!r}")
+    trunk = _load_state(assets.resolve(NETS[net]))
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore", UserWarning)  # torchvision's deprecation note for `pretrained=`
+        model = lpips.LPIPS(net=net, version="0.1", pnet_rand=True, verbose=False)
+    # lpips splits torchvision's `features` into slices that keep the original indices:
+    # `net.slice2.3.weight` is `features.3.weight`.
+    mapped = {}
+    for key in model.state_dict():
+        if key.startswith("net.slice"):
+            _, _, index, leaf = key.split(".")
+            source = f"features.{index}.{leaf}"
+            if source not in trunk:
+                raise assets.AssetError(f"asset {NETS[net]!r}: trunk file lacks {source}")
+            mapped[key] = trunk[source]
+    missing = model.load_state_dict(mapped, strict=False).missing_keys
+    if any(k.startswith("net.") for k in missing):
+        raise assets.AssetError(f"asset {NETS[net]!r}: trunk tensors missing for {missing}")
+    return model.eval().requires_grad_(False).to(device)
+
+
+def lpips_distance(model: torch.nn.Module, images_a: torch.Tensor, images_b: torch.Tensor) -> torch.Tensor:
+    """Per-image LPIPS between two batches in [-1, 1] (1-channel images replicated to RGB)."""
+    from gancompress.metrics.images import to_rgb
+
+    return model(to_rgb(images_a), to_rgb(images_b)).flatten()

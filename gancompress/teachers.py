@@ -1,0 +1,73 @@
+"""Named teachers (`pretrained/manifest.json`, shipped inside the package as
+`gancompress.pretrained`) and the resolution of a generator spec: a name or a file."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from gancompress import assets
+from gancompress.errors import GancompressError
+from gancompress.io import CheckpointError, load_generator, read_metadata, sha256_file
+
+
+class TeacherError(GancompressError, ValueError):
+    pass
+
+
+def manifest() -> dict:
+    text = resources.files("gancompress.pretrained").joinpath("manifest.json").read_text()
+    return json.loads(text)
+
+
+def teacher_path(name: str) -> Path:
+    """Checkpoint file of a registered teacher (an asset, fetched if needed, or a shipped file)."""
+    entries = manifest()
+    if name not in entries:
+        raise TeacherError(f"unknown teacher {name!r}; registered: {', '.join(entries)} (or pass a checkpoint path)")
+    entry = entries[name]
+    if "asset" in entry:
+        return assets.resolve(entry["asset"])
+    path = Path(str(resources.files("gancompress.pretrained").joinpath(entry["file"])))
+    if entry.get("sha256") and sha256_file(path) != entry["sha256"]:
+        raise TeacherError(f"teacher {name!r}: {path} does not match the manifest's sha256; reinstall gancompress")
+    return path
+
+
+def resolve_generator(spec: str, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
+    """Load a generator from a registered name or a file; return it with its identity
+    (name, file, sha256) for records. Foreign DCGAN state_dicts (.pt/.pth/.tar) are imported."""
+    path = Path(spec).expanduser()
+    if path.exists():
+        name = path.name
+    elif spec in manifest():
+        name, path = spec, teacher_path(spec)
+    else:
+        raise TeacherError(
+            f"{spec!r} is neither a registered teacher ({', '.join(manifest())}) nor an existing file"
+        )
+    if path.suffix == ".safetensors":
+        generator = load_generator(path, device)
+    else:
+        generator = _import_foreign(path).to(device)
+    identity = {"name": name, "file": str(path), "sha256": sha256_file(path), "config": generator.config.to_dict()}
+    return generator, identity
+
+
+def _import_foreign(path: Path) -> torch.nn.Module:
+    from gancompress.importers import dcgan_from_state_dict
+
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for non-checkpoints and unsafe pickles
+        raise CheckpointError(
+            f"{path}: cannot be read with torch.load(weights_only=True) ({type(err).__name__}); "
+            "save a plain state_dict of tensors or a gancompress .safetensors checkpoint"
+        ) from err
+    return dcgan_from_state_dict(obj)
+
+
+__all__ = ["manifest", "teacher_path", "resolve_generator", "read_metadata"]
