@@ -15,7 +15,9 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if action.default not in (None, False, [], argparse.SUPPRESS) and "%(default)" not in text:
+        default = action.default
+        shown = default is not None and default is not False and default != [] and default is not argparse.SUPPRESS
+        if shown and "%(default)" not in text:
             text += " (default: %(default)s)"
         return text
 
