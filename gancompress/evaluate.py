@@ -165,7 +165,7 @@ def reference_features(reference, n_ref, ref_seed, extractor, batch_size, device
     batches = reference.loader(n_ref, ref_seed, batch_size)
     feats = _features(batches, extractor, n_ref, f"features {reference.label}", progress)
     if use_cache:
-        save_tensors(path, {"features": feats}, {"descriptor": json.dumps(descriptor, sort_keys=True)})
+        save_tensors(path, {"features": feats}, {"descriptor": descriptor})
         log(f"reference features: computed and cached as {path}")
     return feats, {"cache": "computed" + ("" if use_cache else " (cache off)"), "key": key, "file": str(path)}
 

@@ -58,31 +58,34 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None):
+METADATA_KEY = "gancompress"
+
+
+def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict | None = None) -> None:
+    """Atomic safetensors write. `metadata` (any JSON value) goes under one key, as sorted JSON:
+    safetensors writes several metadata keys in hash-map order, which would make the bytes (and
+    the sha256 that records cite) differ between two writes of the same content."""
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    header = {METADATA_KEY: json.dumps(metadata or {}, sort_keys=True)}
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
+        save_file(tensors, str(tmp), metadata=header)
 
 
 def save_generator(path: str | os.PathLike, generator: torch.nn.Module, extra_metadata: dict | None = None) -> Path:
     """Write `generator` (weights, buffers and config) to a `.safetensors` checkpoint."""
-    metadata = {
-        "gancompress_format": FORMAT_VERSION,
-        "kind": "generator",
-        "config": generator.config.to_json(),
-    }
-    for key, value in (extra_metadata or {}).items():
-        metadata[key] = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-    save_tensors(path, generator.state_dict(), metadata)
+    metadata = {"format": FORMAT_VERSION, "kind": "generator", "config": generator.config.to_dict()}
+    save_tensors(path, generator.state_dict(), {**(extra_metadata or {}), **metadata})
     return Path(path)
 
 
-def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+def read_metadata(path: str | os.PathLike) -> dict:
+    """The gancompress metadata of a .safetensors file ({} for files written by other tools)."""
     try:
         with safe_open(str(path), framework="pt") as f:
-            return f.metadata() or {}
+            raw = (f.metadata() or {}).get(METADATA_KEY)
     except (SafetensorError, OSError) as err:
         raise CheckpointError(f"{path}: not a readable .safetensors file ({err})") from err
+    return json.loads(raw) if raw else {}
 
 
 def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") -> torch.nn.Module:
@@ -94,9 +97,9 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") 
     if metadata.get("kind") != "generator" or "config" not in metadata:
         raise CheckpointError(
             f"{path}: not a gancompress generator checkpoint (no generator config in its metadata); "
-            "foreign state_dicts must go through `gancompress import` first"
+            "pass a DCGAN state_dict as a .pt/.pth file instead, or save the network with save_generator"
         )
-    config = config_from_dict(json.loads(metadata["config"]))
+    config = config_from_dict(metadata["config"])
     generator = build_generator(config)
     state = load_file(str(path))
     missing, unexpected = generator.load_state_dict(state, strict=False)

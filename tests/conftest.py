@@ -1,0 +1,71 @@
+"""Shared fixtures. Assets come through the project's own asset code into the user cache
+(GANCOMPRESS_CACHE or ~/.cache/gancompress), so a second run on the same machine reuses them and
+a fresh machine fetches them. `../shared/data` (beside the repository) holds test images only."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gancompress import assets
+from gancompress.config import DCGANConfig
+from gancompress.models import build_generator
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"{SHARED_DATA} is missing (tests need ../shared beside the repository)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def natural_images(shared_data) -> torch.Tensor:
+    """12 natural photographs (CIFAR-10 test JPEGs, two per class from six classes, and the
+    LPIPS examples) as uint8 (N, 3, 299, 299)."""
+    images = []
+    with tarfile.open(shared_data / "cifar10-jpeg.tar") as tf:
+        names = sorted(m.name for m in tf.getmembers() if m.name.endswith(".jpg") and "test/" in m.name)
+        by_class = {}
+        for name in names:
+            by_class.setdefault(Path(name).parent.name, []).append(name)
+        picked = [n for cls in sorted(by_class)[:6] for n in by_class[cls][:2]]
+        raws = [tf.extractfile(n).read() for n in picked]
+    raws += [(shared_data / "lpips-examples" / f"ex_{k}.png").read_bytes() for k in ("ref", "p0", "p1")]
+    for raw in raws:
+        image = Image.open(io.BytesIO(raw)).convert("RGB").resize((299, 299), Image.BICUBIC)
+        images.append(torch.from_numpy(np.asarray(image)).permute(2, 0, 1))
+    return torch.stack(images)
+
+
+@pytest.fixture(scope="session")
+def inception():
+    from gancompress.metrics.fid import InceptionFeatures
+
+    return InceptionFeatures("cpu")
+
+
+@pytest.fixture(scope="session")
+def ready_assets():
+    """Every asset fetched (once per machine)."""
+    return assets.fetch(progress=False)
+
+
+def tiny_generator(seed: int = 0, channels=(16, 8, 8), out_channels: int = 3, **kwargs):
+    torch.manual_seed(seed)
+    generator = build_generator(DCGANConfig(z_dim=8, channels=channels, out_channels=out_channels,
+                                            resolution=4 * 2 ** len(channels), **kwargs))
+    # Random running statistics so eval-mode BatchNorm is not the identity.
+    for module in generator.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.1, 0.1)
+            module.running_var.uniform_(0.5, 1.5)
+    return generator.eval()

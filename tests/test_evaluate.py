@@ -1,0 +1,136 @@
+"""The evaluator end to end through the CLI, on tiny generators (a few dozen samples)."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gancompress import assets
+from gancompress.cli import main
+from gancompress.io import save_generator
+from tests.conftest import tiny_generator
+
+N = "24"
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch, ready_assets):
+    """A private cache for reference features; assets point at the machine's cached files."""
+    monkeypatch.setenv(assets.CACHE_ENV, str(tmp_path / "cache"))
+    for name, path in ready_assets.items():
+        monkeypatch.setenv(assets.get_asset(name).env_var, str(path))
+    return tmp_path / "cache"
+
+
+@pytest.fixture
+def generators(tmp_path):
+    teacher = save_generator(tmp_path / "teacher.safetensors", tiny_generator(seed=0))
+    student = save_generator(tmp_path / "student.safetensors", tiny_generator(seed=1))
+    return teacher, student
+
+
+def _eval(capsys, *args):
+    code = main(["eval", "--quiet", "--n", N, *args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_record_carries_metrics_and_protocol(cache, generators, tmp_path, capsys):
+    teacher, student = generators
+    out = tmp_path / "record.json"
+    code, table, _ = _eval(capsys, "--generator", str(student), "--reference", f"teacher:{teacher}", "--out", str(out))
+    assert code == 0
+    record = json.loads(out.read_text())
+    m, p, c = record["metrics"], record["protocol"], record["cost"]
+    assert m["fid"] > 0 and m["kid"]["mean"] > 0
+    assert 0 < m["lpips"]["mean"] < 1 and m["lpips"]["std"] > 0 and m["lpips"]["n"] == 24
+    assert p["n_generated"] == p["n_reference"] == 24 and "seed 1000003" in p["reference"]
+    assert p["feature_weights"]["sha256"] == assets.provenance("fid-inception")["sha256"]
+    assert "299" in p["resize"] and p["threads"] == torch.get_num_threads() and p["device"] == "cpu"
+    assert p["torch"] == torch.__version__ and "subsets of 24" in p["kid"]
+    assert c["params"] == sum(t.numel() for t in tiny_generator().parameters())
+    assert [lat["batch_size"] for lat in c["latency"]] == [1, 16]
+    assert all(lat["median_ms_per_image"] > 0 and lat["iqr_ms_per_image"] >= 0 for lat in c["latency"])
+    assert "FID" in table and "LPIPS to teacher" in table and "latency b16" in table
+    assert "inception_score" not in m
+
+
+def test_teacher_against_itself_has_zero_lpips_and_reuses_reference_features(cache, generators, capsys):
+    teacher, _ = generators
+    args = ["--generator", str(teacher), "--reference", f"teacher:{teacher}", "--no-latency", "--json"]
+    code, first, err1 = _eval(capsys, *args)
+    assert code == 0 and "computed and cached" in err1
+    code, second, err2 = _eval(capsys, *args)
+    assert code == 0 and "reused from cache" in err2
+    r1, r2 = json.loads(first), json.loads(second)
+    assert r2["reference"]["features"]["cache"] == "reused"
+    assert r1["metrics"]["fid"] == pytest.approx(r2["metrics"]["fid"], abs=1e-6)
+    assert r1["metrics"]["lpips"]["mean"] == 0  # same network, same latents
+    # Fresh samples: a teacher is not compared with its own latents, so the FID is not 0.
+    assert r1["metrics"]["fid"] > 1
+    # A different n is a different reference: not reused.
+    code, _, err3 = _eval(capsys, *args, "--n-ref", "30")
+    assert "computed and cached" in err3
+
+
+def test_inception_score_is_reported_unavailable_never_as_a_number(cache, generators, capsys):
+    teacher, student = generators
+    code, out, _ = _eval(capsys, "--generator", str(student), "--reference", f"teacher:{teacher}",
+                         "--no-latency", "--isc", "--json")
+    isc = json.loads(out)["metrics"]["inception_score"]
+    assert code == 0 and isc["available"] is False and "no 1008-way classifier" in isc["reason"]
+    assert set(isc) == {"available", "reason"}
+
+
+def test_grayscale_generator_against_mnist(cache, tmp_path, capsys):
+    gray = save_generator(tmp_path / "gray.safetensors", tiny_generator(out_channels=1))
+    code, out, _ = _eval(capsys, "--generator", str(gray), "--reference", "mnist", "--no-latency", "--json")
+    record = json.loads(out)
+    assert code == 0 and record["reference"]["label"] == "mnist:test"
+    assert "replicated to 3 channels" in record["protocol"]["grayscale"]
+    assert record["metrics"]["fid"] > 50  # an untrained generator is far from MNIST
+    assert record["metrics"]["lpips"]["available"] is False
+
+
+def test_image_folder_reference(cache, tmp_path, generators, capsys):
+    folder = tmp_path / "images" / "class_a"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(30):
+        Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(folder / f"{i:03d}.png")
+    _, student = generators
+    code, out, _ = _eval(capsys, "--generator", str(student), "--reference", str(tmp_path / "images"),
+                         "--no-latency", "--json")
+    record = json.loads(out)
+    assert code == 0 and record["reference"]["identity"]["images"] == 30
+    assert "resized to it with PIL bicubic" in record["reference"]["identity"]["resize"]
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--generator", "no-such-teacher", "--reference", "mnist"], "neither a registered teacher"),
+        (["--generator", "dcgan-face64", "--reference", "imagenet"], "not teacher:NAME, a dataset"),
+        (["--generator", "dcgan-face64", "--reference", "mnist:val"], "has splits train, valid, test"),
+        (["--generator", "dcgan-face64", "--reference", "mnist", "--n", "1"], "--n must be at least 2"),
+        (["--generator", "dcgan-face64", "--reference", "mnist", "--n-ref", "20000"], "has only 10000"),
+    ],
+)
+def test_bad_input_is_one_clear_line_and_exit_2(cache, args, message):
+    result = subprocess.run([sys.executable, "-m", "gancompress", "eval", "--quiet", "--no-latency", *args],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gancompress: error:") and message in lines[0], result.stderr
+
+
+def test_every_command_has_help_with_defaults_and_an_example():
+    for command in (["--help"], ["eval", "--help"], ["assets", "--help"]):
+        out = subprocess.run([sys.executable, "-m", "gancompress", *command], capture_output=True, text=True).stdout
+        assert "example" in out, command
+    out = subprocess.run([sys.executable, "-m", "gancompress", "eval", "--help"], capture_output=True, text=True).stdout
+    assert "(default: 2000)" in out and "(default: 0)" in out

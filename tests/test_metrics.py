@@ -1,0 +1,71 @@
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gancompress.data import load_dataset
+from gancompress.metrics.cost import count_macs, count_parameters
+from gancompress.metrics.fid import fid_from_features, kid_from_features
+from gancompress.metrics.lpips import load_lpips
+from gancompress.teachers import resolve_generator
+
+N = 128  # per set: enough for FID to separate datasets, small enough for CI
+
+
+def _png(path):
+    array = np.asarray(Image.open(io.BytesIO(path.read_bytes())).convert("RGB"))
+    return torch.from_numpy(array).permute(2, 0, 1)[None].float() / 127.5 - 1
+
+
+@pytest.mark.parametrize("net,p0,p1", [("vgg", 0.569, 0.422), ("alex", 0.722, 0.138)])
+def test_lpips_matches_published_values(shared_data, net, p0, p1):
+    model = load_lpips(net)
+    ex = {k: _png(shared_data / "lpips-examples" / f"ex_{k}.png") for k in ("ref", "p0", "p1")}
+    with torch.inference_mode():
+        assert model(ex["ref"], ex["p0"]).item() == pytest.approx(p0, abs=1e-3)
+        assert model(ex["ref"], ex["p1"]).item() == pytest.approx(p1, abs=1e-3)
+
+
+@pytest.fixture(scope="module")
+def feature_sets(inception):
+    mnist = load_dataset("mnist", "test")
+    fashion = load_dataset("fashion-mnist", "test")
+    perm = torch.randperm(len(mnist), generator=torch.Generator().manual_seed(0))
+    sets = {"mnist_a": mnist[perm[:N]], "mnist_b": mnist[perm[N:2 * N]], "fashion": fashion[:N]}
+    feats = {k: torch.cat([inception(v[i:i + 50]) for i in range(0, N, 50)]) for k, v in sets.items()}
+    return sets, feats
+
+
+def test_fid_and_kid_separate_datasets(feature_sets):
+    _, f = feature_sets
+    fid_same = fid_from_features(f["mnist_a"], f["mnist_b"])
+    fid_diff = fid_from_features(f["mnist_a"], f["fashion"])
+    assert fid_diff > 3 * fid_same and fid_diff > 150, (fid_same, fid_diff)
+    kid_same, _ = kid_from_features(f["mnist_a"], f["mnist_b"])
+    kid_diff, _ = kid_from_features(f["mnist_a"], f["fashion"])
+    assert kid_diff > 0.1 and abs(kid_same) < 0.1 * kid_diff, (kid_same, kid_diff)
+
+
+def test_a_set_against_itself_scores_zero(feature_sets):
+    _, f = feature_sets
+    kid_self, _ = kid_from_features(f["mnist_a"], f["mnist_a"])
+    assert abs(kid_self) < 1e-3
+    assert abs(fid_from_features(f["mnist_a"], f["mnist_a"])) < 1e-3
+
+
+def test_fid_does_not_depend_on_the_evaluation_batch_size(feature_sets, inception):
+    sets, f = feature_sets
+    odd_batches = torch.cat([inception(sets["mnist_a"][i:i + 17]) for i in range(0, N, 17)])
+    assert abs(fid_from_features(odd_batches, f["fashion"]) - fid_from_features(f["mnist_a"], f["fashion"])) < 1e-3
+
+
+def test_dcgan_face64_cost_matches_the_hand_count(ready_assets):
+    teacher, _ = resolve_generator("dcgan-face64")
+    assert count_parameters(teacher) == 3_576_704
+    # Transposed convs as torch counts them: C_in * C_out * k * k * H_in * W_in.
+    chain = [(100, 512, 1), (512, 256, 4), (256, 128, 8), (128, 64, 16), (64, 3, 32)]
+    hand = sum(cin * cout * 16 * hw * hw for cin, cout, hw in chain)
+    assert hand == 104_628_224
+    assert count_macs(teacher) == hand
