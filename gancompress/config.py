@@ -26,8 +26,27 @@ def make_divisible(value: float, divisor: int = 8, min_value: int | None = None)
     return rounded
 
 
+class _SerializableConfig:
+    """JSON round trip for frozen config dataclasses; `family` names the network family."""
+
+    def to_dict(self) -> dict:
+        return {"family": self.family, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)}}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        data = {k: v for k, v in data.items() if k != "family"}
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ConfigError(f"unknown {cls.__name__} fields {sorted(unknown)}")
+        return cls(**data)
+
+
 @dataclass(frozen=True)
-class DCGANConfig:
+class DCGANConfig(_SerializableConfig):
     """PyTorch-tutorial DCGAN generator: a ConvTranspose2d(z -> 4x4) block, then one stride-2
     ConvTranspose2d + BatchNorm + ReLU block per doubling, and a stride-2 ConvTranspose2d to the
     output channels with tanh. `channels[i]` is the width of block i (resolution 4 * 2**i)."""
@@ -75,17 +94,34 @@ class DCGANConfig:
         channels = tuple(min(c, make_divisible(c * width, divisor, min_value=min(c, divisor))) for c in self.channels)
         return dataclasses.replace(self, channels=channels)
 
-    def to_dict(self) -> dict:
-        return {"family": self.family, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)}}
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
+@dataclass(frozen=True)
+class DCGANDiscriminatorConfig(_SerializableConfig):
+    """DCGAN discriminator: one stride-2 Conv2d(k=4) + LeakyReLU(0.2) block per halving, from
+    `resolution` down to 4x4 (`channels[i]` is block i's width, narrowest first), then a 4x4
+    convolution to one logit. No BatchNorm by default: it interacts badly with R1 and with the
+    small batches of distillation."""
+
+    in_channels: int = 3
+    channels: tuple[int, ...] = (64, 128, 256, 512)
+    resolution: int = 64
+    norm: str = "none"  # "none" or "batch"
+
+    family = "dcgan-d"
+
+    def __post_init__(self):
+        object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
+        expected = int(math.log2(self.resolution)) - 2
+        if self.resolution < 8 or self.resolution & (self.resolution - 1) or len(self.channels) != expected:
+            raise ConfigError(
+                f"a {self.resolution}px discriminator needs {expected} block widths, got {self.channels}"
+            )
+        if any(c < 1 for c in self.channels) or self.norm not in ("none", "batch"):
+            raise ConfigError(f"need channels >= 1 and norm 'none' or 'batch', got {self.channels}, {self.norm!r}")
 
     @classmethod
-    def from_dict(cls, data: dict) -> "DCGANConfig":
-        data = {k: v for k, v in data.items() if k != "family"}
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ConfigError(f"unknown {cls.__name__} fields {sorted(unknown)}")
-        return cls(**data)
+    def for_generator(cls, generator_config: DCGANConfig, width: float = 1.0) -> "DCGANDiscriminatorConfig":
+        """The discriminator mirroring a generator (its block widths reversed), scaled by `width`:
+        a student-sized discriminator by default (a full-size one overpowers a small student)."""
+        widths = tuple(max(8, make_divisible(c * width)) for c in reversed(generator_config.channels))
+        return cls(in_channels=generator_config.out_channels, channels=widths, resolution=generator_config.resolution)

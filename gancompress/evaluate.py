@@ -190,6 +190,8 @@ def evaluate(
     if n < 2:
         raise EvaluationError(f"--n must be at least 2 (FID needs a covariance), got {n}")
     n_ref = n if n_ref is None else n_ref
+    if n_ref < 2:
+        raise EvaluationError(f"--n-ref must be at least 2 (FID needs a covariance), got {n_ref}")
     timings = {}
     t0 = time.perf_counter()
     generator, gen_identity = resolve_generator(generator_spec, device)

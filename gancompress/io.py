@@ -5,6 +5,7 @@ atomic (temporary file in the same directory, then `os.replace`)."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -50,10 +51,17 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         tmp.write_text(text)
 
 
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+def sha256_file(path: str | os.PathLike) -> str:
+    """sha256 of a file, remembered per (path, size, mtime) so records can cite big files cheaply."""
+    st = os.stat(path)
+    return _sha256_file(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _sha256_file(path: str, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
-        while block := f.read(chunk):
+        while block := f.read(1 << 20):
             digest.update(block)
     return digest.hexdigest()
 

@@ -11,7 +11,7 @@ import torch
 
 from gancompress import assets
 from gancompress.errors import GancompressError
-from gancompress.io import CheckpointError, load_generator, read_metadata, sha256_file
+from gancompress.io import CheckpointError, load_generator, sha256_file
 
 
 class TeacherError(GancompressError, ValueError):
@@ -69,5 +69,3 @@ def _import_foreign(path: Path) -> torch.nn.Module:
         ) from err
     return dcgan_from_state_dict(obj)
 
-
-__all__ = ["manifest", "teacher_path", "resolve_generator", "read_metadata"]

@@ -42,7 +42,7 @@ def natural_images(shared_data) -> torch.Tensor:
     raws += [(shared_data / "lpips-examples" / f"ex_{k}.png").read_bytes() for k in ("ref", "p0", "p1")]
     for raw in raws:
         image = Image.open(io.BytesIO(raw)).convert("RGB").resize((299, 299), Image.BICUBIC)
-        images.append(torch.from_numpy(np.asarray(image)).permute(2, 0, 1))
+        images.append(torch.from_numpy(np.array(image)).permute(2, 0, 1))
     return torch.stack(images)
 
 

@@ -57,8 +57,8 @@ def test_unknown_asset_and_bad_override_are_clear(monkeypatch, tmp_path):
 def test_user_file_overrides_an_asset_and_is_marked_unverified(ready_assets, tmp_path, monkeypatch):
     own = tmp_path / "my-mnist.safetensors"
     shutil.copy(ready_assets["mnist"], own)
-    assets.set_override(f"mnist={own}")
-    monkeypatch.setenv("GANCOMPRESS_ASSET_MNIST", str(own))  # restored by monkeypatch afterwards
+    monkeypatch.setenv("GANCOMPRESS_ASSET_MNIST", "")  # so monkeypatch removes the variable afterwards
+    assets.set_override(f"mnist={own}")  # the CLI's --asset NAME=PATH
     assert assets.resolve("mnist") == own
     record = assets.provenance("mnist")
     assert record["file"] == str(own) and "user-supplied" in record["source"]

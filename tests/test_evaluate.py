@@ -70,8 +70,9 @@ def test_teacher_against_itself_has_zero_lpips_and_reuses_reference_features(cac
     assert r2["reference"]["features"]["cache"] == "reused"
     assert r1["metrics"]["fid"] == pytest.approx(r2["metrics"]["fid"], abs=1e-6)
     assert r1["metrics"]["lpips"]["mean"] == 0  # same network, same latents
-    # Fresh samples: a teacher is not compared with its own latents, so the FID is not 0.
-    assert r1["metrics"]["fid"] > 1
+    # Fresh samples: the reference does not reuse the generator's latents, so the FID is not 0
+    # (with the same latents the features, and so the FID, would be identical: exactly 0).
+    assert r1["metrics"]["fid"] > 1e-2
     # A different n is a different reference: not reused.
     code, _, err3 = _eval(capsys, *args, "--n-ref", "30")
     assert "computed and cached" in err3

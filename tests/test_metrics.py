@@ -51,7 +51,10 @@ def test_fid_and_kid_separate_datasets(feature_sets):
 def test_a_set_against_itself_scores_zero(feature_sets):
     _, f = feature_sets
     kid_self, _ = kid_from_features(f["mnist_a"], f["mnist_a"])
-    assert abs(kid_self) < 1e-3
+    kid_gap, _ = kid_from_features(f["mnist_a"], f["fashion"])
+    # The unbiased MMD^2 of a set with itself is slightly negative (the cross term includes the
+    # diagonal): measured -0.0034 at n = 128, against 0.153 for MNIST vs Fashion-MNIST.
+    assert abs(kid_self) < 0.05 * kid_gap
     assert abs(fid_from_features(f["mnist_a"], f["mnist_a"])) < 1e-3
 
 

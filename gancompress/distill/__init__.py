@@ -1,0 +1,1 @@
+"""Distillation: losses (output, feature, adversarial, regularisers) and one trainer."""

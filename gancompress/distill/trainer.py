@@ -1,0 +1,370 @@
+"""One trainer for distillation (teacher -> student) and plain GAN training.
+
+Each step runs the phases listed in `phases()`: a discriminator step, a lazy R1 step every
+`r1_interval` steps, and a generator step. Every random draw (latents, real-image indices,
+augmentations) comes from a generator seeded by (seed, rank, step, stream), so a run resumed from a
+checkpoint continues exactly as if it had never stopped: resume restores only weights, EMA,
+optimizer state and the step.
+
+Multi-process runs (`torchrun --nproc_per_node N`): each rank draws its own share of the batch
+and gradients are averaged with `all_reduce` after every backward pass (gloo on CPU, NCCL on GPU).
+We do this instead of wrapping the networks in DistributedDataParallel because R1 needs a double
+backward through the discriminator, which DDP does not support (StyleGAN3 syncs gradients the
+same way). Only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from gancompress.config import ConfigError, DCGANDiscriminatorConfig, _SerializableConfig
+from gancompress.distill.augment import POLICIES, diff_augment
+from gancompress.distill.losses import ADVERSARIAL_LOSSES, AdversarialLoss, FeatureLoss, OutputLoss, r1_penalty
+from gancompress.io import atomic_path, atomic_write_text, load_generator, save_generator, save_tensors
+from gancompress.models.discriminator import DCGANDiscriminator
+
+
+@dataclass(frozen=True)
+class TrainConfig(_SerializableConfig):
+    """Everything a run needs besides the networks; stored in the run directory."""
+
+    mode: str = "distill"  # distill: teacher -> student losses; gan: adversarial loss only
+    steps: int = 2000
+    batch_size: int = 32  # global: split across ranks
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    l1: float = 3.0
+    lpips: float = 3.0
+    mse: float = 0.0
+    feat: float = 1.0
+    adv: float = 0.1
+    adv_loss: str = "nonsat"
+    r1_gamma: float = 0.1
+    r1_interval: int = 16
+    diffaug: tuple[str, ...] = ("color", "translation", "cutout")
+    d_width: float = 1.0  # discriminator widths relative to the mirrored student generator
+    ema_decay: float = 0.999
+    student_bn: str = "auto"  # frozen: BatchNorm uses its running statistics; batch: batch statistics
+    seed: int = 0
+    real: str = "teacher"  # "teacher" (data-free) or a dataset/folder spec
+    log_every: int = 50
+    sample_every: int = 500
+    checkpoint_every: int = 500
+
+    family = "train"
+
+    def __post_init__(self):
+        object.__setattr__(self, "betas", tuple(self.betas))
+        object.__setattr__(self, "diffaug", tuple(self.diffaug))
+        if self.mode not in ("distill", "gan"):
+            raise ConfigError(f"mode must be 'distill' or 'gan', got {self.mode!r}")
+        if self.steps < 1 or self.batch_size < 2:
+            raise ConfigError(f"need steps >= 1 and batch_size >= 2, got {self.steps}, {self.batch_size}")
+        if self.adv_loss not in ADVERSARIAL_LOSSES:
+            raise ConfigError(f"adv_loss must be one of {', '.join(ADVERSARIAL_LOSSES)}, got {self.adv_loss!r}")
+        unknown = set(self.diffaug) - set(POLICIES)
+        if unknown:
+            raise ConfigError(f"unknown DiffAugment policies {sorted(unknown)}; choose from {', '.join(POLICIES)}")
+        if self.mode == "gan" and not self.adv:
+            raise ConfigError("mode 'gan' trains with the adversarial loss only: adv must be > 0")
+        if self.student_bn not in ("auto", "frozen", "batch"):
+            raise ConfigError(f"student_bn must be auto, frozen or batch, got {self.student_bn!r}")
+        if not 0 < self.d_width <= 4 or not 0 <= self.ema_decay < 1:
+            raise ConfigError(f"need 0 < d_width <= 4 and 0 <= ema_decay < 1, got {self.d_width}, {self.ema_decay}")
+
+
+@dataclass(frozen=True)
+class Rank:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: str) -> Rank:
+    """Join the process group when started by torchrun; a single process otherwise."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return Rank()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    return Rank(dist.get_rank(), dist.get_world_size())
+
+
+def _seeded(seed: int, rank: int, step: int, stream: str) -> torch.Generator:
+    digest = hashlib.sha256(f"{seed}/{rank}/{step}/{stream}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
+
+
+def _sync_grads(params, rank: Rank) -> None:
+    if rank.world == 1:
+        return
+    for p in params:
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+            p.grad.div_(rank.world)
+
+
+def _broadcast(module: torch.nn.Module, rank: Rank) -> None:
+    if rank.world > 1:
+        for t in list(module.parameters()) + list(module.buffers()):
+            dist.broadcast(t.data, 0)
+
+
+class Trainer:
+    def __init__(
+        self,
+        config: TrainConfig,
+        student: torch.nn.Module,
+        teacher: torch.nn.Module | None,
+        real_images: Callable[[torch.Generator, int], torch.Tensor] | None,
+        run_dir: Path | None,
+        device: str = "cpu",
+        kept: dict[str, list[int]] | None = None,
+        lpips_model: torch.nn.Module | None = None,
+        rank: Rank = Rank(),
+        progress: bool = True,
+    ):
+        if config.mode == "distill" and teacher is None:
+            raise ConfigError("distillation needs a teacher")
+        if config.real == "teacher" and teacher is None:
+            raise ConfigError("real images come from the teacher (data-free) but there is no teacher; pass a dataset")
+        self.config, self.rank, self.device, self.progress = config, rank, torch.device(device), progress
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        if self.run_dir is not None and rank.main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.teacher = teacher.to(self.device).eval().requires_grad_(False) if teacher is not None else None
+        self.real_images = real_images
+        self.local_batch = max(1, config.batch_size // rank.world)
+        torch.manual_seed(config.seed)  # discriminator and adapter initialisation, same on every rank
+        self.G = student.to(self.device).train()
+        # A student that inherits the teacher's weights keeps BatchNorm on the running statistics it
+        # inherited (gamma and beta still learn): it then computes, during training, the same
+        # function it will compute when deployed, and at width 1.0 it starts equal to the teacher.
+        # A randomly initialised student has no meaningful statistics and uses batch statistics.
+        self.student_bn = config.student_bn if config.student_bn != "auto" else ("frozen" if kept is not None else "batch")
+        if self.student_bn == "frozen":
+            for module in self.G.modules():
+                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        self.D = DCGANDiscriminator(DCGANDiscriminatorConfig.for_generator(student.config, config.d_width)).to(self.device)
+        distill = config.mode == "distill"
+        self.output_loss = OutputLoss(config.l1, config.lpips, config.mse, lpips_model) if distill else None
+        self.feature_loss = None
+        if distill and config.feat:
+            s_ch = dict(zip(student.config.block_names, student.config.channels))
+            t_ch = dict(zip(teacher.config.block_names, teacher.config.channels))
+            self.feature_loss = FeatureLoss(config.feat, s_ch, t_ch, kept).to(self.device)
+        self.adv = AdversarialLoss(config.adv_loss, config.adv)
+        g_params = list(self.G.parameters())
+        if self.feature_loss is not None:
+            g_params += list(self.feature_loss.parameters())
+        self.g_params, self.d_params = g_params, list(self.D.parameters())
+        self.opt_g = torch.optim.Adam(g_params, lr=config.lr_g, betas=config.betas)
+        self.opt_d = torch.optim.Adam(self.d_params, lr=config.lr_d, betas=config.betas)
+        for module in (self.G, self.G_ema, self.D) + ((self.feature_loss,) if self.feature_loss is not None else ()):
+            _broadcast(module, rank)
+        self.step = 0
+        self.elapsed_before = 0.0  # training seconds before this process (resumed runs)
+        self._t_start = time.perf_counter()
+        self.sample_z = torch.randn(16, student.z_dim, generator=_seeded(config.seed, 0, -1, "sample-bank"))
+
+    # ------------------------------------------------------------------ phases
+
+    def phases(self, step: int) -> list[tuple[str, Callable[[int], dict]]]:
+        phases = []
+        if self.config.adv:
+            phases.append(("D", self.discriminator_step))
+            if self.config.r1_gamma and step % self.config.r1_interval == 0:
+                phases.append(("D_r1", self.r1_step))
+        phases.append(("G", self.generator_step))
+        return phases
+
+    def _z(self, step: int, stream: str) -> torch.Tensor:
+        gen = _seeded(self.config.seed, self.rank.rank, step, stream)
+        return torch.randn(self.local_batch, self.G.z_dim, generator=gen).to(self.device)
+
+    def _real(self, step: int) -> torch.Tensor:
+        if self.config.real == "teacher":
+            with torch.no_grad():
+                return self.teacher(self._z(step, "real"))
+        return self.real_images(_seeded(self.config.seed, self.rank.rank, step, "real"), self.local_batch).to(self.device)
+
+    def _augment(self, images: torch.Tensor, step: int, stream: str) -> torch.Tensor:
+        if not self.config.diffaug:
+            return images
+        gen = _seeded(self.config.seed, self.rank.rank, step, stream)
+        if self.device.type != "cpu":  # augmentation draws on the images' device
+            gen = torch.Generator(self.device).manual_seed(int(torch.randint(0, 2**62, (1,), generator=gen)))
+        return diff_augment(images, self.config.diffaug, gen)
+
+    def _apply(self, optimizer, params, losses: dict) -> dict:
+        optimizer.zero_grad(set_to_none=True)
+        sum(losses.values()).backward()
+        _sync_grads(params, self.rank)
+        optimizer.step()
+        return {k: float(v.detach()) for k, v in losses.items()}
+
+    def discriminator_step(self, step: int) -> dict:
+        self.D.requires_grad_(True)
+        with torch.no_grad():
+            fake = self.G(self._z(step, "d-fake"))
+        real = self._real(step)
+        losses = self.adv.discriminator_loss(
+            self.D(self._augment(real, step, "aug-d-real")), self.D(self._augment(fake, step, "aug-d-fake"))
+        )
+        return self._apply(self.opt_d, self.d_params, losses)
+
+    def r1_step(self, step: int) -> dict:
+        self.D.requires_grad_(True)
+        real = self._augment(self._real(step), step, "aug-r1")
+        return self._apply(self.opt_d, self.d_params, r1_penalty(self.D, real, self.config.r1_gamma, self.config.r1_interval))
+
+    def generator_step(self, step: int) -> dict:
+        self.D.requires_grad_(False)
+        z = self._z(step, "g")
+        images, feats = self.G(z, return_features=True)
+        losses = {}
+        if self.config.mode == "distill":
+            with torch.no_grad():
+                t_images, t_feats = self.teacher(z, return_features=True)
+            losses.update(self.output_loss(images, t_images))
+            if self.feature_loss is not None:
+                losses.update(self.feature_loss(feats, t_feats))
+        if self.config.adv:
+            losses.update(self.adv.generator_loss(self.D(self._augment(images, step, "aug-g"))))
+        return self._apply(self.opt_g, self.g_params, losses)
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
+            p_ema.lerp_(p, 1 - self.config.ema_decay)
+        for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
+            b_ema.copy_(b)
+
+    # ------------------------------------------------------------------ loop
+
+    def train(self, until_step: int | None = None) -> torch.nn.Module:
+        """Run to `config.steps` (or `until_step`), writing logs, samples and checkpoints."""
+        end = min(self.config.steps, until_step or self.config.steps)
+        self._t_start = time.perf_counter() - self.elapsed_before
+        window, t_window, n_window = {}, time.perf_counter(), 0
+        bar = tqdm(total=end, initial=self.step, desc=self.config.mode, unit="step",
+                   disable=not (self.progress and self.rank.main), dynamic_ncols=True)
+        while self.step < end:
+            step = self.step
+            terms = {}
+            for _, phase in self.phases(step):
+                terms.update(phase(step))
+            self.update_ema()
+            self.step += 1
+            n_window += 1
+            for k, v in terms.items():
+                window.setdefault(k, []).append(v)
+            if self.step % self.config.log_every == 0 or self.step == end:
+                elapsed = time.perf_counter() - t_window
+                stats = {k: sum(v) / len(v) for k, v in window.items()}
+                stats.update(step=self.step, img_per_s=n_window * self.config.batch_size / max(elapsed, 1e-9),
+                             time_s=self.elapsed())
+                self._log(stats)
+                bar.set_postfix({k: f"{v:.3g}" for k, v in stats.items() if k not in ("step", "time_s")}, refresh=False)
+                window, t_window, n_window = {}, time.perf_counter(), 0
+            if self.step % self.config.sample_every == 0 or self.step == end:
+                self.write_samples()
+            if self.step % self.config.checkpoint_every == 0 or self.step == end:
+                self.save_checkpoint()
+            bar.update(1)
+        bar.close()
+        return self.G_ema
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self._t_start
+
+    # ------------------------------------------------------------------ files
+
+    def _log(self, stats: dict) -> None:
+        if not (self.rank.main and self.run_dir):
+            return
+        with open(self.run_dir / "stats.jsonl", "a") as f:
+            f.write(json.dumps(stats, sort_keys=True) + "\n")
+
+    @torch.no_grad()
+    def write_samples(self) -> None:
+        if not (self.rank.main and self.run_dir):
+            return
+        from gancompress.report import save_grid
+
+        z = self.sample_z.to(self.device)
+        rows = [self.G_ema(z)]
+        if self.teacher is not None and self.config.mode == "distill":
+            rows.insert(0, self.teacher(z))
+        save_grid(self.run_dir / "samples" / f"step-{self.step:07d}.png", rows)
+
+    def save_checkpoint(self) -> None:
+        if not (self.rank.main and self.run_dir):
+            return
+        root = self.run_dir / "checkpoints"
+        target = root / f"step-{self.step:07d}"
+        target.mkdir(parents=True, exist_ok=True)
+        save_generator(target / "G.safetensors", self.G)
+        save_generator(target / "G_ema.safetensors", self.G_ema)
+        save_tensors(target / "D.safetensors", self.D.state_dict(), {"config": self.D.config.to_dict()})
+        state = {
+            "step": self.step,
+            "elapsed_s": self.elapsed(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "feature_adapters": self.feature_loss.state_dict() if self.feature_loss is not None else {},
+            "train_config": self.config.to_dict(),
+        }
+        with atomic_path(target / "state.pt") as tmp, open(tmp, "wb") as f:
+            torch.save(state, f)
+        atomic_write_text(root / "latest", target.name + "\n")  # the checkpoint exists only once this is written
+        for old in sorted(p for p in root.glob("step-*") if p != target)[:-1]:  # keep the previous one too
+            for file in old.iterdir():
+                file.unlink()
+            old.rmdir()
+
+    def load_checkpoint(self, run_dir: Path) -> None:
+        root = Path(run_dir) / "checkpoints"
+        latest = root / "latest"
+        if not latest.is_file():
+            raise ConfigError(f"{run_dir}: no checkpoint to resume from (missing {latest})")
+        ckpt = root / latest.read_text().strip()
+        self.G.load_state_dict(load_generator(ckpt / "G.safetensors").state_dict())
+        self.G_ema.load_state_dict(load_generator(ckpt / "G_ema.safetensors").state_dict())
+        from safetensors.torch import load_file
+
+        self.D.load_state_dict(load_file(str(ckpt / "D.safetensors")))
+        state = torch.load(ckpt / "state.pt", map_location=self.device, weights_only=True)
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        if self.feature_loss is not None:
+            self.feature_loss.load_state_dict(state["feature_adapters"])
+        self.step = state["step"]
+        self.elapsed_before = state["elapsed_s"]
+        self._truncate_stats()
+
+    def _truncate_stats(self) -> None:
+        """Drop log lines written after the checkpoint we resume from (they will be written again)."""
+        path = self.run_dir / "stats.jsonl" if self.run_dir else None
+        if not (self.rank.main and path and path.is_file()):
+            return
+        lines = [l for l in path.read_text().splitlines() if l and json.loads(l)["step"] <= self.step]
+        atomic_write_text(path, "".join(l + "\n" for l in lines))

@@ -1,0 +1,96 @@
+"""The trainer on tiny networks: losses, frozen teacher, shared latents, exact resume."""
+
+import json
+
+import pytest
+import torch
+
+from gancompress.config import ConfigError
+from gancompress.distill.trainer import TrainConfig, Trainer
+from gancompress.metrics.lpips import load_lpips
+from gancompress.prune import prune_generator
+from tests.conftest import tiny_generator
+
+SMALL = dict(steps=6, batch_size=4, r1_interval=2, log_every=1, sample_every=3, checkpoint_every=3)
+
+
+@pytest.fixture(scope="module")
+def lpips_alex():
+    return load_lpips("alex")
+
+
+def _trainer(tmp_path, config, width=0.5, lpips_model=None):
+    teacher = tiny_generator(channels=(16, 8, 8))
+    student, kept = prune_generator(teacher, width=width)
+    return Trainer(config, student, teacher, None, tmp_path, kept=kept, lpips_model=lpips_model, progress=False), teacher
+
+
+def test_every_loss_term_is_logged_separately(tmp_path, lpips_alex):
+    trainer, _ = _trainer(tmp_path, TrainConfig(**SMALL), lpips_model=lpips_alex)
+    trainer.train()
+    lines = [json.loads(l) for l in (tmp_path / "stats.jsonl").read_text().splitlines()]
+    assert [l["step"] for l in lines] == [1, 2, 3, 4, 5, 6]
+    assert {"out_l1", "out_lpips", "feat_mse", "g_adv", "d_real", "d_fake", "img_per_s", "time_s"} <= set(lines[0])
+    assert "d_r1" in lines[0] and "d_r1" not in lines[1]  # lazy R1 every 2 steps, from step 0
+    assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == ["step-0000003.png", "step-0000006.png"]
+    assert (tmp_path / "checkpoints" / "latest").read_text().strip() == "step-0000006"
+
+
+def test_teacher_is_frozen_and_shares_latents_with_the_student(tmp_path, lpips_alex):
+    """A width-1.0 student starts equal to the teacher: with the same z the output losses are 0."""
+    config = TrainConfig(**{**SMALL, "steps": 1, "adv": 0.0, "feat": 1.0})
+    trainer, teacher = _trainer(tmp_path, config, width=1.0, lpips_model=lpips_alex)
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    terms = trainer.generator_step(0)
+    assert terms["out_l1"] == 0 and terms["feat_mse"] == 0 and terms["out_lpips"] == pytest.approx(0, abs=1e-6)
+    trainer.config = TrainConfig(**SMALL)
+    trainer.train()
+    assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
+    assert not any(p.requires_grad for p in teacher.parameters()) and not teacher.training
+
+
+def test_student_sized_discriminator(tmp_path):
+    trainer, _ = _trainer(tmp_path, TrainConfig(**SMALL, lpips=0.0), width=0.5)
+    assert trainer.D.config.channels == (8, 8, 8)  # the student's (8, 8, 8) mirrored, at least 8
+
+
+def test_resumed_run_ends_with_the_same_weights(tmp_path, lpips_alex):
+    config = TrainConfig(**SMALL)
+    straight, _ = _trainer(tmp_path / "straight", config, lpips_model=lpips_alex)
+    straight.train()
+    interrupted, _ = _trainer(tmp_path / "resumed", config, lpips_model=lpips_alex)
+    real_update = interrupted.update_ema
+
+    def killed_during_step_5():
+        if interrupted.step == 4:
+            raise KeyboardInterrupt  # after step 4 was logged; the last checkpoint is step 3
+        real_update()
+
+    interrupted.update_ema = killed_during_step_5
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.train()
+    resumed, _ = _trainer(tmp_path / "resumed", config, lpips_model=lpips_alex)
+    resumed.load_checkpoint(tmp_path / "resumed")
+    assert resumed.step == 3
+    resumed.train()
+    for a, b in [(straight.G_ema, resumed.G_ema), (straight.G, resumed.G), (straight.D, resumed.D)]:
+        for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+            assert torch.equal(x, y), name
+    steps = [json.loads(l)["step"] for l in (tmp_path / "resumed" / "stats.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6]  # the lost step's log line was dropped and written again
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [({"mode": "teach"}, "mode must be"), ({"adv_loss": "wgan"}, "adv_loss must be one of"),
+     ({"diffaug": ("color", "flip")}, "unknown DiffAugment policies"), ({"mode": "gan", "adv": 0}, "adv must be > 0")],
+)
+def test_invalid_training_configs(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        TrainConfig(**kwargs)
+
+
+def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):
+    trainer, _ = _trainer(tmp_path, TrainConfig(**SMALL, lpips=0.0))
+    with pytest.raises(ConfigError, match="no checkpoint to resume from"):
+        trainer.load_checkpoint(tmp_path)
