@@ -72,6 +72,146 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def _channels(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(c) for c in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _student_options(p, width_default=None):
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--width", type=float, default=width_default, help="student width multiplier, 0 < width <= 1")
+    group.add_argument("--channels", type=_channels, default=None, help="explicit per-block student channels, e.g. 128,64,32,16")
+    p.add_argument("--criterion", default="l1", choices=["l1", "bn", "random", "taylor"], help="channel importance")
+    p.add_argument("--prune-seed", type=int, default=0, help="seed of the random / taylor criteria")
+
+
+# TrainConfig fields exposed as options, with help; the defaults shown are the config's own.
+_TRAIN_HELP = {
+    "steps": "training steps", "batch_size": "global batch size (split across torchrun ranks)",
+    "lr_g": "generator learning rate (Adam)", "lr_d": "discriminator learning rate (Adam)",
+    "l1": "weight of output L1 to the teacher", "lpips": "weight of output LPIPS (AlexNet) to the teacher",
+    "mse": "weight of output MSE to the teacher", "feat": "weight of intermediate-feature MSE",
+    "adv": "weight of the adversarial loss (0: no discriminator)", "adv_loss": "nonsat, hinge or lsgan",
+    "r1_gamma": "R1 weight on real images (0: off)", "r1_interval": "lazy R1 every N steps",
+    "diffaug": "DiffAugment policies, comma-separated, or 'none'", "d_width": "discriminator width relative to the student",
+    "ema_decay": "decay of the student EMA (what is saved and evaluated)",
+    "student_bn": "auto, frozen (inherited running stats) or batch", "seed": "seed of every random draw",
+    "real": "real images for the discriminator: 'teacher' (data-free) or a dataset/folder",
+    "log_every": "write stats.jsonl every N steps", "sample_every": "write a sample grid every N steps",
+    "checkpoint_every": "write a checkpoint every N steps",
+}
+
+
+def _train_options(p, base):
+    for name, text in _TRAIN_HELP.items():
+        default = getattr(base, name)
+        if name == "diffaug":
+            p.add_argument("--diffaug", default=",".join(default) or "none", help=text)
+        else:
+            p.add_argument("--" + name.replace("_", "-"), type=type(default), default=default, help=text)
+    p.add_argument("--run-root", type=Path, default=Path("runs"), help="where numbered run directories go")
+    p.add_argument("--resume", type=Path, default=None, help="continue the run in this directory from its last checkpoint")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved run and exit")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _train_config(args, mode: str):
+    from gancompress.distill.trainer import TrainConfig
+
+    values = {name: getattr(args, name) for name in _TRAIN_HELP}
+    values["diffaug"] = () if args.diffaug == "none" else tuple(p for p in args.diffaug.split(",") if p)
+    return TrainConfig(mode=mode, **values)
+
+
+def _launch(args, label: str, mode: str, teacher, plan) -> int:
+    from gancompress.evaluate import default_device
+    from gancompress.pipeline import run_training, start_run
+
+    device = args.device or default_device()
+    if args.resume:
+        student, trainer = run_training(args.resume, device, resume=True, progress=not args.quiet)
+        run_dir = args.resume
+    else:
+        config = _train_config(args, mode)
+        if args.dry_run:
+            print(json.dumps({"teacher": teacher, "student": plan, "train": config.to_dict()}, indent=2))
+            return 0
+        run_dir = start_run(args.run_root, label, config, teacher, plan, device)
+        student, trainer = run_training(run_dir, device, progress=not args.quiet)
+    if trainer.rank.main:
+        print(f"run {run_dir}: {trainer.step} steps in {trainer.elapsed():.0f} s; student: {Path(run_dir) / 'student.safetensors'}")
+    return 0
+
+
+def cmd_prune(args) -> int:
+    from gancompress.metrics.cost import count_macs, count_parameters
+    from gancompress.pipeline import prune_teacher, save_student
+
+    teacher, identity, student, kept = prune_teacher(
+        args.teacher, args.width, args.channels, args.criterion, args.prune_seed)
+    out = args.out or Path(f"{identity['name'].split('.')[0]}-{args.criterion}-" +
+                           (f"w{args.width}" if args.width else "c" + "-".join(map(str, student.config.channels))) + ".safetensors")
+    save_student(out, student, {"teacher": args.teacher, "teacher_sha256": identity["sha256"],
+                                "criterion": args.criterion, "kept": kept})
+    tp, sp = count_parameters(teacher), count_parameters(student)
+    tm, sm = count_macs(teacher), count_macs(student)
+    print(f"teacher {identity['name']}: channels {teacher.config.channels}, {tp:,} params, {tm / 1e6:.1f} M MACs")
+    print(f"student ({args.criterion}): channels {student.config.channels}, {sp:,} params ({tp / sp:.1f}x fewer), "
+          f"{sm / 1e6:.1f} M MACs ({tm / sm:.1f}x fewer)")
+    print(f"written to {out} (kept channel indices in its metadata)")
+    return 0
+
+
+def cmd_distill(args) -> int:
+    plan = {"init": args.init, "criterion": args.criterion, "prune_seed": args.prune_seed}
+    if args.channels:
+        plan["channels"] = list(args.channels)
+    else:
+        plan["width"] = args.width
+    label = f"distill-{Path(args.teacher).stem}-" + (f"w{args.width}" if not args.channels else "custom")
+    return _launch(args, label, "distill", args.teacher, plan)
+
+
+def cmd_train(args) -> int:
+    from gancompress.config import DCGANConfig
+
+    if args.like:
+        from gancompress.teachers import resolve_generator
+
+        reference, _ = resolve_generator(args.like)
+        config = reference.config.with_width(args.width) if args.width else reference.config
+    else:
+        config = DCGANConfig(z_dim=args.z_dim, channels=args.channels, out_channels=args.out_channels,
+                             resolution=args.resolution)
+    teacher = args.real[len("teacher:"):] if args.real.startswith("teacher:") else None
+    if teacher:
+        args.real = "teacher"
+    plan = {"init": "random", "config": config.to_dict()}
+    return _launch(args, f"train-{Path(args.like).stem if args.like else 'dcgan'}-{config.resolution}px", "gan", teacher, plan)
+
+
+def cmd_compress(args) -> int:
+    from gancompress.compress import compress
+    from gancompress.evaluate import default_device
+
+    overrides = {name: getattr(args, name) for name in _TRAIN_HELP if hasattr(args, name)}
+    if "diffaug" in overrides:
+        overrides["diffaug"] = () if overrides["diffaug"] == "none" else tuple(overrides["diffaug"].split(","))
+    run_dir = compress(
+        args.teacher, args.width if not args.channels else None, args.channels, args.criterion, args.preset,
+        overrides, args.n_eval, args.run_root, args.resume, args.device or default_device(), not args.quiet,
+        log=lambda msg: print(msg, file=sys.stderr),
+    )
+    report = run_dir / "report.md"
+    if report.is_file():
+        print(report.read_text())
+        print(f"run directory: {run_dir}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gancompress", formatter_class=_Formatter,
@@ -120,6 +260,81 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _asset_option(p)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser(
+        "prune", formatter_class=_Formatter, help="slice a teacher into a narrower student (no training)",
+        description="Build a student by keeping each block's most important channels of the teacher and slicing "
+                    "their weights (conv in and out, BatchNorm parameters and statistics).",
+        epilog="examples:\n  gancompress prune --teacher dcgan-face64 --width 0.25\n"
+               "  gancompress prune --teacher netG.pth --channels 256,128,64,32 --criterion taylor --out s.safetensors",
+    )
+    p.add_argument("--teacher", default="dcgan-face64", help="registered name or checkpoint/state_dict file")
+    _student_options(p, width_default=None)
+    p.add_argument("--out", type=Path, default=None, help="student checkpoint (default: derived from the arguments)")
+    _asset_option(p)
+    p.set_defaults(func=cmd_prune)
+
+    from gancompress.distill.trainer import TrainConfig
+
+    p = sub.add_parser(
+        "distill", formatter_class=_Formatter, help="train a pruned student to imitate its teacher",
+        description="Distil a teacher into a channel-pruned student: output L1 + LPIPS, intermediate features and an "
+                    "adversarial loss from a student-sized discriminator; teacher and student share latents. The EMA "
+                    "student is saved as RUN_DIR/student.safetensors. Runs unchanged under torchrun.",
+        epilog="examples:\n  gancompress distill --teacher dcgan-face64 --width 0.25 --steps 2000\n"
+               "  gancompress distill --resume runs/00003-distill-dcgan-face64-w0.25\n"
+               "  torchrun --nproc_per_node 2 -m gancompress distill --teacher dcgan-face64 --width 0.5",
+    )
+    p.add_argument("--teacher", default="dcgan-face64", help="registered name or checkpoint/state_dict file")
+    _student_options(p, width_default=0.25)
+    p.add_argument("--init", choices=["inherit", "random"], default="inherit",
+                   help="inherit the teacher's sliced weights, or the same architecture from random init")
+    _train_options(p, TrainConfig())
+    _asset_option(p)
+    p.set_defaults(func=cmd_distill)
+
+    p = sub.add_parser(
+        "train", formatter_class=_Formatter, help="train a DCGAN from scratch (GAN loss only)",
+        description="Plain GAN training of a DCGAN generator against a dataset, or against a teacher's samples "
+                    "(--real teacher:NAME): the 'same student from scratch' baseline, and how our teachers are made.",
+        epilog="examples:\n  gancompress train --real fashion-mnist --resolution 32 --channels 256,128,64 --out-channels 1\n"
+               "  gancompress train --like dcgan-face64 --width 0.25 --real teacher:dcgan-face64",
+    )
+    p.add_argument("--like", default=None, help="copy the architecture of this generator (name or file)")
+    p.add_argument("--width", type=float, default=None, help="with --like: scale its channels")
+    p.add_argument("--resolution", type=int, default=32, help="output size (without --like)")
+    p.add_argument("--channels", type=_channels, default=(256, 128, 64), help="per-block channels (without --like)")
+    p.add_argument("--z-dim", type=int, default=100, help="latent size (without --like)")
+    p.add_argument("--out-channels", type=int, default=3, help="1 (grayscale) or 3 (without --like)")
+    _train_options(p, TrainConfig(mode="gan", l1=0.0, lpips=0.0, feat=0.0, adv=1.0, real="fashion-mnist", r1_gamma=0.0))
+    _asset_option(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "compress", formatter_class=_Formatter, help="the main job: prune, distill, evaluate, report",
+        description="Teacher in, verified student out: prune to the given width, distil with the default recipe, "
+                    "evaluate teacher and student with one protocol, write grid.png, report.json and report.md. "
+                    "Presets: quick (default; under 10 minutes on a 2-core CPU, small-n FID) and standard "
+                    "(the budget for results to compare; a GPU or a long CPU run). Options given explicitly "
+                    "override the preset.",
+        epilog="examples:\n  gancompress compress --teacher dcgan-face64 --width 0.25\n"
+               "  gancompress compress --teacher dcgan-face64 --width 0.5 --preset standard\n"
+               "  gancompress compress --teacher dcgan-face64 --resume runs/00004-compress-dcgan-face64-w0.25",
+    )
+    p.add_argument("--teacher", default="dcgan-face64", help="registered name or checkpoint/state_dict file")
+    _student_options(p, width_default=0.25)
+    p.add_argument("--preset", choices=["quick", "standard"], default="quick", help="training and evaluation budget")
+    p.add_argument("--n-eval", type=int, default=None, help="samples for FID/KID/LPIPS (default: the preset's)")
+    for name in ("steps", "batch_size", "l1", "lpips", "mse", "feat", "adv", "r1_gamma", "diffaug", "seed", "real"):
+        kind = str if name in ("diffaug", "real") else int if name in ("steps", "batch_size", "seed") else float
+        p.add_argument("--" + name.replace("_", "-"), type=kind, default=argparse.SUPPRESS,
+                       help=_TRAIN_HELP[name] + " (default: the preset's)")
+    p.add_argument("--run-root", type=Path, default=Path("runs"), help="where numbered run directories go")
+    p.add_argument("--resume", type=Path, default=None, help="continue an interrupted compress run")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _asset_option(p)
+    p.set_defaults(func=cmd_compress)
     return parser
 
 

@@ -37,7 +37,7 @@ from gancompress.metrics.cost import MACS_RULE, count_macs, count_parameters
 from gancompress.metrics.images import GRAYSCALE_RULE, TO_UINT8_RULE, to_uint8
 from gancompress.metrics.latency import measure_latency
 from gancompress.metrics.lpips import load_lpips, lpips_distance
-from gancompress.teachers import resolve_generator
+from gancompress.teachers import manifest, resolve_generator
 
 REFERENCE_CACHE_VERSION = 1
 DEFAULT_REF_SEED = 1_000_003
@@ -78,16 +78,20 @@ class Reference:
     teacher: torch.nn.Module | None = field(default=None, repr=False)
 
 
+def generator_reference(generator, identity: dict, device) -> Reference:
+    """A generator as a source of images: latents from the seed the caller passes."""
+
+    def generated_images(n, seed, batch_size):
+        z = latents(n, generator.z_dim, seed)
+        for _, images in sample_images(generator, z, batch_size, device):
+            yield to_uint8(images)
+
+    return Reference("teacher", f"teacher:{identity['name']}", identity, None, generated_images, generator)
+
+
 def parse_reference(spec: str, device, resolution: int, channels: int) -> Reference:
     if spec.startswith("teacher:"):
-        teacher, identity = resolve_generator(spec[len("teacher:"):], device)
-
-        def teacher_images(n, seed, batch_size):
-            z = latents(n, teacher.z_dim, seed)
-            for _, images in sample_images(teacher, z, batch_size, device):
-                yield to_uint8(images)
-
-        return Reference("teacher", f"teacher:{identity['name']}", identity, None, teacher_images, teacher)
+        return generator_reference(*resolve_generator(spec[len("teacher:"):], device), device)
 
     name, _, split = spec.partition(":")
     if name in DATASETS:
@@ -156,17 +160,17 @@ def reference_cache_key(reference: Reference, n_ref: int, ref_seed: int, device:
     return key, descriptor
 
 
-def reference_features(reference, n_ref, ref_seed, extractor, batch_size, device, use_cache, progress, log):
+def cached_features(reference, n_ref, ref_seed, extractor, batch_size, device, use_cache, progress, log):
     key, descriptor = reference_cache_key(reference, n_ref, ref_seed, device)
-    path = assets.cache_dir() / "reference-features" / f"{key}.safetensors"
+    path = assets.cache_dir() / "features" / f"{key}.safetensors"
     if use_cache and path.is_file():
-        log(f"reference features: reused from cache {path}")
+        log(f"features of {reference.label} (n = {n_ref}, seed {ref_seed}): reused from cache {path}")
         return load_file(str(path))["features"], {"cache": "reused", "key": key, "file": str(path)}
     batches = reference.loader(n_ref, ref_seed, batch_size)
     feats = _features(batches, extractor, n_ref, f"features {reference.label}", progress)
     if use_cache:
         save_tensors(path, {"features": feats}, {"descriptor": descriptor})
-        log(f"reference features: computed and cached as {path}")
+        log(f"features of {reference.label} (n = {n_ref}, seed {ref_seed}): computed and cached as {path}")
     return feats, {"cache": "computed" + ("" if use_cache else " (cache off)"), "key": key, "file": str(path)}
 
 
@@ -202,33 +206,31 @@ def evaluate(
     timings["load_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    ref_feats, ref_cache = reference_features(
+    ref_feats, ref_cache = cached_features(
         reference, n_ref, ref_seed, extractor, batch_size, device, use_cache, progress, log
     )
     timings["reference_features_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    z = latents(n, generator.z_dim, seed)
-    lpips_record = _lpips_unavailable(reference, generator)
-    lpips_model = load_lpips(lpips_net, device) if lpips_record is None else None
-    gen_feats, distances = [], []
-    with tqdm(total=n, desc=f"features {gen_identity['name']}", unit="img", disable=not progress, leave=False) as bar:
-        for span, images in sample_images(generator, z, batch_size, device):
-            gen_feats.append(extractor(to_uint8(images)))
-            if lpips_model is not None:
-                with torch.inference_mode():
-                    teacher_images = reference.teacher(z[span].to(device)).float()
-                    distances.append(lpips_distance(lpips_model, images.to(device), teacher_images).cpu())
-            bar.update(len(images))
-    gen_feats = torch.cat(gen_feats)
+    # A registered teacher's own samples are as reusable as a reference's: cache them the same way
+    # (a student's features are used once, so they are not kept).
+    cache_generator = use_cache and generator_spec in manifest()
+    gen_feats, gen_cache = cached_features(
+        generator_reference(generator, gen_identity, device), n, seed, extractor, batch_size, device,
+        cache_generator, progress, log if cache_generator else (lambda msg: None),
+    )
     timings["generator_features_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    lpips_record = _lpips_unavailable(reference, generator)
+    if lpips_record is None:
+        lpips_record = lpips_to_teacher(generator, reference.teacher, latents(n, generator.z_dim, seed),
+                                        load_lpips(lpips_net, device), batch_size, device)
+        lpips_record["net"] = lpips_net
+    timings["lpips_s"] = time.perf_counter() - t0
 
     fid = fid_metrics.fid_from_features(gen_feats, ref_feats)
     kid_mean, kid_std = fid_metrics.kid_from_features(gen_feats, ref_feats, seed=seed)
-    if lpips_record is None:
-        d = torch.cat(distances).double()
-        lpips_record = {"mean": float(d.mean()), "std": float(d.std()), "n": len(d), "net": lpips_net,
-                        "version": "0.1", "pairs": "generator(z_i) vs teacher(z_i), same latents"}
 
     t0 = time.perf_counter()
     cost = {"params": count_parameters(generator), "macs_per_image": count_macs(generator), "macs_rule": MACS_RULE}
@@ -240,6 +242,7 @@ def evaluate(
         "generator": gen_identity,
         "reference": {"spec": reference_spec, "label": reference.label, "kind": reference.kind,
                       "identity": reference.identity, "features": ref_cache},
+        "generator_features": gen_cache,
         "metrics": {
             "fid": fid,
             "kid": {"mean": kid_mean, "std": kid_std},
@@ -254,6 +257,19 @@ def evaluate(
     if not inception_score:
         del record["metrics"]["inception_score"]
     return record
+
+
+@torch.inference_mode()
+def lpips_to_teacher(generator, teacher, z: torch.Tensor, lpips_model, batch_size: int, device) -> dict:
+    """Per-image LPIPS between generator(z_i) and teacher(z_i): mean and standard deviation."""
+    teacher.eval()
+    distances = []
+    for span, images in sample_images(generator, z, batch_size, device):
+        teacher_images = teacher(z[span].to(device)).float()
+        distances.append(lpips_distance(lpips_model, images.to(device), teacher_images).cpu())
+    d = torch.cat(distances).double()
+    return {"mean": float(d.mean()), "std": float(d.std()), "n": len(d), "version": "0.1",
+            "pairs": "generator(z_i) vs teacher(z_i), same latents"}
 
 
 def _lpips_unavailable(reference: Reference, generator) -> dict | None:

@@ -20,3 +20,79 @@ def save_grid(path: str | Path, rows: list[torch.Tensor]) -> Path:
     with atomic_path(path) as tmp:
         save_image(grid, tmp, format="png")
     return path
+
+
+def _ratio(student: float, teacher: float) -> float | None:
+    return student / teacher if teacher else None
+
+
+def comparison(teacher_record: dict, student_record: dict) -> dict:
+    """Teacher vs student from two evaluation records made with the same protocol."""
+    t, s = teacher_record, student_record
+    rows = {
+        "fid_vs_teacher_samples": (t["metrics"]["fid"], s["metrics"]["fid"]),
+        "kid_vs_teacher_samples": (t["metrics"]["kid"]["mean"], s["metrics"]["kid"]["mean"]),
+        "lpips_to_teacher": (t["metrics"]["lpips"].get("mean"), s["metrics"]["lpips"].get("mean")),
+        "params": (t["cost"]["params"], s["cost"]["params"]),
+        "macs_per_image": (t["cost"]["macs_per_image"], s["cost"]["macs_per_image"]),
+    }
+    for lt, ls in zip(t["cost"].get("latency", []), s["cost"].get("latency", [])):
+        rows[f"latency_ms_b{lt['batch_size']}"] = (lt["median_ms_per_image"], ls["median_ms_per_image"])
+    out = {k: {"teacher": a, "student": b, "student_over_teacher": _ratio(b, a) if a and b is not None else None}
+           for k, (a, b) in rows.items()}
+    return out
+
+
+def write_report(run_dir: Path, summary: dict) -> tuple[Path, Path]:
+    """report.json (everything) and report.md (the table a person reads) in `run_dir`."""
+    import json
+
+    from gancompress.io import atomic_write_text
+
+    run_dir = Path(run_dir)
+    json_path, md_path = run_dir / "report.json", run_dir / "report.md"
+    atomic_write_text(json_path, json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    cmp = summary["comparison"]
+    p = summary["student_eval"]["protocol"]
+    names = {
+        "fid_vs_teacher_samples": "FID vs teacher samples", "kid_vs_teacher_samples": "KID vs teacher samples",
+        "lpips_to_teacher": "LPIPS to teacher (AlexNet)", "params": "parameters", "macs_per_image": "MACs / image",
+        "latency_ms_b1": "latency, batch 1 (ms/img)", "latency_ms_b16": "latency, batch 16 (ms/img)",
+    }
+
+    def fmt(v):
+        if v is None:
+            return "n/a"
+        if isinstance(v, int) or (isinstance(v, float) and v >= 1000):
+            return f"{v:,.0f}"
+        return f"{v:.4g}"
+
+    lines = [
+        f"# Compression report: {summary['teacher']} -> student {tuple(summary['student_channels'])}",
+        "",
+        f"Command: `{summary['command']}`",
+        "",
+        "| metric | teacher | student | student / teacher |",
+        "|---|---|---|---|",
+    ]
+    for key, row in cmp.items():
+        lines.append(f"| {names.get(key, key)} | {fmt(row['teacher'])} | {fmt(row['student'])} | "
+                     f"{fmt(row['student_over_teacher'])} |")
+    lines += [
+        "",
+        f"The teacher's FID is the sampling-noise floor: the teacher against fresh samples of itself at the same n.",
+        "",
+        "Protocol: " + "; ".join([
+            f"n = {p['n_generated']} generated vs {p['n_reference']} reference ({p['reference']})",
+            f"features: {p['feature_extractor']}, weights {p['feature_weights']['asset']} "
+            f"sha256 {p['feature_weights']['sha256'][:16]}",
+            f"resize: {p['resize']}", f"latents: {p['latents']}",
+            f"device {p['device']}, {p['threads']} threads, torch {p['torch']}",
+        ]) + ".",
+    ]
+    if summary.get("note"):
+        lines += ["", summary["note"]]
+    lines += ["", f"Training: {summary['training']['steps']} steps of batch {summary['training']['batch_size']} "
+                  f"in {summary['training']['time_s']:.0f} s. Grid: `{summary['grid']}` (teacher row, student row, same latents)."]
+    atomic_write_text(md_path, "\n".join(lines) + "\n")
+    return json_path, md_path

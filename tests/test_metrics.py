@@ -15,7 +15,7 @@ N = 128  # per set: enough for FID to separate datasets, small enough for CI
 
 
 def _png(path):
-    array = np.asarray(Image.open(io.BytesIO(path.read_bytes())).convert("RGB"))
+    array = np.array(Image.open(io.BytesIO(path.read_bytes())).convert("RGB"))
     return torch.from_numpy(array).permute(2, 0, 1)[None].float() / 127.5 - 1
 
 

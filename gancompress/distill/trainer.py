@@ -253,8 +253,11 @@ class Trainer:
 
     @torch.no_grad()
     def update_ema(self) -> None:
+        # Warm-up: early on the average would be dominated by the untrained initial weights, so the
+        # decay grows from 0.1 towards ema_decay as (1 + t) / (10 + t).
+        decay = min(self.config.ema_decay, (1 + self.step) / (10 + self.step))
         for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
-            p_ema.lerp_(p, 1 - self.config.ema_decay)
+            p_ema.lerp_(p, 1 - decay)
         for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
             b_ema.copy_(b)
 

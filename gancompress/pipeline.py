@@ -1,0 +1,164 @@
+"""Runs: prune, distill and train as library calls that the CLI wraps.
+
+A run directory (`runs/NNNNN-label/`) holds `run.json` (everything needed to rebuild the run:
+teacher, student architecture and how it was initialised, training config), `log.txt`,
+`stats.jsonl`, `samples/`, `checkpoints/` and, when finished, `student.safetensors` (the EMA
+student). `--resume RUN_DIR` rebuilds the run from `run.json` and continues from its latest
+checkpoint."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from gancompress.config import ConfigError, DCGANConfig
+from gancompress.data import DATASETS, ImageFiles, load_dataset
+from gancompress.distill.trainer import Rank, TrainConfig, Trainer, init_distributed
+from gancompress.errors import GancompressError
+from gancompress.io import atomic_write_text, save_generator
+from gancompress.models import build_generator, config_from_dict
+from gancompress.prune import prune_generator
+from gancompress.teachers import resolve_generator
+
+RUN_FILE = "run.json"
+STUDENT_FILE = "student.safetensors"
+
+
+class RunError(GancompressError, ValueError):
+    pass
+
+
+def make_run_dir(root: str | Path, label: str) -> Path:
+    """`root/NNNNN-label`, numbered one past the highest existing run."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    numbers = [int(m.group(1)) for p in root.iterdir() if (m := re.match(r"(\d{5})-", p.name))]
+    run_dir = root / f"{max(numbers, default=-1) + 1:05d}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', label)}"
+    run_dir.mkdir()
+    return run_dir
+
+
+def real_image_source(spec: str, resolution: int, channels: int) -> Callable[[torch.Generator, int], torch.Tensor]:
+    """Sampler of real training images in [-1, 1] at the generator's resolution (bilinear resize,
+    antialiased when shrinking), drawn uniformly with replacement by the caller's generator."""
+    name, _, split = spec.partition(":")
+    if name in DATASETS:
+        images = load_dataset(name, split or "train")
+    else:
+        path = Path(spec[len("folder:"):] if spec.startswith("folder:") else spec)
+        if not path.exists():
+            raise RunError(f"real images {spec!r}: not a dataset ({', '.join(DATASETS)}) or an existing folder/tar")
+        files = ImageFiles.open(path)
+        images = files.load(range(len(files.names)), channels, resolution)
+    if images.shape[1] != channels:
+        raise RunError(f"real images {spec!r} have {images.shape[1]} channels but the generator makes {channels}")
+    images = images.float().div(127.5).sub(1)
+    if images.shape[-1] != resolution:
+        images = F.interpolate(images, size=(resolution, resolution), mode="bilinear", align_corners=False,
+                               antialias=images.shape[-1] > resolution)
+
+    def sample(generator: torch.Generator, n: int) -> torch.Tensor:
+        return images[torch.randint(0, len(images), (n,), generator=generator)]
+
+    return sample
+
+
+def prune_teacher(teacher_spec: str, width=None, channels=None, criterion="l1", seed=0, device="cpu"):
+    """(teacher, teacher identity, student, kept indices)."""
+    teacher, identity = resolve_generator(teacher_spec, device)
+    student, kept = prune_generator(teacher, width=width, channels=channels, criterion=criterion, seed=seed)
+    return teacher, identity, student, kept
+
+
+def save_student(path: Path, student, pruning: dict | None) -> Path:
+    return save_generator(path, student, {"pruning": pruning} if pruning else None)
+
+
+def _logger(run_dir: Path | None, rank: Rank) -> logging.Logger:
+    log = logging.getLogger(f"gancompress.run.{run_dir}")
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    if run_dir is not None and rank.main and not log.handlers:
+        handler = logging.FileHandler(run_dir / "log.txt")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        log.addHandler(handler)
+    return log
+
+
+def start_run(
+    run_root: str | Path,
+    label: str,
+    config: TrainConfig,
+    teacher_spec: str | None,
+    student_plan: dict,
+    device: str = "cpu",
+) -> Path:
+    """Create a run directory and its run.json. `student_plan` says how the student is built:
+    {"init": "inherit", "width" | "channels", "criterion", "prune_seed"} to prune the teacher,
+    {"init": "random", "width" | "channels"} for the pruned architecture with fresh weights, or
+    {"init": "random", "config": {...}} for any architecture (training from scratch)."""
+    rank = init_distributed(device)
+    run_dir = None
+    if rank.main:
+        run_dir = make_run_dir(run_root, label)
+        record = {"teacher": teacher_spec, "student": student_plan, "train": config.to_dict(), "device": device}
+        atomic_write_text(run_dir / RUN_FILE, json.dumps(record, indent=2, sort_keys=True) + "\n")
+    if rank.world > 1:  # every rank reads run.json: rank 0 sends the name only once it is written
+        names = [str(run_dir) if run_dir else None]
+        torch.distributed.broadcast_object_list(names, 0)
+        run_dir = Path(names[0])
+    return run_dir
+
+
+def run_training(run_dir: str | Path, device: str = "cpu", resume: bool = False, progress: bool = True,
+                 lpips_model=None):
+    """Build (or rebuild) the run described by run.json and train it to the end. Returns the EMA student."""
+    run_dir = Path(run_dir)
+    rank = init_distributed(device)
+    spec_file = run_dir / RUN_FILE
+    if not spec_file.is_file():
+        raise RunError(f"{run_dir}: not a gancompress run directory (no {RUN_FILE})")
+    spec = json.loads(spec_file.read_text())
+    config = TrainConfig.from_dict(spec["train"])
+    plan = spec["student"]
+    teacher, kept = None, None
+    if spec["teacher"]:
+        teacher, _ = resolve_generator(spec["teacher"], device)
+    torch.manual_seed(config.seed)
+    if plan["init"] == "inherit":
+        student, kept = prune_generator(teacher, width=plan.get("width"), channels=plan.get("channels"),
+                                        criterion=plan.get("criterion", "l1"), seed=plan.get("prune_seed", 0))
+    elif "config" in plan:
+        student = build_generator(config_from_dict(plan["config"]))
+    else:
+        shape, _ = prune_generator(teacher, width=plan.get("width"), channels=plan.get("channels"), criterion="l1")
+        student = build_generator(shape.config)
+    if config.mode == "distill" and config.lpips and lpips_model is None:
+        from gancompress.metrics.lpips import load_lpips
+
+        lpips_model = load_lpips("alex", device)
+    real = None
+    if config.real != "teacher":
+        real = real_image_source(config.real, student.resolution, student.out_channels)
+    log = _logger(run_dir, rank)
+    trainer = Trainer(config, student, teacher, real, run_dir, device=device, kept=kept,
+                      lpips_model=lpips_model, rank=rank, progress=progress)
+    if resume:
+        trainer.load_checkpoint(run_dir)
+        log.info("resumed at step %d", trainer.step)
+    else:
+        log.info("started: %s", json.dumps(spec, sort_keys=True))
+    student_ema = trainer.train()
+    if rank.main:
+        pruning = {"teacher": spec["teacher"], "kept": kept, "criterion": plan.get("criterion")} if kept else None
+        save_student(run_dir / STUDENT_FILE, student_ema, pruning)
+        log.info("finished at step %d after %.1f s; EMA student written to %s", trainer.step, trainer.elapsed(),
+                 run_dir / STUDENT_FILE)
+    return student_ema, trainer
