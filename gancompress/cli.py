@@ -97,7 +97,7 @@ _TRAIN_HELP = {
     "r1_gamma": "R1 weight on real images (0: off)", "r1_interval": "lazy R1 every N steps",
     "diffaug": "DiffAugment policies, comma-separated, or 'none'", "d_width": "discriminator width relative to the student",
     "ema_decay": "decay of the student EMA (what is saved and evaluated)",
-    "student_bn": "auto, frozen (inherited running stats) or batch", "seed": "seed of every random draw",
+    "student_bn": "batch (BatchNorm on batch statistics) or frozen (on the inherited running statistics)", "seed": "seed of every random draw",
     "real": "real images for the discriminator: 'teacher' (data-free) or a dataset/folder",
     "log_every": "write stats.jsonl every N steps", "sample_every": "write a sample grid every N steps",
     "checkpoint_every": "write a checkpoint every N steps",
@@ -306,7 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--channels", type=_channels, default=(256, 128, 64), help="per-block channels (without --like)")
     p.add_argument("--z-dim", type=int, default=100, help="latent size (without --like)")
     p.add_argument("--out-channels", type=int, default=3, help="1 (grayscale) or 3 (without --like)")
-    _train_options(p, TrainConfig(mode="gan", l1=0.0, lpips=0.0, feat=0.0, adv=1.0, real="fashion-mnist", r1_gamma=0.0))
+    _train_options(p, TrainConfig(mode="gan", l1=0.0, lpips=0.0, feat=0.0, adv=1.0, real="fashion-mnist", r1_gamma=0.0,
+                                  lr_g=2e-4))
     _asset_option(p)
     p.set_defaults(func=cmd_train)
 

@@ -38,7 +38,7 @@ def test_every_loss_term_is_logged_separately(tmp_path, lpips_alex):
 
 def test_teacher_is_frozen_and_shares_latents_with_the_student(tmp_path, lpips_alex):
     """A width-1.0 student starts equal to the teacher: with the same z the output losses are 0."""
-    config = TrainConfig(**{**SMALL, "steps": 1, "adv": 0.0, "feat": 1.0})
+    config = TrainConfig(**{**SMALL, "steps": 1, "adv": 0.0, "feat": 1.0, "student_bn": "frozen"})
     trainer, teacher = _trainer(tmp_path, config, width=1.0, lpips_model=lpips_alex)
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
     terms = trainer.generator_step(0)
