@@ -14,4 +14,4 @@ if command -v apt-get >/dev/null 2>&1 && ! dpkg -s dataset-fashion-mnist >/dev/n
     fi
 fi
 
-"$PY" -m pip install -q -e ".[dev]"
+"$PY" -m pip install -q --root-user-action=ignore -e ".[dev]"
