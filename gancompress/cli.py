@@ -253,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu or cuda[:N] (default: cuda if available)")
     p.add_argument("--lpips-net", choices=["alex", "vgg"], default="alex", help="LPIPS trunk")
     p.add_argument("--no-latency", action="store_true", help="skip latency measurement")
-    p.add_argument("--no-cache", action="store_true", help="do not read or write cached reference features")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write cached Inception features")
     p.add_argument("--isc", action="store_true", help="ask for Inception Score (reported unavailable, with why)")
     p.add_argument("--out", type=Path, default=None, help="write the JSON record here")
     p.add_argument("--json", action="store_true", help="print the JSON record instead of the table")

@@ -20,8 +20,10 @@ def test_manifest_from_a_built_wheel(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target",
                     str(tmp_path / "site"), str(wheel)], check=True)
     code = ("import gancompress, gancompress.teachers as t; "
-            "print(gancompress.__file__); print(sorted(t.manifest()))")
+            "print(gancompress.__file__); print(sorted(t.manifest())); "
+            "print(t.teacher_path('dcgan-fmnist32'))")
     out = subprocess.run([sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(tmp_path / 'site')!r}); {code}"],
                          capture_output=True, text=True, cwd=tmp_path, check=True).stdout.splitlines()
     assert out[0].startswith(str(tmp_path / "site"))
-    assert out[1] == "['dcgan-face64']"
+    assert out[1] == str(sorted(manifest()))
+    assert out[2].startswith(str(tmp_path / "site"))  # the shipped teacher file, sha256-checked on load
