@@ -80,12 +80,6 @@ class DCGANConfig(_SerializableConfig):
     def block_names(self) -> tuple[str, ...]:
         return tuple(f"b{4 * 2**i}" for i in range(len(self.channels)))
 
-    @classmethod
-    def from_ngf(cls, ngf: int = 64, resolution: int = 64, **kwargs) -> "DCGANConfig":
-        """The tutorial's naming: block widths ngf * 2**k, widest first."""
-        n_blocks = int(math.log2(resolution)) - 2
-        return cls(channels=tuple(ngf * 2 ** (n_blocks - 1 - i) for i in range(n_blocks)), resolution=resolution, **kwargs)
-
     def with_width(self, width: float, divisor: int = 8) -> "DCGANConfig":
         """This architecture with every block scaled by `width` (0 < width <= 1), rounded with
         `make_divisible` but never above the original count."""

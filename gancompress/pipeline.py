@@ -8,7 +8,6 @@ checkpoint."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import re
@@ -18,7 +17,6 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from gancompress.config import ConfigError, DCGANConfig
 from gancompress.data import DATASETS, ImageFiles, load_dataset
 from gancompress.distill.trainer import Rank, TrainConfig, Trainer, init_distributed
 from gancompress.errors import GancompressError

@@ -80,7 +80,7 @@ def write_report(run_dir: Path, summary: dict) -> tuple[Path, Path]:
                      f"{fmt(row['student_over_teacher'])} |")
     lines += [
         "",
-        f"The teacher's FID is the sampling-noise floor: the teacher against fresh samples of itself at the same n.",
+        "The teacher's FID is the sampling-noise floor: the teacher against fresh samples of itself at the same n.",
         "",
         "Protocol: " + "; ".join([
             f"n = {p['n_generated']} generated vs {p['n_reference']} reference ({p['reference']})",

@@ -38,7 +38,7 @@ def test_sha256_mismatch_is_an_error_naming_the_asset(isolated_cache, monkeypatc
 
 def test_missing_carrier_is_an_error_naming_the_asset(isolated_cache, monkeypatch):
     real = assets.get_asset("mnist")
-    ghost = _register(monkeypatch, dataclasses.replace(
+    _register(monkeypatch, dataclasses.replace(
         real, name="ghost", carrier=Carrier("pypi", "gancompress-no-such-package-xyz", "0.0.1", "0" * 64)))
     with pytest.raises(AssetError, match=r"asset ghost: carrier pypi:gancompress-no-such-package-xyz==0\.0\.1 could not be downloaded"):
         assets.fetch(["ghost"], progress=False)

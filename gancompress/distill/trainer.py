@@ -16,7 +16,6 @@ same way). Only rank 0 writes files.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import hashlib
 import json
 import os
@@ -27,7 +26,6 @@ from typing import Callable
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from gancompress.config import ConfigError, DCGANDiscriminatorConfig, _SerializableConfig
