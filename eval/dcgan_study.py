@@ -12,7 +12,9 @@ with random init instead of inherited weights.
 Resumable: each finished row is stored in OUT/rows/<row>.json and skipped on the next run; a row
 whose training was interrupted resumes from its run directory. Usage:
 
-  python eval/dcgan_study.py --widths 0.5,0.25 --steps 3000 --batch-size 32 --n 2000
+  python eval/dcgan_study.py --widths 0.5,0.25 --steps 2000 --batch-size 32 --n 2000
+
+or split over processes with --only (rows are shared through OUT/rows/).
 """
 
 from __future__ import annotations
@@ -89,21 +91,32 @@ def main(argv=None) -> int:
     parser.add_argument("--teacher", default="dcgan-face64")
     parser.add_argument("--widths", default="0.5,0.25")
     parser.add_argument("--ablation-width", type=float, default=0.25)
-    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n", type=int, default=2000, help="samples for FID/LPIPS")
     parser.add_argument("--out", type=Path, default=Path("eval/results/dcgan_face64_study"))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--only", default="", help="comma-separated ROW-wWIDTH names to run (default: all); "
+                        "lets several processes share the study, e.g. one per width")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     widths = [float(w) for w in args.widths.split(",")]
-    rows = []
+    planned = [(name, width, *RECIPES[name]) for width in widths for name in RECIPES]
+    planned += [(name, args.ablation_width, *ABLATIONS[name]) for name in ABLATIONS]
+    only = {item for item in args.only.split(",") if item}
+    unknown = only - {f"{name}-w{width}" for name, width, _, _ in planned}
+    if unknown:
+        parser.error(f"--only names no planned row: {sorted(unknown)}")
+    rows = [run_row(name, width, plan, overrides, args, args.out, args.device)
+            for name, width, plan, overrides in planned if not only or f"{name}-w{width}" in only]
+    if len(rows) < len(planned):
+        done = [n for n, w, _, _ in planned if (args.out / "rows" / f"{n}-w{w}.json").is_file()]
+        print(f"{len(done)}/{len(planned)} rows done; run without --only to write the tables", file=sys.stderr)
+        return 0
     floor = evaluate(args.teacher, f"teacher:{args.teacher}", n=args.n, device=args.device, latency=False)
-    for width in widths:
-        for name, (plan, overrides) in RECIPES.items():
-            rows.append(run_row(name, width, plan, overrides, args, args.out, args.device))
-    for name, (plan, overrides) in ABLATIONS.items():
-        rows.append(run_row(name, args.ablation_width, plan, overrides, args, args.out, args.device))
     write_tables(rows, floor, args)
     return 0
 
