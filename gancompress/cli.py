@@ -101,6 +101,7 @@ _TRAIN_HELP = {
     "real": "real images for the discriminator: 'teacher' (data-free) or a dataset/folder",
     "log_every": "write stats.jsonl every N steps", "sample_every": "write a sample grid every N steps",
     "checkpoint_every": "write a checkpoint every N steps",
+    "tensorboard": "also log losses and sample grids to RUN_DIR/tensorboard (needs the tensorboard extra)",
 }
 
 
@@ -109,6 +110,8 @@ def _train_options(p, base):
         default = getattr(base, name)
         if name == "diffaug":
             p.add_argument("--diffaug", default=",".join(default) or "none", help=text)
+        elif isinstance(default, bool):
+            p.add_argument("--" + name, action=argparse.BooleanOptionalAction, default=default, help=text)
         else:
             p.add_argument("--" + name.replace("_", "-"), type=type(default), default=default, help=text)
     p.add_argument("--run-root", type=Path, default=Path("runs"), help="where numbered run directories go")
@@ -203,7 +206,7 @@ def cmd_compress(args) -> int:
     run_dir = compress(
         args.teacher, args.width if not args.channels else None, args.channels, args.criterion, args.preset,
         overrides, args.n_eval, args.run_root, args.resume, args.device or default_device(), not args.quiet,
-        log=lambda msg: print(msg, file=sys.stderr),
+        log=lambda msg: print(msg, file=sys.stderr), data=None if args.data == "none" else args.data,
     )
     report = run_dir / "report.md"
     if report.is_file():
@@ -326,6 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     _student_options(p, width_default=0.25)
     p.add_argument("--preset", choices=["quick", "standard"], default="quick", help="training and evaluation budget")
     p.add_argument("--n-eval", type=int, default=None, help="samples for FID/KID/LPIPS (default: the preset's)")
+    p.add_argument("--data", default="auto", help="real images for FID vs data as well: a dataset[:split] or folder; "
+                   "auto: the registered teacher's dataset (none for dcgan-face64); none: skip")
+    p.add_argument("--tensorboard", action="store_true", default=argparse.SUPPRESS, help=_TRAIN_HELP["tensorboard"])
     for name in ("steps", "batch_size", "l1", "lpips", "mse", "feat", "adv", "r1_gamma", "diffaug", "seed", "real"):
         kind = str if name in ("diffaug", "real") else int if name in ("steps", "batch_size", "seed") else float
         p.add_argument("--" + name.replace("_", "-"), type=kind, default=argparse.SUPPRESS,

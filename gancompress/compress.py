@@ -13,7 +13,7 @@ from gancompress.evaluate import evaluate, latents
 from gancompress.io import load_generator
 from gancompress.pipeline import STUDENT_FILE, run_training, start_run
 from gancompress.report import comparison, save_grid, write_report
-from gancompress.teachers import resolve_generator
+from gancompress.teachers import manifest, resolve_generator
 
 # Budgets. quick: finishes on a 2-core CPU in under 10 minutes with evaluation (its FID uses few
 # samples and says so); standard: the budget of the published-quality results, for a GPU or a
@@ -24,6 +24,12 @@ PRESETS = {
     "standard": {"train": {"steps": 20000, "batch_size": 64, "log_every": 100, "sample_every": 2000,
                            "checkpoint_every": 1000}, "n_eval": 2000},
 }
+
+
+def teacher_dataset(teacher: str) -> str | None:
+    """The dataset a registered teacher was trained on (None for files and data-free teachers)."""
+    entry = manifest().get(teacher)
+    return entry.get("dataset") if entry else None
 
 
 def compress(
@@ -39,8 +45,11 @@ def compress(
     device: str = "cpu",
     progress: bool = True,
     log=print,
+    data: str | None = "auto",
 ) -> Path:
-    """Returns the run directory holding student.safetensors, grid.png, report.json and report.md."""
+    """Returns the run directory holding student.safetensors, grid.png, report.json and report.md.
+    `data`: a reference (dataset[:split] or folder) for FID against real images as well; "auto" uses
+    the registered teacher's dataset when it has one, None skips it."""
     budget = PRESETS[preset]
     n_eval = n_eval or budget["n_eval"]
     if resume is None:
@@ -67,6 +76,12 @@ def compress(
     kwargs = dict(n=n_eval, device=device, progress=progress, log=log)
     teacher_record = evaluate(teacher, f"teacher:{teacher}", **kwargs)
     student_record = evaluate(str(student_path), f"teacher:{teacher}", **kwargs)
+    data = teacher_dataset(teacher) if data == "auto" else data
+    data_records = None
+    if data:
+        log(f"evaluating teacher and student against {data} at n = {n_eval}")
+        kwargs["latency"] = False  # measured above
+        data_records = (evaluate(teacher, data, **kwargs), evaluate(str(student_path), data, **kwargs))
     summary = {
         "command": " ".join(shlex.quote(a) for a in ["gancompress", *sys.argv[1:]]),
         "teacher": teacher_identity["name"],
@@ -75,9 +90,10 @@ def compress(
         "preset": preset,
         "training": {"steps": trainer.step, "batch_size": trainer.config.batch_size, "time_s": trainer.elapsed(),
                      "config": trainer.config.to_dict()},
-        "comparison": comparison(teacher_record, student_record),
+        "comparison": comparison(teacher_record, student_record, data_records),
         "teacher_eval": teacher_record,
         "student_eval": student_record,
+        "data_evals": {"teacher": data_records[0], "student": data_records[1]} if data_records else None,
         "grid": grid.name,
         "note": f"quick preset: FID at n = {n_eval} is biased upwards and noisy; use --preset standard "
                 "(n = 2000) for numbers to compare with other runs." if preset == "quick" else None,

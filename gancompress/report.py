@@ -10,15 +10,19 @@ from torchvision.utils import make_grid, save_image
 from gancompress.io import atomic_path
 
 
-def save_grid(path: str | Path, rows: list[torch.Tensor]) -> Path:
-    """One row per tensor of images in [-1, 1] (same count each; 1-channel shown as grey), PNG, atomic."""
+def grid_image(rows: list[torch.Tensor]) -> torch.Tensor:
+    """One row per tensor of images in [-1, 1] (same count each; 1-channel shown as grey) -> (3, H, W) in [0, 1]."""
     images = torch.cat([r.detach().float().cpu() for r in rows])
     if images.shape[1] == 1:
         images = images.expand(-1, 3, -1, -1)
-    grid = make_grid(images, nrow=len(rows[0]), padding=2, normalize=True, value_range=(-1, 1), pad_value=1.0)
+    return make_grid(images, nrow=len(rows[0]), padding=2, normalize=True, value_range=(-1, 1), pad_value=1.0)
+
+
+def save_grid(path: str | Path, rows: list[torch.Tensor]) -> Path:
+    """`grid_image(rows)` as a PNG, written atomically."""
     path = Path(path)
     with atomic_path(path) as tmp:
-        save_image(grid, tmp, format="png")
+        save_image(grid_image(rows), tmp, format="png")
     return path
 
 
@@ -26,12 +30,19 @@ def _ratio(student: float, teacher: float) -> float | None:
     return student / teacher if teacher else None
 
 
-def comparison(teacher_record: dict, student_record: dict) -> dict:
-    """Teacher vs student from two evaluation records made with the same protocol."""
+def comparison(teacher_record: dict, student_record: dict, data_records: tuple[dict, dict] | None = None) -> dict:
+    """Teacher vs student from two evaluation records made with the same protocol (against teacher
+    samples), plus FID/KID against real data from a second pair of records when given."""
     t, s = teacher_record, student_record
     rows = {
         "fid_vs_teacher_samples": (t["metrics"]["fid"], s["metrics"]["fid"]),
         "kid_vs_teacher_samples": (t["metrics"]["kid"]["mean"], s["metrics"]["kid"]["mean"]),
+    }
+    if data_records:
+        td, sd = data_records
+        rows["fid_vs_data"] = (td["metrics"]["fid"], sd["metrics"]["fid"])
+        rows["kid_vs_data"] = (td["metrics"]["kid"]["mean"], sd["metrics"]["kid"]["mean"])
+    rows |= {
         "lpips_to_teacher": (t["metrics"]["lpips"].get("mean"), s["metrics"]["lpips"].get("mean")),
         "params": (t["cost"]["params"], s["cost"]["params"]),
         "macs_per_image": (t["cost"]["macs_per_image"], s["cost"]["macs_per_image"]),
@@ -56,6 +67,7 @@ def write_report(run_dir: Path, summary: dict) -> tuple[Path, Path]:
     p = summary["student_eval"]["protocol"]
     names = {
         "fid_vs_teacher_samples": "FID vs teacher samples", "kid_vs_teacher_samples": "KID vs teacher samples",
+        "fid_vs_data": "FID vs data", "kid_vs_data": "KID vs data",
         "lpips_to_teacher": "LPIPS to teacher (AlexNet)", "params": "parameters", "macs_per_image": "MACs / image",
         "latency_ms_b1": "latency, batch 1 (ms/img)", "latency_ms_b16": "latency, batch 16 (ms/img)",
     }
@@ -80,7 +92,8 @@ def write_report(run_dir: Path, summary: dict) -> tuple[Path, Path]:
                      f"{fmt(row['student_over_teacher'])} |")
     lines += [
         "",
-        "The teacher's FID is the sampling-noise floor: the teacher against fresh samples of itself at the same n.",
+        "The teacher's FID vs teacher samples is the sampling-noise floor: the teacher against fresh samples of "
+        "itself at the same n.",
         "",
         "Protocol: " + "; ".join([
             f"n = {p['n_generated']} generated vs {p['n_reference']} reference ({p['reference']})",
@@ -90,6 +103,10 @@ def write_report(run_dir: Path, summary: dict) -> tuple[Path, Path]:
             f"device {p['device']}, {p['threads']} threads, torch {p['torch']}",
         ]) + ".",
     ]
+    if summary.get("data_evals"):
+        d = summary["data_evals"]["student"]["protocol"]
+        lines += ["", f"FID/KID vs data: {d['n_generated']} generated images vs {d['reference']}; "
+                      "same features, resize and latents."]
     if summary.get("note"):
         lines += ["", summary["note"]]
     lines += ["", f"Training: {summary['training']['steps']} steps of batch {summary['training']['batch_size']} "

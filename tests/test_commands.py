@@ -105,7 +105,7 @@ def test_train_from_scratch_on_a_dataset(tmp_path, env):
 
 def test_compress_end_to_end(teacher_file, tmp_path, env):
     result = _gc("compress", "--teacher", str(teacher_file), "--width", "0.5", "--steps", "4", "--batch-size", "4",
-                 "--n-eval", "16", "--run-root", str(tmp_path / "runs"), "--quiet", env=env)
+                 "--n-eval", "16", "--data", "mnist", "--run-root", str(tmp_path / "runs"), "--quiet", env=env)
     run = next((tmp_path / "runs").iterdir())
     report = json.loads((run / "report.json").read_text())
     cmp = report["comparison"]
@@ -115,3 +115,16 @@ def test_compress_end_to_end(teacher_file, tmp_path, env):
     assert report["student_eval"]["protocol"]["n_generated"] == 16
     assert (run / "grid.png").is_file() and (run / "student.safetensors").is_file()
     assert "| FID vs teacher samples |" in result.stdout and "Protocol:" in result.stdout
+    # FID vs data: both against the same 16 MNIST test images; random-ish colour images are far from digits.
+    assert cmp["fid_vs_data"]["teacher"] > 50 and cmp["fid_vs_data"]["student"] > 50
+    assert report["data_evals"]["student"]["protocol"]["n_reference"] == 16
+    assert "mnist:test" in report["data_evals"]["student"]["protocol"]["reference"]
+    assert "| FID vs data |" in result.stdout
+
+
+def test_compress_measures_fid_vs_data_for_teachers_with_a_dataset():
+    from gancompress.compress import teacher_dataset
+
+    assert teacher_dataset("dcgan-fmnist32") == "fashion-mnist"
+    assert teacher_dataset("dcgan-face64") is None  # data-free: FID vs teacher samples only
+    assert teacher_dataset("some/file.safetensors") is None
