@@ -80,6 +80,33 @@ def test_resumed_run_ends_with_the_same_weights(tmp_path, lpips_alex):
     assert steps == [1, 2, 3, 4, 5, 6]  # the lost step's log line was dropped and written again
 
 
+def test_tensorboard_logs_each_step_once_across_a_resume(tmp_path, lpips_alex):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = TrainConfig(**SMALL, tensorboard=True)
+    interrupted, _ = _trainer(tmp_path, config, lpips_model=lpips_alex)
+    real_update = interrupted.update_ema
+
+    def killed_during_step_5():
+        if interrupted.step == 4:
+            raise KeyboardInterrupt  # step 4 was logged to TensorBoard; the checkpoint is step 3
+        real_update()
+
+    interrupted.update_ema = killed_during_step_5
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.train()
+    interrupted._tb_writer.close()  # a killed process leaves its flushed events behind
+    resumed, _ = _trainer(tmp_path, config, lpips_model=lpips_alex)
+    resumed.load_checkpoint(tmp_path)
+    resumed.train()
+    events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0, "scalars": 0}).Reload()
+    stats = [json.loads(l) for l in (tmp_path / "stats.jsonl").read_text().splitlines()]
+    out_l1 = events.Scalars("train/out_l1")
+    assert [e.step for e in out_l1] == [1, 2, 3, 4, 5, 6]
+    assert [e.value for e in out_l1] == pytest.approx([s["out_l1"] for s in stats], rel=1e-6)
+    assert [e.step for e in events.Images("samples")] == [3, 6]
+
+
 @pytest.mark.parametrize(
     "kwargs,match",
     [({"mode": "teach"}, "mode must be"), ({"adv_loss": "wgan"}, "adv_loss must be one of"),

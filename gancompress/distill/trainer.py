@@ -62,6 +62,7 @@ class TrainConfig(_SerializableConfig):
     log_every: int = 50
     sample_every: int = 500
     checkpoint_every: int = 500
+    tensorboard: bool = False
 
     family = "train"
 
@@ -143,6 +144,7 @@ class Trainer:
         if config.real == "teacher" and teacher is None:
             raise ConfigError("real images come from the teacher (data-free) but there is no teacher; pass a dataset")
         self.config, self.rank, self.device, self.progress = config, rank, torch.device(device), progress
+        self._tb_writer = None
         self.run_dir = Path(run_dir) if run_dir is not None else None
         if self.run_dir is not None and rank.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -265,6 +267,7 @@ class Trainer:
         end = min(self.config.steps, until_step or self.config.steps)
         self._t_start, self._t_end = time.perf_counter() - self.elapsed_before, None
         window, t_window, n_window = {}, time.perf_counter(), 0
+        self._open_tensorboard()
         bar = tqdm(total=end, initial=self.step, desc=self.config.mode, unit="step",
                    disable=not (self.progress and self.rank.main), dynamic_ncols=True)
         while self.step < end:
@@ -291,6 +294,9 @@ class Trainer:
                 self.save_checkpoint()
             bar.update(1)
         bar.close()
+        if self._tb_writer is not None:
+            self._tb_writer.close()
+            self._tb_writer = None
         self._t_end = time.perf_counter()
         return self.G_ema
 
@@ -305,18 +311,38 @@ class Trainer:
             return
         with open(self.run_dir / "stats.jsonl", "a") as f:
             f.write(json.dumps(stats, sort_keys=True) + "\n")
+        if self._tb_writer is not None:
+            for key, value in stats.items():
+                if key != "step":
+                    self._tb_writer.add_scalar(f"train/{key}", value, self.step)
+            self._tb_writer.flush()
+
+    def _open_tensorboard(self) -> None:
+        """Called as `train` starts. On resume, events after the checkpoint's step (logged before the
+        process died) are purged, so the steps that are replayed are not logged twice."""
+        if not (self.config.tensorboard and self.rank.main and self.run_dir):
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as err:
+            raise ConfigError("tensorboard logging needs the tensorboard package: "
+                              "pip install 'gancompress[tensorboard]', or run without --tensorboard") from err
+        self._tb_writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.step + 1 if self.step else None)
 
     @torch.no_grad()
     def write_samples(self) -> None:
         if not (self.rank.main and self.run_dir):
             return
-        from gancompress.report import save_grid
+        from gancompress.report import grid_image, save_grid
 
         z = self.sample_z.to(self.device)
         rows = [self.G_ema(z)]
         if self.teacher is not None and self.config.mode == "distill":
             rows.insert(0, self.teacher(z))
         save_grid(self.run_dir / "samples" / f"step-{self.step:07d}.png", rows)
+        if self._tb_writer is not None:
+            self._tb_writer.add_image("samples", grid_image(rows), self.step)
+            self._tb_writer.flush()
 
     def save_checkpoint(self) -> None:
         if not (self.rank.main and self.run_dir):
