@@ -90,6 +90,66 @@ class DCGANConfig(_SerializableConfig):
 
 
 @dataclass(frozen=True)
+class StyleGAN2Config(_SerializableConfig):
+    """StyleGAN2 generator (skip toRGB architecture). `channels[i]` is the width of the block at
+    resolution 4 * 2**i (both its convolutions); `from_base` derives them the NVlabs way and
+    `from_multiplier` the rosinality way."""
+
+    resolution: int = 32
+    channels: tuple[int, ...] = (512, 512, 512, 512)
+    z_dim: int = 512
+    w_dim: int = 512
+    mapping_layers: int = 8
+    mapping_lr_mul: float = 0.01
+    out_channels: int = 3
+    blur_taps: tuple[int, ...] = (1, 3, 3, 1)
+    w_avg_beta: float = 0.995
+
+    family = "stylegan2"
+
+    def __post_init__(self):
+        object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
+        object.__setattr__(self, "blur_taps", tuple(int(t) for t in self.blur_taps))
+        if self.resolution < 4 or self.resolution > 1024 or self.resolution & (self.resolution - 1):
+            raise ConfigError(f"resolution must be a power of two from 4 to 1024, got {self.resolution}")
+        expected = int(math.log2(self.resolution)) - 1
+        if len(self.channels) != expected:
+            raise ConfigError(f"a {self.resolution}px StyleGAN2 needs {expected} block channel counts (4px up), "
+                              f"got {len(self.channels)}: {self.channels}")
+        if any(c < 1 for c in self.channels):
+            raise ConfigError(f"every block needs at least one channel, got {self.channels}")
+        if min(self.z_dim, self.w_dim, self.mapping_layers) < 1 or self.out_channels not in (1, 3):
+            raise ConfigError("need z_dim, w_dim, mapping_layers >= 1 and out_channels 1 or 3, got "
+                              f"{self.z_dim}, {self.w_dim}, {self.mapping_layers}, {self.out_channels}")
+
+    @property
+    def block_names(self) -> tuple[str, ...]:
+        return tuple(f"b{4 * 2**i}" for i in range(len(self.channels)))
+
+    @classmethod
+    def from_base(cls, resolution: int, channel_base: int = 16384, channel_max: int = 512, **kwargs):
+        """NVlabs rule: the block at resolution r has min(channel_base // r, channel_max) channels."""
+        n = int(math.log2(resolution)) - 1
+        return cls(resolution=resolution, channels=tuple(min(channel_base // (4 * 2**i), channel_max) for i in range(n)),
+                   **kwargs)
+
+    @classmethod
+    def from_multiplier(cls, resolution: int, channel_multiplier: int = 2, **kwargs):
+        """rosinality rule: 512 up to 32px, then 256, 128, 64, 32, 16 times the multiplier."""
+        table = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64, 512: 32, 1024: 16}
+        n = int(math.log2(resolution)) - 1
+        return cls(resolution=resolution, channels=tuple(
+            table[4 * 2**i] * (channel_multiplier if 4 * 2**i >= 64 else 1) for i in range(n)), **kwargs)
+
+    def with_width(self, width: float, divisor: int = 8) -> "StyleGAN2Config":
+        """Every block scaled by `width` (0 < width <= 1) with `make_divisible`, never above the original."""
+        if not 0 < width <= 1:
+            raise ConfigError(f"width must satisfy 0 < width <= 1, got {width}")
+        channels = tuple(min(c, make_divisible(c * width, divisor, min_value=min(c, divisor))) for c in self.channels)
+        return dataclasses.replace(self, channels=channels)
+
+
+@dataclass(frozen=True)
 class DCGANDiscriminatorConfig(_SerializableConfig):
     """DCGAN discriminator: one stride-2 Conv2d(k=4) + LeakyReLU(0.2) block per halving, from
     `resolution` down to 4x4 (`channels[i]` is block i's width, narrowest first), then a 4x4

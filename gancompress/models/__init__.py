@@ -1,11 +1,12 @@
 """Generator families. `build_generator(config)` maps a config to its network through an explicit
 table (no construction from class-name strings)."""
 
-from gancompress.config import ConfigError, DCGANConfig
+from gancompress.config import ConfigError, DCGANConfig, StyleGAN2Config
 from gancompress.models.dcgan import DCGANGenerator
+from gancompress.models.stylegan2 import StyleGAN2Generator
 
-CONFIG_CLASSES = {"dcgan": DCGANConfig}
-GENERATOR_CLASSES = {DCGANConfig: DCGANGenerator}
+CONFIG_CLASSES = {"dcgan": DCGANConfig, "stylegan2": StyleGAN2Config}
+GENERATOR_CLASSES = {DCGANConfig: DCGANGenerator, StyleGAN2Config: StyleGAN2Generator}
 
 
 def config_from_dict(data: dict):
@@ -19,4 +20,4 @@ def build_generator(config):
     return GENERATOR_CLASSES[type(config)](config)
 
 
-__all__ = ["DCGANGenerator", "DCGANConfig", "build_generator", "config_from_dict"]
+__all__ = ["DCGANGenerator", "DCGANConfig", "StyleGAN2Generator", "StyleGAN2Config", "build_generator", "config_from_dict"]

@@ -1,0 +1,196 @@
+"""StyleGAN2 generator in pure PyTorch (config E of Karras et al. 2020, skip toRGB architecture):
+mapping network z -> w, constant 4x4 input, modulated 3x3 convolutions with weight demodulation,
+per-layer noise, bias + leaky ReLU with gain, toRGB skips upsampled through a FIR filter, style
+mixing and truncation. Every channel count comes from the config, so a pruned student is rebuilt
+exactly from its checkpoint.
+
+Latent layout (the one rosinality/stylegan2-pytorch uses, so its checkpoints map one to one): the
+4x4 block uses w[0] (conv) and w[1] (toRGB); block k >= 1 uses w[2k - 1] (upsampling conv), w[2k]
+(conv) and w[2k + 1] (toRGB); `num_ws = 2 * log2(resolution) - 2`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gancompress.config import StyleGAN2Config
+from gancompress.models.layers import LRELU_GAIN, Blur, EqualLinear, Upsample
+
+
+def modulated_conv2d(x, weight, styles, demodulate=True, upsample=False, blur=None, padding=0, fused=False):
+    """Modulated convolution. `weight` (out, in, k, k) already carries its equalised-lr scale;
+    `styles` (N, in). fused=True builds per-sample weights and runs one grouped convolution (fast on
+    GPUs); fused=False scales the activations before and the outputs after a shared convolution
+    (exports to ONNX, counted by FlopCounterMode). Both compute the same function."""
+    n, c_in = styles.shape
+    c_out = weight.shape[0]
+    if fused:
+        w = weight[None] * styles[:, None, :, None, None]  # (N, out, in, k, k)
+        if demodulate:
+            w = w * (w.square().sum((2, 3, 4)) + 1e-8).rsqrt()[:, :, None, None, None]
+        x = x.reshape(1, n * c_in, *x.shape[2:])
+        if upsample:
+            w = w.transpose(1, 2).reshape(n * c_in, c_out, *weight.shape[2:])
+            out = F.conv_transpose2d(x, w, stride=2, groups=n)
+        else:
+            out = F.conv2d(x, w.reshape(n * c_out, c_in, *weight.shape[2:]), padding=padding, groups=n)
+        out = out.reshape(n, c_out, *out.shape[2:])
+    else:
+        x = x * styles[:, :, None, None]
+        out = F.conv_transpose2d(x, weight.transpose(0, 1), stride=2) if upsample else F.conv2d(x, weight, padding=padding)
+        if demodulate:
+            dcoefs = (weight.square().sum((2, 3))[None] * styles.square()[:, None, :]).sum(2)  # (N, out)
+            out = out * (dcoefs + 1e-8).rsqrt()[:, :, None, None]
+    return blur(out) if upsample else out
+
+
+class ModulatedConv(nn.Module):
+    def __init__(self, in_channels, out_channels, kernel_size, w_dim, demodulate=True, upsample=False,
+                 blur_taps=(1, 3, 3, 1)):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
+        self.affine = EqualLinear(w_dim, in_channels, bias_init=1.0)  # style = A(w), starts at 1
+        self.scale = 1 / math.sqrt(in_channels * kernel_size**2)
+        self.demodulate, self.upsample, self.padding = demodulate, upsample, kernel_size // 2
+        if upsample:
+            factor = 2
+            p = (len(blur_taps) - factor) - (kernel_size - 1)
+            self.blur = Blur(blur_taps, pad=((p + 1) // 2 + factor - 1, p // 2 + 1), gain=factor**2)
+        else:
+            self.blur = None
+
+    def forward(self, x, w, fused=False):
+        return modulated_conv2d(x, self.weight * self.scale, self.affine(w), self.demodulate, self.upsample,
+                                self.blur, self.padding, fused)
+
+
+class StyledConv(nn.Module):
+    """Modulated conv -> + noise * strength -> + bias -> leaky ReLU(0.2) * sqrt(2)."""
+
+    def __init__(self, in_channels, out_channels, w_dim, upsample=False, blur_taps=(1, 3, 3, 1)):
+        super().__init__()
+        self.conv = ModulatedConv(in_channels, out_channels, 3, w_dim, upsample=upsample, blur_taps=blur_taps)
+        self.noise_strength = nn.Parameter(torch.zeros(()))
+        self.bias = nn.Parameter(torch.zeros(out_channels))
+
+    def forward(self, x, w, noise, fused=False):
+        out = self.conv(x, w, fused) + self.noise_strength * noise
+        return F.leaky_relu(out + self.bias[None, :, None, None], 0.2) * LRELU_GAIN
+
+
+class ToRGB(nn.Module):
+    """1x1 modulated conv without demodulation, + bias, + the upsampled skip image."""
+
+    def __init__(self, in_channels, out_channels, w_dim, upsample_skip, blur_taps=(1, 3, 3, 1)):
+        super().__init__()
+        self.conv = ModulatedConv(in_channels, out_channels, 1, w_dim, demodulate=False)
+        self.bias = nn.Parameter(torch.zeros(out_channels))
+        self.upsample = Upsample(blur_taps) if upsample_skip else None
+
+    def forward(self, x, w, skip=None, fused=False):
+        out = self.conv(x, w, fused) + self.bias[None, :, None, None]
+        return out + self.upsample(skip) if skip is not None else out
+
+
+class MappingNetwork(nn.Module):
+    def __init__(self, z_dim, w_dim, layers, lr_mul):
+        super().__init__()
+        dims = [z_dim] + [w_dim] * layers
+        self.layers = nn.ModuleList(EqualLinear(a, b, lr_mul=lr_mul, activation=True) for a, b in zip(dims, dims[1:]))
+
+    def forward(self, z):
+        x = z * (z.square().mean(1, keepdim=True) + 1e-8).rsqrt()  # pixel norm
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+class Synthesis(nn.Module):
+    def __init__(self, config: StyleGAN2Config):
+        super().__init__()
+        ch, w_dim, taps = config.channels, config.w_dim, tuple(config.blur_taps)
+        self.const = nn.Parameter(torch.randn(1, ch[0], 4, 4))
+        self.convs = nn.ModuleDict()  # "<block>_conv0" (upsampling; absent at 4x4) and "<block>_conv1"
+        self.to_rgbs = nn.ModuleDict()
+        names = config.block_names
+        for i, name in enumerate(names):
+            if i:
+                self.convs[f"{name}_conv0"] = StyledConv(ch[i - 1], ch[i], w_dim, upsample=True, blur_taps=taps)
+            self.convs[f"{name}_conv1"] = StyledConv(ch[i], ch[i], w_dim, blur_taps=taps)
+            self.to_rgbs[name] = ToRGB(ch[i], config.out_channels, w_dim, upsample_skip=i > 0, blur_taps=taps)
+        self.block_names = names
+
+    def forward(self, ws, noise, fused=False):
+        """ws: (N, num_ws, w_dim); noise: one tensor per StyledConv, in `convs` order."""
+        x = self.const.repeat(ws.shape[0], 1, 1, 1)  # not expand: a no-grad view of a parameter still "requires grad"
+        features, rgb, k = {}, None, 0
+        for i, name in enumerate(self.block_names):
+            if i:
+                x = self.convs[f"{name}_conv0"](x, ws[:, 2 * i - 1], noise[k], fused)
+                k += 1
+            x = self.convs[f"{name}_conv1"](x, ws[:, 2 * i], noise[k], fused)
+            k += 1
+            rgb = self.to_rgbs[name](x, ws[:, 2 * i + 1], rgb, fused)
+            features[name], features[f"rgb{name[1:]}"] = x, rgb
+        return rgb, features
+
+
+class StyleGAN2Generator(nn.Module):
+    """forward(z) -> image in about [-1, 1] (StyleGAN2 has no output tanh; evaluation clamps).
+
+    noise: None (fresh N(0, 1) noise), "const" (the fixed per-layer buffers), or a list of tensors
+    from `make_noise` so a teacher and its students see the same noise. psi < 1 truncates towards
+    the tracked w average; mix_z with mix_cutoff feeds the second latent's w to layers >= cutoff."""
+
+    def __init__(self, config: StyleGAN2Config):
+        super().__init__()
+        self.config = config
+        self.z_dim = config.z_dim
+        self.mapping = MappingNetwork(config.z_dim, config.w_dim, config.mapping_layers, config.mapping_lr_mul)
+        self.synthesis = Synthesis(config)
+        self.register_buffer("w_avg", torch.zeros(config.w_dim))
+        for k, shape in enumerate(self.noise_shapes()):
+            self.register_buffer(f"noise_const_{k}", torch.randn(1, 1, *shape))
+
+    @property
+    def num_ws(self) -> int:
+        return 2 * len(self.config.channels)
+
+    def noise_shapes(self) -> list[tuple[int, int]]:
+        shapes = []
+        for i in range(len(self.config.channels)):
+            res = 4 * 2**i
+            shapes += [(res, res)] * (2 if i else 1)
+        return shapes
+
+    def make_noise(self, batch: int, generator: torch.Generator | None = None, device=None) -> list[torch.Tensor]:
+        """Per-layer noise for `batch` images; shapes depend only on the resolution, so one list
+        serves a teacher and every student derived from it."""
+        return [torch.randn(batch, 1, *s, generator=generator).to(device or self.w_avg.device) for s in self.noise_shapes()]
+
+    def ws(self, z, psi=1.0, mix_z=None, mix_cutoff=None, update_w_avg=None):
+        w = self.mapping(z)
+        if update_w_avg if update_w_avg is not None else self.training:
+            with torch.no_grad():
+                self.w_avg.lerp_(w.detach().mean(0), 1 - self.config.w_avg_beta)
+        ws = w[:, None].repeat(1, self.num_ws, 1)
+        if mix_z is not None and mix_cutoff is not None:
+            ws[:, mix_cutoff:] = self.mapping(mix_z)[:, None]
+        if psi != 1:
+            ws = self.w_avg.lerp(ws, psi)
+        return ws
+
+    def forward(self, z, return_features=False, noise=None, psi=1.0, mix_z=None, mix_cutoff=None, ws=None, fused=False):
+        ws = self.ws(z, psi, mix_z, mix_cutoff) if ws is None else ws
+        if noise is None:
+            noise = self.make_noise(ws.shape[0], device=ws.device)
+        elif isinstance(noise, str):
+            if noise != "const":
+                raise ValueError(f"noise must be None, 'const' or a list of tensors, got {noise!r}")
+            noise = [getattr(self, f"noise_const_{k}") for k in range(len(self.noise_shapes()))]
+        image, features = self.synthesis(ws, noise, fused)
+        return (image, features) if return_features else image

@@ -1,0 +1,132 @@
+"""StyleGAN2 generator: fused == non-fused modulated convolution, noise sharing, truncation, style
+mixing, FIR upsampling, config rules and checkpoint round trip, on tiny networks."""
+
+import pytest
+import torch
+
+from gancompress.config import ConfigError, StyleGAN2Config
+from gancompress.io import load_generator, save_generator
+from gancompress.metrics.cost import count_macs
+from gancompress.models import build_generator
+from gancompress.models.layers import Upsample, upfirdn2d
+from gancompress.models.stylegan2 import modulated_conv2d
+
+TINY = dict(resolution=32, channels=(32, 32, 16, 8), z_dim=16, w_dim=16, mapping_layers=2)
+
+
+def tiny_stylegan2(seed=0, **kwargs):
+    torch.manual_seed(seed)
+    generator = build_generator(StyleGAN2Config(**{**TINY, **kwargs}))
+    with torch.no_grad():  # non-zero noise strengths, biases and w average, so every path matters
+        for name, p in generator.named_parameters():
+            if name.endswith("noise_strength") or name.endswith(".bias") and "affine" not in name:
+                p.normal_(0, 0.3)
+        generator.w_avg.normal_(0, 0.5)
+    return generator.eval()
+
+
+def test_fused_and_non_fused_modulated_convolution_agree():
+    generator = tiny_stylegan2()
+    z = torch.randn(5, 16, generator=torch.Generator().manual_seed(1))
+    noise = generator.make_noise(5, torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        a, fa = generator(z, return_features=True, noise=noise)
+        b, fb = generator(z, return_features=True, noise=noise, fused=True)
+    assert a.abs().mean() > 0.05  # not a degenerate all-zero image
+    assert torch.allclose(a, b, atol=1e-5, rtol=0)
+    for name in fa:
+        assert torch.allclose(fa[name], fb[name], atol=1e-5, rtol=0), name
+
+
+@pytest.mark.parametrize("upsample,demodulate", [(False, True), (True, True), (False, False)])
+def test_modulated_conv_forms_agree_layer_by_layer(upsample, demodulate):
+    from gancompress.models.layers import Blur
+
+    g = torch.Generator().manual_seed(0)
+    x, weight, styles = torch.randn(3, 6, 8, 8, generator=g), torch.randn(4, 6, 3, 3, generator=g), torch.randn(3, 6, generator=g)
+    blur = Blur((1, 3, 3, 1), pad=(1, 1), gain=4) if upsample else None
+    fused = modulated_conv2d(x, weight, styles, demodulate, upsample, blur, padding=1, fused=True)
+    plain = modulated_conv2d(x, weight, styles, demodulate, upsample, blur, padding=1, fused=False)
+    assert fused.shape == plain.shape == (3, 4, 16 if upsample else 8, 16 if upsample else 8)
+    assert torch.allclose(fused, plain, atol=1e-5, rtol=1e-5)
+    if demodulate and not upsample:  # demodulation: unit-variance weights per output, whatever the style scale
+        assert torch.allclose(plain, modulated_conv2d(x, weight, styles * 7.0, demodulate, padding=1), atol=1e-4)
+
+
+def test_shared_noise_makes_teacher_and_student_comparable():
+    generator = tiny_stylegan2()
+    z = torch.randn(2, 16)
+    noise = generator.make_noise(2, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        same = torch.equal(generator(z, noise=noise), generator(z, noise=noise))
+        other = generator(z, noise=generator.make_noise(2, torch.Generator().manual_seed(1)))
+        const = torch.equal(generator(z, noise="const"), generator(z, noise="const"))
+    student = build_generator(generator.config.__class__(**{**TINY, "channels": (16, 16, 8, 8)}))
+    assert same and const and not torch.equal(other, generator(z, noise=noise))
+    assert [tuple(n.shape) for n in student.make_noise(2)] == [tuple(n.shape) for n in noise]
+    with pytest.raises(ValueError, match="noise must be"):
+        generator(z, noise="zeros")
+
+
+def test_truncation_and_style_mixing():
+    generator = tiny_stylegan2()
+    z1, z2 = torch.randn(3, 16), torch.randn(3, 16)
+    with torch.no_grad():
+        ws = generator.ws(z1, psi=0.0)
+        assert torch.allclose(ws, generator.w_avg.expand_as(ws))  # psi 0: every image is the average
+        half = generator.ws(z1, psi=0.5)
+        assert torch.allclose(half, (generator.ws(z1) + generator.w_avg) / 2, atol=1e-6)
+        assert torch.equal(generator.ws(z1, mix_z=z2, mix_cutoff=generator.num_ws), generator.ws(z1))
+        assert torch.equal(generator.ws(z1, mix_z=z2, mix_cutoff=0), generator.ws(z2))
+        mixed = generator.ws(z1, mix_z=z2, mix_cutoff=3)
+        assert torch.equal(mixed[:, :3], generator.ws(z1)[:, :3]) and torch.equal(mixed[:, 3:], generator.ws(z2)[:, 3:])
+
+
+def test_w_average_is_tracked_in_training_mode_only():
+    generator = tiny_stylegan2()
+    before = generator.w_avg.clone()
+    generator.eval()(torch.randn(4, 16))
+    assert torch.equal(generator.w_avg, before)
+    generator.train()(torch.randn(4, 16))
+    assert not torch.equal(generator.w_avg, before)
+
+
+def test_fir_upsampling_keeps_a_constant_image_constant():
+    up = Upsample((1, 3, 3, 1))
+    out = up(torch.full((1, 2, 6, 6), 0.7))
+    assert out.shape == (1, 2, 12, 12)
+    assert torch.allclose(out[:, :, 2:-2, 2:-2], torch.full_like(out[:, :, 2:-2, 2:-2], 0.7), atol=1e-6)
+    # plain filtering with a delta kernel is the identity; downsampling by 2 takes every other pixel
+    x = torch.randn(1, 1, 5, 5)
+    delta = torch.zeros(3, 3)
+    delta[1, 1] = 1
+    assert torch.allclose(upfirdn2d(x, delta, pad=(1, 1)), x)
+    assert torch.allclose(upfirdn2d(x, delta, down=2, pad=(1, 1)), x[:, :, ::2, ::2])
+
+
+def test_config_rules_and_channel_helpers():
+    assert StyleGAN2Config.from_base(256).channels == (512, 512, 512, 512, 256, 128, 64)
+    assert StyleGAN2Config.from_multiplier(256, 2).channels == (512, 512, 512, 512, 512, 256, 128)
+    assert StyleGAN2Config(**TINY).with_width(0.5).channels == (16, 16, 8, 8)
+    with pytest.raises(ConfigError, match="needs 4 block channel counts"):
+        StyleGAN2Config(**{**TINY, "channels": (32, 16)})
+    with pytest.raises(ConfigError, match="power of two"):
+        StyleGAN2Config(**{**TINY, "resolution": 48})
+    with pytest.raises(ConfigError, match="width must satisfy"):
+        StyleGAN2Config(**TINY).with_width(1.5)
+
+
+def test_checkpoint_round_trip_and_cost(tmp_path):
+    generator = tiny_stylegan2()
+    path = save_generator(tmp_path / "g.safetensors", generator)
+    loaded = load_generator(path)
+    z = torch.randn(2, 16)
+    with torch.no_grad():
+        assert torch.equal(loaded(z, noise="const"), generator(z, noise="const"))
+    _, features = loaded(z, return_features=True, noise="const")
+    assert list(features) == ["b4", "rgb4", "b8", "rgb8", "b16", "rgb16", "b32", "rgb32"]
+    # The 3x3 convolutions by hand (transposed ones counted at their input size, as torch counts
+    # them); the total adds the FIR blurs, toRGBs and linear layers on top.
+    conv_macs = sum(c_in * c_out * 9 * r * r for c_in, c_out, r in
+                    [(32, 32, 4), (32, 32, 4), (32, 32, 8), (32, 16, 8), (16, 16, 16), (16, 8, 16), (8, 8, 32)])
+    assert conv_macs < count_macs(loaded) < 1.5 * conv_macs
