@@ -179,3 +179,36 @@ class DCGANDiscriminatorConfig(_SerializableConfig):
         a student-sized discriminator by default (a full-size one overpowers a small student)."""
         widths = tuple(max(8, make_divisible(c * width)) for c in reversed(generator_config.channels))
         return cls(in_channels=generator_config.out_channels, channels=widths, resolution=generator_config.resolution)
+
+
+@dataclass(frozen=True)
+class StyleGAN2DiscriminatorConfig(_SerializableConfig):
+    """Residual StyleGAN2 discriminator. `channels[i]` is the width at resolution 4 * 2**i (the same
+    order as the generator's), so the network runs fromRGB at `channels[-1]` down to a 4x4 head at
+    `channels[0]` with minibatch standard deviation."""
+
+    resolution: int = 32
+    channels: tuple[int, ...] = (512, 512, 512, 512)
+    in_channels: int = 3
+    mbstd_group: int = 4
+    mbstd_features: int = 1
+    blur_taps: tuple[int, ...] = (1, 3, 3, 1)
+
+    family = "stylegan2-d"
+
+    def __post_init__(self):
+        object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
+        object.__setattr__(self, "blur_taps", tuple(int(t) for t in self.blur_taps))
+        expected = int(math.log2(self.resolution)) - 1
+        if self.resolution < 8 or self.resolution & (self.resolution - 1) or len(self.channels) != expected:
+            raise ConfigError(f"a {self.resolution}px StyleGAN2 discriminator needs {expected} widths, got {self.channels}")
+        if any(c < 1 for c in self.channels) or self.mbstd_group < 1 or self.mbstd_features < 1:
+            raise ConfigError(f"need channels, mbstd_group and mbstd_features >= 1, got {self.channels}, "
+                              f"{self.mbstd_group}, {self.mbstd_features}")
+
+    @classmethod
+    def for_generator(cls, generator_config: StyleGAN2Config, width: float = 1.0) -> "StyleGAN2DiscriminatorConfig":
+        """The discriminator sized like a (student) generator, scaled by `width`, at least 8 wide."""
+        return cls(resolution=generator_config.resolution, in_channels=generator_config.out_channels,
+                   channels=tuple(max(8, make_divisible(c * width)) for c in generator_config.channels),
+                   blur_taps=generator_config.blur_taps)

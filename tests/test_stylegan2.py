@@ -130,3 +130,26 @@ def test_checkpoint_round_trip_and_cost(tmp_path):
     conv_macs = sum(c_in * c_out * 9 * r * r for c_in, c_out, r in
                     [(32, 32, 4), (32, 32, 4), (32, 32, 8), (32, 16, 8), (16, 16, 16), (16, 8, 16), (8, 8, 32)])
     assert conv_macs < count_macs(loaded) < 1.5 * conv_macs
+
+
+def test_discriminator_groups_minibatch_stddev_and_supports_r1():
+    from gancompress.config import StyleGAN2DiscriminatorConfig
+    from gancompress.models.stylegan2 import StyleGAN2Discriminator
+
+    torch.manual_seed(0)
+    d = StyleGAN2Discriminator(StyleGAN2DiscriminatorConfig.for_generator(StyleGAN2Config(**TINY), width=0.5))
+    assert d.config.channels == (16, 16, 8, 8)
+    x = torch.randn(8, 3, 32, 32)
+    logits = d(x)
+    assert logits.shape == (8,)
+    # group size 4 over a batch of 8: sample 0 shares its statistics with samples 2, 4, 6 only
+    changed_odd, changed_even = x.clone(), x.clone()
+    changed_odd[1] += 1.0
+    changed_even[2] += 1.0
+    assert d(changed_odd)[0] == logits[0]
+    assert d(changed_even)[0] != logits[0]
+    assert d(x[:3]).shape == (3,)  # a batch the group size does not divide is one group
+    real = x.requires_grad_(True)
+    (grad,) = torch.autograd.grad(d(real).sum(), real, create_graph=True)
+    grad.square().sum().backward()  # R1 needs the double backward
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for n, p in d.named_parameters() if n.endswith("weight"))

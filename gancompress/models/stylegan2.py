@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gancompress.config import StyleGAN2Config
-from gancompress.models.layers import LRELU_GAIN, Blur, EqualLinear, Upsample
+from gancompress.config import StyleGAN2Config, StyleGAN2DiscriminatorConfig
+from gancompress.models.layers import LRELU_GAIN, Blur, EqualConv2d, EqualLinear, Upsample
 
 
 def modulated_conv2d(x, weight, styles, demodulate=True, upsample=False, blur=None, padding=0, fused=False):
@@ -194,3 +194,69 @@ class StyleGAN2Generator(nn.Module):
             noise = [getattr(self, f"noise_const_{k}") for k in range(len(self.noise_shapes()))]
         image, features = self.synthesis(ws, noise, fused)
         return (image, features) if return_features else image
+
+
+class ConvLayer(nn.Module):
+    """[blur ->] equalised conv (stride 2 when downsampling) [-> bias + leaky ReLU * sqrt(2)]."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, downsample=False, activate=True, bias=True,
+                 blur_taps=(1, 3, 3, 1)):
+        super().__init__()
+        if downsample:
+            p = (len(blur_taps) - 2) + (kernel_size - 1)
+            self.blur = Blur(blur_taps, pad=((p + 1) // 2, p // 2))
+            stride, padding = 2, 0
+        else:
+            self.blur, stride, padding = None, 1, kernel_size // 2
+        self.conv = EqualConv2d(in_channels, out_channels, kernel_size, stride, padding, bias=bias and not activate)
+        self.act_bias = nn.Parameter(torch.zeros(out_channels)) if activate and bias else None
+        self.activate = activate
+
+    def forward(self, x):
+        x = self.conv(self.blur(x) if self.blur is not None else x)
+        if self.act_bias is not None:
+            x = x + self.act_bias[None, :, None, None]
+        return F.leaky_relu(x, 0.2) * LRELU_GAIN if self.activate else x
+
+
+class DiscriminatorBlock(nn.Module):
+    """Residual block: two 3x3 convs (the second downsamples) plus a 1x1 downsampled skip, / sqrt(2)."""
+
+    def __init__(self, in_channels, out_channels, blur_taps):
+        super().__init__()
+        self.conv1 = ConvLayer(in_channels, in_channels, 3, blur_taps=blur_taps)
+        self.conv2 = ConvLayer(in_channels, out_channels, 3, downsample=True, blur_taps=blur_taps)
+        self.skip = ConvLayer(in_channels, out_channels, 1, downsample=True, activate=False, bias=False, blur_taps=blur_taps)
+
+    def forward(self, x):
+        return (self.conv2(self.conv1(x)) + self.skip(x)) / math.sqrt(2)
+
+
+class StyleGAN2Discriminator(nn.Module):
+    def __init__(self, config: StyleGAN2DiscriminatorConfig):
+        super().__init__()
+        self.config = config
+        ch, taps = config.channels, config.blur_taps
+        self.from_rgb = ConvLayer(config.in_channels, ch[-1], 1, blur_taps=taps)
+        self.blocks = nn.ModuleList(DiscriminatorBlock(ch[i], ch[i - 1], taps) for i in range(len(ch) - 1, 0, -1))
+        self.final_conv = ConvLayer(ch[0] + config.mbstd_features, ch[0], 3, blur_taps=taps)
+        self.final_linear = EqualLinear(ch[0] * 16, ch[0], activation=True)
+        self.head = EqualLinear(ch[0], 1)
+
+    def minibatch_stddev(self, x):
+        """Append the standard deviation over groups of samples (the whole batch when it does not divide)."""
+        n, c, h, w = x.shape
+        group = min(self.config.mbstd_group, n) if n % min(self.config.mbstd_group, n) == 0 else n
+        f = self.config.mbstd_features
+        y = x.reshape(group, -1, f, c // f, h, w)
+        y = (y.var(0, unbiased=False) + 1e-8).sqrt().mean((2, 3, 4))  # (n / group, f)
+        y = y.reshape(-1, f, 1, 1).repeat(group, 1, h, w)
+        return torch.cat([x, y], 1)
+
+    def forward(self, images):
+        """Images (N, C, R, R) in [-1, 1] -> logits (N,)."""
+        x = self.from_rgb(images)
+        for block in self.blocks:
+            x = block(x)
+        x = self.final_conv(self.minibatch_stddev(x))
+        return self.head(self.final_linear(x.flatten(1))).flatten()
