@@ -13,6 +13,16 @@ Criteria (importance of output channel j of a block):
   taylor  output sensitivity: the expected squared first-order change of the generated image when
           the channel's activation is zeroed, E_z,r[(sum_hw a_j * dL/da_j)^2] with L = <G(z), r>
           for random Gaussian r, so E_r gives ||J_j a_j||^2 (Molchanov et al. 2019, on the output)
+
+StyleGAN2 generators are pruned per channel space: the constant input (`b4_const`), each upsampling
+conv's output (`b<r>_up`) and each block's output (`b<r>`, the feature distillation compares). A
+space's channels are sliced consistently through the convolution that produces them (output
+channels and bias) and every modulated convolution that consumes them (input channels and the
+style affine's rows); mapping network, noise strengths, w average and toRGB biases are copied.
+  l1      input-side magnitude in the consumers, sum |W[:, j]| * E_w|s_j| with s the style of the
+          consuming modulated conv over sampled w (the effective weight is W * s; Anycost GAN sorts
+          channels by magnitude the same way)
+  random  seeded random scores
 """
 
 from __future__ import annotations
@@ -22,9 +32,10 @@ import dataclasses
 import torch
 
 from gancompress.config import ConfigError
-from gancompress.models import DCGANGenerator, build_generator
+from gancompress.models import DCGANGenerator, StyleGAN2Generator, build_generator
 
 CRITERIA = ("l1", "bn", "random", "taylor")
+STYLEGAN2_CRITERIA = ("l1", "random")
 
 
 def _blocks(generator: DCGANGenerator):
@@ -36,7 +47,9 @@ def _blocks(generator: DCGANGenerator):
 def channel_importance(
     generator: DCGANGenerator, criterion: str = "l1", seed: int = 0, n_samples: int = 256, batch_size: int = 64
 ) -> dict[str, torch.Tensor]:
-    """{block name: importance per output channel} (higher = keep)."""
+    """{block name (or StyleGAN2 channel space): importance per channel} (higher = keep)."""
+    if isinstance(generator, StyleGAN2Generator):
+        return _stylegan2_importance(generator, criterion, seed, n_samples)
     blocks = _blocks(generator)
     if criterion == "l1":
         return {name: b.conv.weight.detach().abs().sum(dim=(0, 2, 3)) for name, b in blocks.items()}
@@ -94,9 +107,11 @@ def prune_generator(
     importance: dict[str, torch.Tensor] | None = None,
 ) -> tuple[DCGANGenerator, dict[str, list[int]]]:
     """A student with the teacher's most important channels per block, and the kept indices."""
-    blocks = _blocks(teacher)
     widths = student_channels(teacher, width, channels)
     importance = importance if importance is not None else channel_importance(teacher, criterion, seed)
+    if isinstance(teacher, StyleGAN2Generator):
+        return _prune_stylegan2(teacher, widths, importance)
+    blocks = _blocks(teacher)
     kept = {}
     for (name, _), k in zip(blocks.items(), widths):
         order = torch.argsort(importance[name], descending=True, stable=True)
@@ -118,4 +133,96 @@ def prune_generator(
         if teacher.to_rgb.bias is not None:
             student.to_rgb.bias.copy_(teacher.to_rgb.bias)
         student.train(teacher.training)
+    return student, kept
+
+
+# ---------------------------------------------------------------------------------------- StyleGAN2
+
+
+def stylegan2_spaces(generator: StyleGAN2Generator) -> dict[str, tuple[str | None, list[str]]]:
+    """{channel space: (producing conv in synthesis.convs or None for the constant, [consuming
+    modulated convs as 'convs.<key>' / 'to_rgbs.<key>'])}, in network order."""
+    names = generator.config.block_names
+    spaces = {f"{names[0]}_const": (None, [f"convs.{names[0]}_conv1"])}
+    for i, name in enumerate(names):
+        if i:
+            spaces[f"{name}_up"] = (f"{name}_conv0", [f"convs.{name}_conv1"])
+        consumers = [f"to_rgbs.{name}"] + ([f"convs.{names[i + 1]}_conv0"] if i + 1 < len(names) else [])
+        spaces[name] = (f"{name}_conv1", consumers)
+    return spaces
+
+
+def _modulated(synthesis, path: str):
+    kind, key = path.split(".", 1)
+    return getattr(synthesis, kind)[key].conv
+
+
+@torch.no_grad()
+def _stylegan2_importance(generator, criterion, seed, n_samples):
+    spaces = stylegan2_spaces(generator)
+    if criterion == "random":
+        rng = torch.Generator().manual_seed(seed)
+        widths = {space: _space_width(generator, space) for space in spaces}
+        return {space: torch.rand(widths[space], generator=rng) for space in spaces}
+    if criterion != "l1":
+        raise ConfigError(f"criterion {criterion!r} does not apply to StyleGAN2; choose one of {', '.join(STYLEGAN2_CRITERIA)}")
+    device = generator.w_avg.device
+    z = torch.randn(n_samples, generator.z_dim, generator=torch.Generator().manual_seed(seed)).to(device)
+    w = generator.mapping(z)
+    scores = {}
+    for space, (_, consumers) in spaces.items():
+        total = 0
+        for path in consumers:
+            conv = _modulated(generator.synthesis, path)
+            total = total + conv.weight.abs().sum((0, 2, 3)) * conv.affine(w).abs().mean(0)
+        scores[space] = total.cpu()
+    return scores
+
+
+def _space_width(generator, space: str) -> int:
+    _, consumers = stylegan2_spaces(generator)[space]
+    return _modulated(generator.synthesis, consumers[0]).weight.shape[1]
+
+
+@torch.no_grad()
+def _prune_stylegan2(teacher, widths, importance):
+    spaces = stylegan2_spaces(teacher)
+    names = teacher.config.block_names
+    width_of = {}
+    for i, name in enumerate(names):
+        width_of[name] = widths[i]
+        width_of[f"{name}_up" if i else f"{name}_const"] = widths[i]
+    kept = {}
+    for space in spaces:
+        order = torch.argsort(importance[space], descending=True, stable=True)
+        kept[space] = sorted(order[: width_of[space]].tolist())
+    device = teacher.w_avg.device
+    student = build_generator(dataclasses.replace(teacher.config, channels=widths)).to(device)
+    student.load_state_dict({k: v for k, v in teacher.state_dict().items() if not k.startswith("synthesis.")}, strict=False)
+    t_syn, s_syn = teacher.synthesis, student.synthesis
+    index = {space: torch.tensor(idx, device=device) for space, idx in kept.items()}
+    s_syn.const.copy_(t_syn.const[:, index[f"{names[0]}_const"]])
+    for space, (producer, consumers) in spaces.items():
+        idx = index[space]
+        if producer is not None:  # output side: conv weight rows and the activation bias
+            t_conv, s_conv = t_syn.convs[producer], s_syn.convs[producer]
+            s_conv.bias.copy_(t_conv.bias[idx])
+            s_conv.noise_strength.copy_(t_conv.noise_strength)
+        for path in consumers:  # input side: conv weight columns and the style affine's rows
+            t_mod, s_mod = _modulated(t_syn, path), _modulated(s_syn, path)
+            s_mod.affine.weight.copy_(t_mod.affine.weight[idx])
+            s_mod.affine.bias.copy_(t_mod.affine.bias[idx])
+    # Conv weights need both their input and output kept sets. Equalised-lr weights are scaled by
+    # 1/sqrt(fan-in) at run time and the student's fan-in is smaller: rescale so that the effective
+    # weights are the teacher's (toRGB has no demodulation to cancel the difference).
+    for key, t_layer in t_syn.convs.items():
+        out_space = key.replace("_conv0", "_up").replace("_conv1", "")
+        in_space = next(space for space, (_, consumers) in spaces.items() if f"convs.{key}" in consumers)
+        s_mod = s_syn.convs[key].conv
+        s_mod.weight.copy_(t_layer.conv.weight[index[out_space]][:, index[in_space]] * (t_layer.conv.scale / s_mod.scale))
+    for key, t_rgb in t_syn.to_rgbs.items():
+        s_mod = s_syn.to_rgbs[key].conv
+        s_mod.weight.copy_(t_rgb.conv.weight[:, index[key]] * (t_rgb.conv.scale / s_mod.scale))
+        s_syn.to_rgbs[key].bias.copy_(t_rgb.bias)
+    student.train(teacher.training)
     return student, kept

@@ -153,3 +153,58 @@ def test_discriminator_groups_minibatch_stddev_and_supports_r1():
     (grad,) = torch.autograd.grad(d(real).sum(), real, create_graph=True)
     grad.square().sum().backward()  # R1 needs the double backward
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for n, p in d.named_parameters() if n.endswith("weight"))
+
+
+@pytest.mark.parametrize("criterion", ["l1", "random"])
+def test_width_one_pruning_reproduces_the_teacher(criterion):
+    from gancompress.prune import prune_generator
+
+    teacher = tiny_stylegan2()
+    student, kept = prune_generator(teacher, width=1.0, criterion=criterion)
+    z = torch.randn(3, 16)
+    with torch.no_grad():
+        assert torch.equal(student(z, noise="const"), teacher(z, noise="const"))
+    assert kept["b32"] == list(range(8)) and kept["b4_const"] == list(range(32))
+
+
+def test_pruned_stylegan2_equals_the_teacher_with_dropped_channels_silenced():
+    """Zero the style rows that feed the dropped channels into every consumer: the teacher then
+    computes exactly the student's function (demodulation included), which checks every slice."""
+    from gancompress.prune import prune_generator, stylegan2_spaces
+
+    teacher = tiny_stylegan2()
+    student, kept = prune_generator(teacher, channels=(24, 16, 8, 4), criterion="l1")
+    assert student.config.channels == (24, 16, 8, 4)
+    assert {k: len(v) for k, v in kept.items()} == {"b4_const": 24, "b4": 24, "b8_up": 16, "b8": 16, "b16_up": 8,
+                                                     "b16": 8, "b32_up": 4, "b32": 4}
+    silenced = tiny_stylegan2()
+    with torch.no_grad():
+        for space, (_, consumers) in stylegan2_spaces(silenced).items():
+            dropped = sorted(set(range(len(silenced.synthesis.const[0]) if space == "b4_const" else
+                                       {"b4": 32, "b8_up": 32, "b8": 32, "b16_up": 16, "b16": 16, "b32_up": 8, "b32": 8}[space]))
+                             - set(kept[space]))
+            for path in consumers:
+                kind, key = path.split(".", 1)
+                affine = getattr(silenced.synthesis, kind)[key].conv.affine
+                affine.weight[dropped] = 0
+                affine.bias[dropped] = 0
+    z = torch.randn(4, 16)
+    with torch.no_grad():
+        expected, expected_features = silenced(z, return_features=True, noise="const")
+        got, features = student(z, return_features=True, noise="const")
+    assert torch.allclose(got, expected, atol=1e-5)
+    assert torch.allclose(features["b16"], expected_features["b16"][:, kept["b16"]], atol=1e-5)
+
+
+def test_l1_importance_weights_magnitude_by_style():
+    from gancompress.prune import channel_importance
+
+    teacher = tiny_stylegan2()
+    with torch.no_grad():  # make one output channel of b16 irrelevant to both of its consumers
+        teacher.synthesis.to_rgbs["b16"].conv.affine.weight[5] = 0
+        teacher.synthesis.to_rgbs["b16"].conv.affine.bias[5] = 0
+        teacher.synthesis.convs["b32_conv0"].conv.weight[:, 5] = 0
+    scores = channel_importance(teacher, "l1")
+    assert scores["b16"].argmin() == 5 and scores["b16"][5] == 0
+    with pytest.raises(ConfigError, match="does not apply to StyleGAN2"):
+        channel_importance(teacher, "bn")
