@@ -170,6 +170,8 @@ def cmd_prune(args) -> int:
 
 def cmd_distill(args) -> int:
     plan = {"init": args.init, "criterion": args.criterion, "prune_seed": args.prune_seed}
+    if args.init == "mapping-only":
+        plan["freeze_mapping"] = args.freeze_mapping
     if args.channels:
         plan["channels"] = list(args.channels)
     else:
@@ -290,8 +292,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--teacher", default="dcgan-face64", help="registered name or checkpoint/state_dict file")
     _student_options(p, width_default=0.25)
-    p.add_argument("--init", choices=["inherit", "random"], default="inherit",
-                   help="inherit the teacher's sliced weights, or the same architecture from random init")
+    p.add_argument("--init", choices=["inherit", "random", "mapping-only"], default="inherit",
+                   help="inherit the teacher's sliced weights, the same architecture from random init, or "
+                        "(StyleGAN2) a fresh synthesis network with the teacher's mapping network")
+    p.add_argument("--freeze-mapping", action="store_true", help="with --init mapping-only: keep the copied mapping fixed")
     _train_options(p, TrainConfig())
     _asset_option(p)
     p.set_defaults(func=cmd_distill)

@@ -75,6 +75,17 @@ def prune_teacher(teacher_spec: str, width=None, channels=None, criterion="l1", 
     return teacher, identity, student, kept
 
 
+def copy_mapping(teacher, student, freeze: bool = False) -> None:
+    """StyleKD's initialisation: the student's mapping network (and w average) are the teacher's,
+    so both map a z to the same w; the synthesis keeps its fresh weights."""
+    if not hasattr(teacher, "mapping") or not hasattr(student, "mapping"):
+        raise RunError("init 'mapping-only' needs StyleGAN2 teacher and student; use inherit or random for DCGAN")
+    with torch.no_grad():
+        student.mapping.load_state_dict(teacher.mapping.state_dict())
+        student.w_avg.copy_(teacher.w_avg)
+    student.mapping.requires_grad_(not freeze)
+
+
 def save_student(path: Path, student, pruning: dict | None) -> Path:
     return save_generator(path, student, {"pruning": pruning} if pruning else None)
 
@@ -100,7 +111,9 @@ def start_run(
 ) -> Path:
     """Create a run directory and its run.json. `student_plan` says how the student is built:
     {"init": "inherit", "width" | "channels", "criterion", "prune_seed"} to prune the teacher,
-    {"init": "random", "width" | "channels"} for the pruned architecture with fresh weights, or
+    {"init": "random", "width" | "channels"} for the pruned architecture with fresh weights,
+    {"init": "mapping-only", "width" | "channels", "freeze_mapping"} for StyleGAN2: fresh synthesis,
+    the teacher's mapping network (StyleKD), or
     {"init": "random", "config": {...}} for any architecture (training from scratch)."""
     rank = init_distributed(device)
     run_dir = None
@@ -138,6 +151,8 @@ def run_training(run_dir: str | Path, device: str = "cpu", resume: bool = False,
     else:
         shape, _ = prune_generator(teacher, width=plan.get("width"), channels=plan.get("channels"), criterion="l1")
         student = build_generator(shape.config)
+        if plan["init"] == "mapping-only":
+            copy_mapping(teacher, student, freeze=plan.get("freeze_mapping", False))
     if config.mode == "distill" and config.lpips and lpips_model is None:
         from gancompress.metrics.lpips import load_lpips
 

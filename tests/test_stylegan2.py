@@ -1,6 +1,9 @@
 """StyleGAN2 generator: fused == non-fused modulated convolution, noise sharing, truncation, style
 mixing, FIR upsampling, config rules and checkpoint round trip, on tiny networks."""
 
+import dataclasses
+import json
+
 import pytest
 import torch
 
@@ -208,3 +211,34 @@ def test_l1_importance_weights_magnitude_by_style():
     assert scores["b16"].argmin() == 5 and scores["b16"][5] == 0
     with pytest.raises(ConfigError, match="does not apply to StyleGAN2"):
         channel_importance(teacher, "bn")
+
+
+def test_distill_a_stylegan2_student_with_shared_noise_and_mapping_only_init(tmp_path, ready_assets):
+    """The DCGAN trainer drives StyleGAN2 unchanged: student-sized StyleGAN2 discriminator, feature
+    losses on the kept channels and the toRGB taps, teacher and student on the same z and noise,
+    and StyleKD's mapping-only initialisation (mapping copied and frozen)."""
+    from gancompress.distill.trainer import TrainConfig
+    from gancompress.models.stylegan2 import StyleGAN2Discriminator
+    from gancompress.pipeline import run_training, start_run
+
+    teacher_path = save_generator(tmp_path / "teacher.safetensors", tiny_stylegan2())
+    config = TrainConfig(steps=3, batch_size=4, lpips=0.0, r1_interval=2, log_every=1, sample_every=3, checkpoint_every=3)
+    run = start_run(tmp_path / "runs", "sg2", config, str(teacher_path), {"init": "inherit", "width": 0.5})
+    student, trainer = run_training(run, progress=False)
+    assert isinstance(trainer.D, StyleGAN2Discriminator) and trainer.D.config.channels == (16, 16, 8, 8)
+    stats = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    assert stats[0]["feat_mse"] > 0 and stats[0]["out_l1"] > 0 and "g_adv" in stats[0]
+    # teacher and student see the same noise: a width-1.0 inherited student starts with zero loss
+    # (the teacher's noise strengths are non-zero, so different noise would show)
+    full = start_run(tmp_path / "runs", "sg2-full", dataclasses.replace(config, steps=1, adv=0.0), str(teacher_path),
+                     {"init": "inherit", "width": 1.0})
+    run_training(full, progress=False)
+    first = json.loads((full / "stats.jsonl").read_text().splitlines()[0])
+    assert first["out_l1"] == 0 and first["feat_mse"] == 0
+
+    mapped = start_run(tmp_path / "runs", "sg2-map", config, str(teacher_path),
+                       {"init": "mapping-only", "width": 0.5, "freeze_mapping": True})
+    student, _ = run_training(mapped, progress=False)
+    teacher = load_generator(teacher_path)
+    for (name, a), b in zip(teacher.mapping.state_dict().items(), student.mapping.state_dict().values()):
+        assert torch.equal(a, b), name  # copied and frozen through training

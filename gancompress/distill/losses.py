@@ -42,7 +42,8 @@ class OutputLoss(nn.Module):
 class FeatureLoss(nn.Module):
     """MSE per block between student and teacher features: on the teacher's kept channels when the
     student was pruned from the teacher (`kept`), else through learnable 1x1 adapters that map the
-    student's channels to the teacher's (GAN Compression)."""
+    student's channels to the teacher's (GAN Compression). Taps not listed in the channel dicts
+    (StyleGAN2's toRGB images) are compared as they are."""
 
     def __init__(self, weight: float, student_channels: dict[str, int], teacher_channels: dict[str, int],
                  kept: dict[str, list[int]] | None = None):
@@ -62,8 +63,10 @@ class FeatureLoss(nn.Module):
             t = teacher_feats[name]
             if name in self.kept:
                 t = t[:, self.kept[name].to(t.device)]
-            else:
+            elif name in self.adapters:
                 s = self.adapters[name](s)
+            elif s.shape != t.shape:  # taps without channel counts (StyleGAN2 toRGB images) must match
+                raise LossConfigError(f"feature {name!r}: student {tuple(s.shape)} vs teacher {tuple(t.shape)}")
             terms.append(F.mse_loss(s, t))
         return {"feat_mse": self.weight * torch.stack(terms).mean()}
 

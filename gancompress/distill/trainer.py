@@ -28,11 +28,11 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from gancompress.config import ConfigError, DCGANDiscriminatorConfig, _SerializableConfig
+from gancompress.config import ConfigError, _SerializableConfig
 from gancompress.distill.augment import POLICIES, diff_augment
 from gancompress.distill.losses import ADVERSARIAL_LOSSES, AdversarialLoss, FeatureLoss, OutputLoss, r1_penalty
 from gancompress.io import atomic_path, atomic_write_text, load_generator, save_generator, save_tensors
-from gancompress.models.discriminator import DCGANDiscriminator
+from gancompress.models import build_discriminator_for
 
 
 @dataclass(frozen=True)
@@ -161,12 +161,12 @@ class Trainer:
                 if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
                     module.eval()
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
-        self.D = DCGANDiscriminator(DCGANDiscriminatorConfig.for_generator(student.config, config.d_width)).to(self.device)
+        self.D = build_discriminator_for(student.config, config.d_width).to(self.device)
         distill = config.mode == "distill"
         self.output_loss = OutputLoss(config.l1, config.lpips, config.mse, lpips_model) if distill else None
         self.feature_loss = None
         if distill and config.feat:
-            s_ch = dict(zip(student.config.block_names, student.config.channels))
+            s_ch = dict(zip(student.config.block_names, student.config.channels))  # toRGB taps: compared directly
             t_ch = dict(zip(teacher.config.block_names, teacher.config.channels))
             self.feature_loss = FeatureLoss(config.feat, s_ch, t_ch, kept).to(self.device)
         self.adv = AdversarialLoss(config.adv_loss, config.adv)
@@ -199,10 +199,18 @@ class Trainer:
         gen = _seeded(self.config.seed, self.rank.rank, step, stream)
         return torch.randn(self.local_batch, self.G.z_dim, generator=gen).to(self.device)
 
+    def _generate(self, net, z, step: int, stream: str, return_features: bool = False):
+        """net(z), with per-layer noise (StyleGAN2) drawn from the (seed, rank, step, stream) generator:
+        the same stream gives teacher and student the same noise, and a resumed run the same draws."""
+        if hasattr(net, "make_noise"):
+            gen = _seeded(self.config.seed, self.rank.rank, step, stream + "-noise")
+            return net(z, return_features=return_features, noise=net.make_noise(z.shape[0], gen, self.device))
+        return net(z, return_features=return_features)
+
     def _real(self, step: int) -> torch.Tensor:
         if self.config.real == "teacher":
             with torch.no_grad():
-                return self.teacher(self._z(step, "real"))
+                return self._generate(self.teacher, self._z(step, "real"), step, "real")
         return self.real_images(_seeded(self.config.seed, self.rank.rank, step, "real"), self.local_batch).to(self.device)
 
     def _augment(self, images: torch.Tensor, step: int, stream: str) -> torch.Tensor:
@@ -223,7 +231,7 @@ class Trainer:
     def discriminator_step(self, step: int) -> dict:
         self.D.requires_grad_(True)
         with torch.no_grad():
-            fake = self.G(self._z(step, "d-fake"))
+            fake = self._generate(self.G, self._z(step, "d-fake"), step, "d-fake")
         real = self._real(step)
         losses = self.adv.discriminator_loss(
             self.D(self._augment(real, step, "aug-d-real")), self.D(self._augment(fake, step, "aug-d-fake"))
@@ -238,11 +246,11 @@ class Trainer:
     def generator_step(self, step: int) -> dict:
         self.D.requires_grad_(False)
         z = self._z(step, "g")
-        images, feats = self.G(z, return_features=True)
+        images, feats = self._generate(self.G, z, step, "g", return_features=True)
         losses = {}
         if self.config.mode == "distill":
             with torch.no_grad():
-                t_images, t_feats = self.teacher(z, return_features=True)
+                t_images, t_feats = self._generate(self.teacher, z, step, "g", return_features=True)
             losses.update(self.output_loss(images, t_images))
             if self.feature_loss is not None:
                 losses.update(self.feature_loss(feats, t_feats))
@@ -336,9 +344,9 @@ class Trainer:
         from gancompress.report import grid_image, save_grid
 
         z = self.sample_z.to(self.device)
-        rows = [self.G_ema(z)]
+        rows = [self._generate(self.G_ema, z, -1, "sample-bank")]
         if self.teacher is not None and self.config.mode == "distill":
-            rows.insert(0, self.teacher(z))
+            rows.insert(0, self._generate(self.teacher, z, -1, "sample-bank"))
         save_grid(self.run_dir / "samples" / f"step-{self.step:07d}.png", rows)
         if self._tb_writer is not None:
             self._tb_writer.add_image("samples", grid_image(rows), self.step)

@@ -149,7 +149,7 @@ class StyleGAN2Generator(nn.Module):
     def __init__(self, config: StyleGAN2Config):
         super().__init__()
         self.config = config
-        self.z_dim = config.z_dim
+        self.z_dim, self.resolution, self.out_channels = config.z_dim, config.resolution, config.out_channels
         self.mapping = MappingNetwork(config.z_dim, config.w_dim, config.mapping_layers, config.mapping_lr_mul)
         self.synthesis = Synthesis(config)
         self.register_buffer("w_avg", torch.zeros(config.w_dim))
