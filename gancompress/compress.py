@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from gancompress.distill.trainer import TrainConfig
-from gancompress.evaluate import evaluate, latents
+from gancompress.evaluate import evaluate, generate, latents
 from gancompress.io import load_generator
 from gancompress.pipeline import STUDENT_FILE, run_training, start_run
 from gancompress.report import comparison, save_grid, write_report
@@ -69,7 +69,7 @@ def compress(
     student = load_generator(student_path, device)
     z = latents(16, student.z_dim, seed=0)
     with torch.inference_mode():
-        grid = save_grid(run_dir / "grid.png", [teacher_net(z.to(device)), student(z.to(device))])
+        grid = save_grid(run_dir / "grid.png", [generate(teacher_net, z, device), generate(student, z, device)])
 
     log(f"evaluating teacher and student at n = {n_eval}" + (" (quick preset: a small n, FID is biased upwards "
                                                            "and noisy; compare only at equal n)" if preset == "quick" else ""))

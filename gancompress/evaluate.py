@@ -51,13 +51,30 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def _noise_rng(seed: int, index: int) -> torch.Generator:
+    # torch's CPU generator keeps only 32 bits of a seed: hash (seed, index) down to 32 bits.
+    digest = hashlib.sha256(f"noise/{seed}/{index}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:4], "little"))
+
+
+def generate(generator, z: torch.Tensor, device, noise_seed: int = 0, first_index: int = 0) -> torch.Tensor:
+    """generator(z). Generators with per-layer noise (StyleGAN2) get noise drawn per image from
+    (noise_seed, image index): independent of the batch size, and the same for a teacher and its
+    students, so evaluations repeat exactly and LPIPS compares like with like."""
+    z = z.to(device)
+    if not hasattr(generator, "make_noise"):
+        return generator(z)
+    per_image = [generator.make_noise(1, _noise_rng(noise_seed, first_index + i), device) for i in range(len(z))]
+    return generator(z, noise=[torch.cat(layer) for layer in zip(*per_image)])
+
+
 @torch.inference_mode()
-def sample_images(generator, z: torch.Tensor, batch_size: int, device) -> Iterator[tuple[slice, torch.Tensor]]:
+def sample_images(generator, z: torch.Tensor, batch_size: int, device, noise_seed: int = 0) -> Iterator[tuple[slice, torch.Tensor]]:
     """(index slice, images in [-1, 1] on the CPU) for consecutive batches of latents `z`."""
     generator.eval()
     for start in range(0, len(z), batch_size):
         stop = min(start + batch_size, len(z))
-        yield slice(start, stop), generator(z[start:stop].to(device)).float().cpu()
+        yield slice(start, stop), generate(generator, z[start:stop], device, noise_seed, start).float().cpu()
 
 
 def latents(n: int, z_dim: int, seed: int) -> torch.Tensor:
@@ -82,7 +99,7 @@ def generator_reference(generator, identity: dict, device) -> Reference:
 
     def generated_images(n, seed, batch_size):
         z = latents(n, generator.z_dim, seed)
-        for _, images in sample_images(generator, z, batch_size, device):
+        for _, images in sample_images(generator, z, batch_size, device, noise_seed=seed):
             yield to_uint8(images)
 
     return Reference("teacher", f"teacher:{identity['name']}", identity, None, generated_images, generator)
@@ -224,7 +241,7 @@ def evaluate(
     lpips_record = _lpips_unavailable(reference, generator)
     if lpips_record is None:
         lpips_record = lpips_to_teacher(generator, reference.teacher, latents(n, generator.z_dim, seed),
-                                        load_lpips(lpips_net, device), batch_size, device)
+                                        load_lpips(lpips_net, device), batch_size, device, noise_seed=seed)
         lpips_record["net"] = lpips_net
     timings["lpips_s"] = time.perf_counter() - t0
 
@@ -259,12 +276,12 @@ def evaluate(
 
 
 @torch.inference_mode()
-def lpips_to_teacher(generator, teacher, z: torch.Tensor, lpips_model, batch_size: int, device) -> dict:
-    """Per-image LPIPS between generator(z_i) and teacher(z_i): mean and standard deviation."""
+def lpips_to_teacher(generator, teacher, z: torch.Tensor, lpips_model, batch_size: int, device, noise_seed: int = 0) -> dict:
+    """Per-image LPIPS between generator(z_i) and teacher(z_i) (same noise too): mean and standard deviation."""
     teacher.eval()
     distances = []
-    for span, images in sample_images(generator, z, batch_size, device):
-        teacher_images = teacher(z[span].to(device)).float()
+    for span, images in sample_images(generator, z, batch_size, device, noise_seed):
+        teacher_images = generate(teacher, z[span], device, noise_seed, span.start).float()
         distances.append(lpips_distance(lpips_model, images.to(device), teacher_images).cpu())
     d = torch.cat(distances).double()
     return {"mean": float(d.mean()), "std": float(d.std()), "n": len(d), "version": "0.1",
@@ -290,7 +307,8 @@ def protocol(n, n_ref, seed, ref_seed, batch_size, device, reference) -> dict:
     }[reference.kind]
     return {
         "n_generated": n,
-        "latents": f"z ~ N(0, I) drawn on the CPU from torch seed {seed}",
+        "latents": f"z ~ N(0, I) drawn on the CPU from torch seed {seed}; per-layer noise (StyleGAN2) per image "
+                   f"from a torch generator seeded with sha256('noise/{seed}/<image index>')[:4]",
         "n_reference": n_ref,
         "reference": ref_desc,
         "feature_extractor": fid_metrics.FEATURE_EXTRACTOR_ID,

@@ -242,3 +242,18 @@ def test_distill_a_stylegan2_student_with_shared_noise_and_mapping_only_init(tmp
     teacher = load_generator(teacher_path)
     for (name, a), b in zip(teacher.mapping.state_dict().items(), student.mapping.state_dict().values()):
         assert torch.equal(a, b), name  # copied and frozen through training
+
+
+def test_evaluation_noise_is_per_image_and_shared_with_the_teacher(ready_assets):
+    from gancompress.evaluate import latents, lpips_to_teacher, sample_images
+    from gancompress.metrics.lpips import load_lpips
+
+    generator = tiny_stylegan2()
+    z = latents(7, 16, seed=3)
+    by_3 = torch.cat([images for _, images in sample_images(generator, z, 3, "cpu", noise_seed=3)])
+    by_5 = torch.cat([images for _, images in sample_images(generator, z, 5, "cpu", noise_seed=3)])
+    assert torch.allclose(by_3, by_5, atol=1e-4)  # batch size does not change the noise an image gets
+    other = torch.cat([images for _, images in sample_images(generator, z, 5, "cpu", noise_seed=4)])
+    assert not torch.allclose(by_3, other, atol=1e-3)
+    same = lpips_to_teacher(generator, generator, z, load_lpips("alex"), 4, "cpu", noise_seed=3)
+    assert same["mean"] == pytest.approx(0, abs=1e-6)  # a generator against itself: same z, same noise
