@@ -250,6 +250,9 @@ def evaluate(
 
     t0 = time.perf_counter()
     cost = {"params": count_parameters(generator), "macs_per_image": count_macs(generator), "macs_rule": MACS_RULE}
+    if hasattr(generator, "mapping"):  # StyleGAN2: the mapping network runs once per z, synthesis per image
+        cost["params_mapping"] = count_parameters(generator.mapping)
+        cost["params_synthesis"] = count_parameters(generator.synthesis)
     if latency:
         cost["latency"] = [measure_latency(generator, b) for b in LATENCY_BATCHES]
     timings["cost_s"] = time.perf_counter() - t0
@@ -342,7 +345,10 @@ def format_table(record: dict) -> str:
                  if "mean" in lp else f"unavailable: {lp['reason']}"))
     if m.get("inception_score"):
         rows.append(("Inception Score", m["inception_score"]["reason"]))
-    rows += [("params", f"{c['params']:,}"), ("MACs / image", f"{c['macs_per_image'] / 1e6:.1f} M")]
+    params = f"{c['params']:,}"
+    if "params_mapping" in c:
+        params += f" (mapping {c['params_mapping']:,}, synthesis {c['params_synthesis']:,})"
+    rows += [("params", params), ("MACs / image", f"{c['macs_per_image'] / 1e6:.1f} M")]
     for lat in c.get("latency", []):
         rows.append((f"latency b{lat['batch_size']}", f"{lat['median_ms_per_image']:.3f} ms/img median, IQR "
                      f"{lat['iqr_ms_per_image']:.3f} ({lat['device']}, {lat['threads']} threads)"))

@@ -135,6 +135,28 @@ def test_checkpoint_round_trip_and_cost(tmp_path):
     assert conv_macs < count_macs(loaded) < 1.5 * conv_macs
 
 
+def test_stylegan2_compresses_end_to_end_through_the_cli(tmp_path, ready_assets):
+    import os
+    import subprocess
+    import sys
+
+    from gancompress import assets
+
+    teacher_path = save_generator(tmp_path / "teacher.safetensors", tiny_stylegan2())
+    env = dict(os.environ, **{assets.get_asset(n).env_var: str(p) for n, p in ready_assets.items()})
+    env[assets.CACHE_ENV] = str(tmp_path / "cache")
+    subprocess.run([sys.executable, "-m", "gancompress", "compress", "--teacher", str(teacher_path), "--width", "0.5",
+                    "--steps", "3", "--batch-size", "4", "--n-eval", "8", "--lpips", "0", "--run-root",
+                    str(tmp_path / "runs"), "--quiet"], env=env, check=True, capture_output=True, text=True)
+    run = next((tmp_path / "runs").iterdir())
+    report = json.loads((run / "report.json").read_text())
+    cost = report["student_eval"]["cost"]
+    assert cost["params_mapping"] + cost["params_synthesis"] == cost["params"]
+    assert cost["params_mapping"] == report["teacher_eval"]["cost"]["params_mapping"]  # inherited whole
+    assert report["comparison"]["macs_per_image"]["student_over_teacher"] < 0.6
+    assert load_generator(run / "student.safetensors").config.channels == (16, 16, 8, 8)
+
+
 def test_discriminator_groups_minibatch_stddev_and_supports_r1():
     from gancompress.config import StyleGAN2DiscriminatorConfig
     from gancompress.models.stylegan2 import StyleGAN2Discriminator
