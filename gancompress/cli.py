@@ -83,8 +83,9 @@ def _student_options(p, width_default=None):
     group = p.add_mutually_exclusive_group()
     group.add_argument("--width", type=float, default=width_default, help="student width multiplier, 0 < width <= 1")
     group.add_argument("--channels", type=_channels, default=None, help="explicit per-block student channels, e.g. 128,64,32,16")
-    p.add_argument("--criterion", default="l1", choices=["l1", "bn", "random", "taylor"], help="channel importance")
-    p.add_argument("--prune-seed", type=int, default=0, help="seed of the random / taylor criteria")
+    p.add_argument("--criterion", default="l1", choices=["l1", "bn", "random", "taylor", "diversity"],
+                   help="channel importance; DCGAN: l1, bn, random, taylor; StyleGAN2: l1, random, diversity")
+    p.add_argument("--prune-seed", type=int, default=0, help="seed of the random / data-driven criteria")
 
 
 # TrainConfig fields exposed as options, with help; the defaults shown are the config's own.

@@ -23,6 +23,11 @@ style affine's rows); mapping network, noise strengths, w average and toRGB bias
           consuming modulated conv over sampled w (the effective weight is W * s; Anycost GAN sorts
           channels by magnitude the same way)
   random  seeded random scores
+  diversity  how much a channel's activation moves when w moves along its top principal directions:
+          E_w,j ||d a_c(w + t v_j) / dt||^2 over the top 8 principal directions v_j of sampled w
+          (central differences at t = +-0.5 standard deviations; the same noise throughout). Channels
+          that carry the latent's variation are kept, as DCP's diversity-aware pruning argues. The
+          constant input does not depend on w, so its space falls back to the l1 score.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from gancompress.config import ConfigError
 from gancompress.models import DCGANGenerator, StyleGAN2Generator, build_generator
 
 CRITERIA = ("l1", "bn", "random", "taylor")
-STYLEGAN2_CRITERIA = ("l1", "random")
+STYLEGAN2_CRITERIA = ("l1", "random", "diversity")
 
 
 def _blocks(generator: DCGANGenerator):
@@ -60,7 +65,14 @@ def channel_importance(
         return {name: torch.rand(b.bn.num_features, generator=rng) for name, b in blocks.items()}
     if criterion == "taylor":
         return _taylor_importance(generator, seed, n_samples, batch_size)
-    raise ConfigError(f"unknown pruning criterion {criterion!r}; choose one of {', '.join(CRITERIA)}")
+    raise _criterion_error(criterion, "DCGAN", CRITERIA)
+
+
+def _criterion_error(criterion: str, family: str, choices) -> ConfigError:
+    known = set(CRITERIA) | set(STYLEGAN2_CRITERIA)
+    what = f"criterion {criterion!r} does not apply to {family}" if criterion in known else \
+        f"unknown pruning criterion {criterion!r}"
+    return ConfigError(f"{what}; choose one of {', '.join(choices)}")
 
 
 @torch.enable_grad()
@@ -164,8 +176,8 @@ def _stylegan2_importance(generator, criterion, seed, n_samples):
         rng = torch.Generator().manual_seed(seed)
         widths = {space: _space_width(generator, space) for space in spaces}
         return {space: torch.rand(widths[space], generator=rng) for space in spaces}
-    if criterion != "l1":
-        raise ConfigError(f"criterion {criterion!r} does not apply to StyleGAN2; choose one of {', '.join(STYLEGAN2_CRITERIA)}")
+    if criterion not in STYLEGAN2_CRITERIA:
+        raise _criterion_error(criterion, "StyleGAN2", STYLEGAN2_CRITERIA)
     device = generator.w_avg.device
     z = torch.randn(n_samples, generator.z_dim, generator=torch.Generator().manual_seed(seed)).to(device)
     w = generator.mapping(z)
@@ -176,7 +188,39 @@ def _stylegan2_importance(generator, criterion, seed, n_samples):
             conv = _modulated(generator.synthesis, path)
             total = total + conv.weight.abs().sum((0, 2, 3)) * conv.affine(w).abs().mean(0)
         scores[space] = total.cpu()
+    if criterion == "diversity":
+        scores |= _stylegan2_diversity(generator, w[:64])
     return scores
+
+
+@torch.no_grad()
+def _stylegan2_diversity(generator, w, directions: int = 8, step: float = 0.5, batch_size: int = 16):
+    """{space produced by a convolution: E ||d a_c / dt||^2 along the top principal directions of w}."""
+    centred = w - w.mean(0)
+    _, singular, v = torch.linalg.svd(centred, full_matrices=False)
+    std = singular / max(len(w) - 1, 1) ** 0.5
+    outputs = {}
+    hooks = [module.register_forward_hook(lambda m, i, o, key=key: outputs.__setitem__(key, o))
+             for key, module in generator.synthesis.convs.items()]
+    sums = {}
+    try:
+        for j in range(min(directions, len(std))):
+            delta = step * std[j] * v[j]
+            for start in range(0, len(w), batch_size):
+                chunk = w[start:start + batch_size]
+                captured = []
+                for sign in (1, -1):
+                    ws = (chunk + sign * delta)[:, None].repeat(1, generator.num_ws, 1)
+                    generator(None, ws=ws, noise="const")
+                    captured.append(dict(outputs))
+                for key in outputs:
+                    rate = (captured[0][key] - captured[1][key]) / (2 * step * std[j])
+                    sums[key] = sums.get(key, 0) + rate.square().sum((0, 2, 3))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    count = min(directions, len(std)) * len(w)
+    return {key.replace("_conv0", "_up").replace("_conv1", ""): (total / count).cpu() for key, total in sums.items()}
 
 
 def _space_width(generator, space: str) -> int:

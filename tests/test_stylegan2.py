@@ -279,3 +279,22 @@ def test_evaluation_noise_is_per_image_and_shared_with_the_teacher(ready_assets)
     assert not torch.allclose(by_3, other, atol=1e-3)
     same = lpips_to_teacher(generator, generator, z, load_lpips("alex"), 4, "cpu", noise_seed=3)
     assert same["mean"] == pytest.approx(0, abs=1e-6)  # a generator against itself: same z, same noise
+
+
+def test_diversity_criterion_keeps_channels_that_follow_the_latent():
+    from gancompress.prune import channel_importance, prune_generator
+
+    teacher = tiny_stylegan2()
+    top = int(channel_importance(teacher, "l1")["b16"].argmax())
+    with torch.no_grad():  # the strongest b16 output by magnitude no longer depends on w at all
+        teacher.synthesis.convs["b16_conv1"].conv.weight[top] = 0
+    magnitude = channel_importance(teacher, "l1")
+    diversity = channel_importance(teacher, "diversity")
+    assert set(diversity) == set(magnitude)  # every channel space is scored
+    assert torch.equal(diversity["b4_const"], magnitude["b4_const"])  # the constant falls back to magnitude
+    assert all(v.shape == magnitude[k].shape and (v >= 0).all() for k, v in diversity.items())
+    assert magnitude["b16"].argmax() == top and diversity["b16"][top] == 0 and (diversity["b16"] > 0).sum() == 15
+    _, kept_l1 = prune_generator(teacher, width=0.5, criterion="l1")
+    student, kept = prune_generator(teacher, width=0.5, criterion="diversity")
+    assert top in kept_l1["b16"] and top not in kept["b16"]
+    assert student.config.channels == (16, 16, 8, 8)
