@@ -182,21 +182,28 @@ def cmd_distill(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from gancompress.config import DCGANConfig
+    import math
+
+    from gancompress.config import DCGANConfig, StyleGAN2Config
 
     if args.like:
         from gancompress.teachers import resolve_generator
 
         reference, _ = resolve_generator(args.like)
         config = reference.config.with_width(args.width) if args.width else reference.config
+    elif args.family == "stylegan2":
+        channels = args.channels or (128,) * (int(math.log2(args.resolution)) - 1)
+        config = StyleGAN2Config(resolution=args.resolution, channels=channels, z_dim=args.z_dim or 512,
+                                 w_dim=args.w_dim, mapping_layers=args.mapping_layers, out_channels=args.out_channels)
     else:
-        config = DCGANConfig(z_dim=args.z_dim, channels=args.channels, out_channels=args.out_channels,
-                             resolution=args.resolution)
+        config = DCGANConfig(z_dim=args.z_dim or 100, channels=args.channels or (256, 128, 64),
+                             out_channels=args.out_channels, resolution=args.resolution)
     teacher = args.real[len("teacher:"):] if args.real.startswith("teacher:") else None
     if teacher:
         args.real = "teacher"
     plan = {"init": "random", "config": config.to_dict()}
-    return _launch(args, f"train-{Path(args.like).stem if args.like else 'dcgan'}-{config.resolution}px", "gan", teacher, plan)
+    return _launch(args, f"train-{Path(args.like).stem if args.like else config.family}-{config.resolution}px", "gan",
+                   teacher, plan)
 
 
 def cmd_compress(args) -> int:
@@ -302,17 +309,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_distill)
 
     p = sub.add_parser(
-        "train", formatter_class=_Formatter, help="train a DCGAN from scratch (GAN loss only)",
-        description="Plain GAN training of a DCGAN generator against a dataset, or against a teacher's samples "
+        "train", formatter_class=_Formatter, help="train a DCGAN or StyleGAN2 from scratch (GAN loss only)",
+        description="Plain GAN training of a DCGAN or StyleGAN2 generator against a dataset, or against a teacher's samples "
                     "(--real teacher:NAME): the 'same student from scratch' baseline, and how our teachers are made.",
         epilog="examples:\n  gancompress train --real fashion-mnist --resolution 32 --channels 256,128,64 --out-channels 1\n"
-               "  gancompress train --like dcgan-face64 --width 0.25 --real teacher:dcgan-face64",
+               "  gancompress train --like dcgan-face64 --width 0.25 --real teacher:dcgan-face64\n"
+               "  gancompress train --family stylegan2 --resolution 32 --channels 64,64,64,64 --z-dim 64 --w-dim 64 "
+               "--mapping-layers 2 --real fashion-mnist --out-channels 1",
     )
     p.add_argument("--like", default=None, help="copy the architecture of this generator (name or file)")
     p.add_argument("--width", type=float, default=None, help="with --like: scale its channels")
+    p.add_argument("--family", choices=["dcgan", "stylegan2"], default="dcgan", help="generator family (without --like)")
     p.add_argument("--resolution", type=int, default=32, help="output size (without --like)")
-    p.add_argument("--channels", type=_channels, default=(256, 128, 64), help="per-block channels (without --like)")
-    p.add_argument("--z-dim", type=int, default=100, help="latent size (without --like)")
+    p.add_argument("--channels", type=_channels, default=None,
+                   help="per-block channels (without --like; default: dcgan 256,128,64; stylegan2 128 per block from 4px)")
+    p.add_argument("--z-dim", type=int, default=None, help="latent size (without --like; default: dcgan 100, stylegan2 512)")
+    p.add_argument("--w-dim", type=int, default=512, help="stylegan2: size of w")
+    p.add_argument("--mapping-layers", type=int, default=8, help="stylegan2: depth of the mapping network")
     p.add_argument("--out-channels", type=int, default=3, help="1 (grayscale) or 3 (without --like)")
     _train_options(p, TrainConfig(mode="gan", l1=0.0, lpips=0.0, feat=0.0, adv=1.0, real="fashion-mnist", r1_gamma=0.0,
                                   lr_g=2e-4))

@@ -103,6 +103,16 @@ def test_train_from_scratch_on_a_dataset(tmp_path, env):
     assert load_generator(run / "student.safetensors").config.out_channels == 1
 
 
+def test_train_a_stylegan2_from_scratch(tmp_path, env):
+    _gc("train", "--family", "stylegan2", "--real", "mnist", "--resolution", "16", "--channels", "16,16,8",
+        "--z-dim", "8", "--w-dim", "8", "--mapping-layers", "2", "--out-channels", "1", "--steps", "2",
+        "--run-root", str(tmp_path / "runs"), "--batch-size", "4", "--quiet", env=env)
+    run = next((tmp_path / "runs").iterdir())
+    assert run.name.endswith("train-stylegan2-16px")
+    config = load_generator(run / "student.safetensors").config
+    assert (config.family, config.channels, config.w_dim, config.out_channels) == ("stylegan2", (16, 16, 8), 8, 1)
+
+
 def test_compress_end_to_end(teacher_file, tmp_path, env):
     result = _gc("compress", "--teacher", str(teacher_file), "--width", "0.5", "--steps", "4", "--batch-size", "4",
                  "--n-eval", "16", "--data", "mnist", "--run-root", str(tmp_path / "runs"), "--quiet", env=env)
