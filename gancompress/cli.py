@@ -103,6 +103,7 @@ _TRAIN_HELP = {
     "log_every": "write stats.jsonl every N steps", "sample_every": "write a sample grid every N steps",
     "checkpoint_every": "write a checkpoint every N steps",
     "tensorboard": "also log losses and sample grids to RUN_DIR/tensorboard (needs the tensorboard extra)",
+    "style_mixing": "StyleGAN2: probability of mixing two latents per batch (teacher and student get the same mix)",
 }
 
 

@@ -257,6 +257,16 @@ def test_distill_a_stylegan2_student_with_shared_noise_and_mapping_only_init(tmp
     run_training(full, progress=False)
     first = json.loads((full / "stats.jsonl").read_text().splitlines()[0])
     assert first["out_l1"] == 0 and first["feat_mse"] == 0
+    # with style mixing on every batch, teacher and student still get the same (mixed) latents
+    mixed = start_run(tmp_path / "runs", "sg2-mix", dataclasses.replace(config, steps=1, adv=0.0, style_mixing=1.0),
+                      str(teacher_path), {"init": "inherit", "width": 1.0})
+    _, mixed_trainer = run_training(mixed, progress=False)
+    assert json.loads((mixed / "stats.jsonl").read_text().splitlines()[0])["out_l1"] == 0
+    z = mixed_trainer._z(0, "g")
+    with torch.no_grad():
+        mixed_image = mixed_trainer._generate(mixed_trainer.teacher, z, 0, "g")
+        mixed_trainer.config = dataclasses.replace(mixed_trainer.config, style_mixing=0.0)
+        assert not torch.allclose(mixed_image, mixed_trainer._generate(mixed_trainer.teacher, z, 0, "g"), atol=1e-4)
 
     mapped = start_run(tmp_path / "runs", "sg2-map", config, str(teacher_path),
                        {"init": "mapping-only", "width": 0.5, "freeze_mapping": True})

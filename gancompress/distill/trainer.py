@@ -63,6 +63,7 @@ class TrainConfig(_SerializableConfig):
     sample_every: int = 500
     checkpoint_every: int = 500
     tensorboard: bool = False
+    style_mixing: float = 0.0  # StyleGAN2: probability of mixing two latents per batch (0.9 when training from scratch)
 
     family = "train"
 
@@ -82,6 +83,8 @@ class TrainConfig(_SerializableConfig):
             raise ConfigError("mode 'gan' trains with the adversarial loss only: adv must be > 0")
         if self.student_bn not in ("frozen", "batch"):
             raise ConfigError(f"student_bn must be frozen or batch, got {self.student_bn!r}")
+        if not 0 <= self.style_mixing <= 1:
+            raise ConfigError(f"style_mixing is a probability in [0, 1], got {self.style_mixing}")
         if not 0 < self.d_width <= 4 or not 0 <= self.ema_decay < 1:
             raise ConfigError(f"need 0 < d_width <= 4 and 0 <= ema_decay < 1, got {self.d_width}, {self.ema_decay}")
 
@@ -161,6 +164,8 @@ class Trainer:
                 if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
                     module.eval()
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        if config.style_mixing and not hasattr(student, "num_ws"):
+            raise ConfigError("style_mixing needs a StyleGAN2 generator; set it to 0 for DCGAN")
         self.D = build_discriminator_for(student.config, config.d_width).to(self.device)
         distill = config.mode == "distill"
         self.output_loss = OutputLoss(config.l1, config.lpips, config.mse, lpips_model) if distill else None
@@ -202,10 +207,16 @@ class Trainer:
     def _generate(self, net, z, step: int, stream: str, return_features: bool = False):
         """net(z), with per-layer noise (StyleGAN2) drawn from the (seed, rank, step, stream) generator:
         the same stream gives teacher and student the same noise, and a resumed run the same draws."""
-        if hasattr(net, "make_noise"):
-            gen = _seeded(self.config.seed, self.rank.rank, step, stream + "-noise")
-            return net(z, return_features=return_features, noise=net.make_noise(z.shape[0], gen, self.device))
-        return net(z, return_features=return_features)
+        if not hasattr(net, "make_noise"):
+            return net(z, return_features=return_features)
+        gen = _seeded(self.config.seed, self.rank.rank, step, stream + "-noise")
+        kwargs = {"noise": net.make_noise(z.shape[0], gen, self.device)}
+        if self.config.style_mixing and step >= 0:  # the sample bank (step -1) is never mixed
+            mix = _seeded(self.config.seed, self.rank.rank, step, stream + "-mix")
+            if float(torch.rand((), generator=mix)) < self.config.style_mixing:
+                kwargs["mix_z"] = torch.randn(z.shape, generator=mix).to(self.device)
+                kwargs["mix_cutoff"] = int(torch.randint(1, net.num_ws, (), generator=mix))
+        return net(z, return_features=return_features, **kwargs)
 
     def _real(self, step: int) -> torch.Tensor:
         if self.config.real == "teacher":
