@@ -104,6 +104,8 @@ _TRAIN_HELP = {
     "checkpoint_every": "write a checkpoint every N steps",
     "tensorboard": "also log losses and sample grids to RUN_DIR/tensorboard (needs the tensorboard extra)",
     "style_mixing": "StyleGAN2: probability of mixing two latents per batch (teacher and student get the same mix)",
+    "pl_weight": "StyleGAN2: weight of the lazy path-length regulariser (0: off)",
+    "pl_interval": "StyleGAN2: path-length regularisation every N steps",
 }
 
 

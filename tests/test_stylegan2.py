@@ -308,3 +308,31 @@ def test_diversity_criterion_keeps_channels_that_follow_the_latent():
     student, kept = prune_generator(teacher, width=0.5, criterion="diversity")
     assert top in kept_l1["b16"] and top not in kept["b16"]
     assert student.config.channels == (16, 16, 8, 8)
+
+
+def test_path_length_regularisation_is_logged_and_resumes_exactly(tmp_path):
+    from gancompress.distill.trainer import TrainConfig, Trainer
+    from gancompress.prune import prune_generator
+
+    config = TrainConfig(steps=6, batch_size=4, lpips=0.0, r1_interval=2, pl_weight=2.0, pl_interval=2, style_mixing=0.5,
+                         log_every=1, sample_every=3, checkpoint_every=3)
+
+    def trainer(run_dir):
+        teacher = tiny_stylegan2()
+        student, kept = prune_generator(teacher, width=0.5)
+        return Trainer(config, student, teacher, None, run_dir, kept=kept, progress=False)
+
+    straight = trainer(tmp_path / "straight")
+    straight.train()
+    stats = [json.loads(line) for line in (tmp_path / "straight" / "stats.jsonl").read_text().splitlines()]
+    assert ["g_pl" in s for s in stats] == [True, False, True, False, True, False]  # lazy: steps 0, 2, 4
+    assert straight.pl_mean > 0
+    interrupted = trainer(tmp_path / "resumed")
+    interrupted.train(until_step=4)  # stops after step 4 with a checkpoint; step 4 applies path length again
+    resumed = trainer(tmp_path / "resumed")
+    resumed.load_checkpoint(tmp_path / "resumed")
+    assert resumed.step == 4 and torch.equal(resumed.pl_mean, interrupted.pl_mean)
+    resumed.train()
+    assert torch.equal(straight.pl_mean, resumed.pl_mean)
+    for (name, a), b in zip(straight.G_ema.state_dict().items(), resumed.G_ema.state_dict().values()):
+        assert torch.equal(a, b), name

@@ -109,3 +109,17 @@ def r1_penalty(discriminator: nn.Module, real_images: torch.Tensor, gamma: float
     (grad,) = torch.autograd.grad(logits.sum(), real_images, create_graph=True)
     penalty = grad.pow(2).flatten(1).sum(1).mean()
     return {"d_r1": (gamma / 2) * penalty * interval}
+
+
+def path_length_penalty(generator: nn.Module, z: torch.Tensor, noise, probe: torch.Tensor, pl_mean: torch.Tensor,
+                        weight: float, interval: int, decay: float = 0.01) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Lazy path-length regularisation (StyleGAN2): the Jacobian-vector norm |J_w^T y| for image-space
+    probes y ~ N(0, I) / sqrt(HW) is pulled towards its running mean. Returns the weighted term
+    (scaled by `interval`) and the updated running mean."""
+    ws = generator.ws(z).detach().requires_grad_(True)
+    images = generator(None, ws=ws, noise=noise)
+    probe = probe / (images.shape[2] * images.shape[3]) ** 0.5
+    (grad,) = torch.autograd.grad((images * probe).sum(), ws, create_graph=True)
+    lengths = grad.square().sum(2).mean(1).sqrt()
+    new_mean = pl_mean.lerp(lengths.mean().detach(), decay)
+    return {"g_pl": weight * interval * (lengths - new_mean).square().mean()}, new_mean

@@ -30,7 +30,8 @@ from tqdm import tqdm
 
 from gancompress.config import ConfigError, _SerializableConfig
 from gancompress.distill.augment import POLICIES, diff_augment
-from gancompress.distill.losses import ADVERSARIAL_LOSSES, AdversarialLoss, FeatureLoss, OutputLoss, r1_penalty
+from gancompress.distill.losses import (ADVERSARIAL_LOSSES, AdversarialLoss, FeatureLoss, OutputLoss, path_length_penalty,
+                                        r1_penalty)
 from gancompress.io import atomic_path, atomic_write_text, load_generator, save_generator, save_tensors
 from gancompress.models import build_discriminator_for
 
@@ -64,6 +65,8 @@ class TrainConfig(_SerializableConfig):
     checkpoint_every: int = 500
     tensorboard: bool = False
     style_mixing: float = 0.0  # StyleGAN2: probability of mixing two latents per batch (0.9 when training from scratch)
+    pl_weight: float = 0.0  # StyleGAN2 path-length regularisation (off by default; StyleGAN2 uses 2)
+    pl_interval: int = 4
 
     family = "train"
 
@@ -83,6 +86,8 @@ class TrainConfig(_SerializableConfig):
             raise ConfigError("mode 'gan' trains with the adversarial loss only: adv must be > 0")
         if self.student_bn not in ("frozen", "batch"):
             raise ConfigError(f"student_bn must be frozen or batch, got {self.student_bn!r}")
+        if self.pl_weight < 0 or self.pl_interval < 1:
+            raise ConfigError(f"need pl_weight >= 0 and pl_interval >= 1, got {self.pl_weight}, {self.pl_interval}")
         if not 0 <= self.style_mixing <= 1:
             raise ConfigError(f"style_mixing is a probability in [0, 1], got {self.style_mixing}")
         if not 0 < self.d_width <= 4 or not 0 <= self.ema_decay < 1:
@@ -164,8 +169,9 @@ class Trainer:
                 if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
                     module.eval()
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
-        if config.style_mixing and not hasattr(student, "num_ws"):
-            raise ConfigError("style_mixing needs a StyleGAN2 generator; set it to 0 for DCGAN")
+        if (config.style_mixing or config.pl_weight) and not hasattr(student, "num_ws"):
+            raise ConfigError("style_mixing and pl_weight need a StyleGAN2 generator; set them to 0 for DCGAN")
+        self.pl_mean = torch.zeros((), device=self.device)  # running mean of path lengths (checkpointed)
         self.D = build_discriminator_for(student.config, config.d_width).to(self.device)
         distill = config.mode == "distill"
         self.output_loss = OutputLoss(config.l1, config.lpips, config.mse, lpips_model) if distill else None
@@ -198,6 +204,8 @@ class Trainer:
             if self.config.r1_gamma and step % self.config.r1_interval == 0:
                 phases.append(("D_r1", self.r1_step))
         phases.append(("G", self.generator_step))
+        if self.config.pl_weight and step % self.config.pl_interval == 0:
+            phases.append(("G_pl", self.path_length_step))
         return phases
 
     def _z(self, step: int, stream: str) -> torch.Tensor:
@@ -267,6 +275,19 @@ class Trainer:
                 losses.update(self.feature_loss(feats, t_feats))
         if self.config.adv:
             losses.update(self.adv.generator_loss(self.D(self._augment(images, step, "aug-g"))))
+        return self._apply(self.opt_g, self.g_params, losses)
+
+    def path_length_step(self, step: int) -> dict:
+        z = self._z(step, "pl")
+        gen = _seeded(self.config.seed, self.rank.rank, step, "pl-noise")
+        noise = self.G.make_noise(z.shape[0], gen, self.device)
+        probe = torch.randn(z.shape[0], self.G.out_channels, self.G.resolution, self.G.resolution, generator=gen)
+        losses, pl_mean = path_length_penalty(self.G, z, noise, probe.to(self.device), self.pl_mean,
+                                              self.config.pl_weight, self.config.pl_interval)
+        if self.rank.world > 1:  # one running mean for all ranks
+            dist.all_reduce(pl_mean)
+            pl_mean /= self.rank.world
+        self.pl_mean = pl_mean
         return self._apply(self.opt_g, self.g_params, losses)
 
     @torch.no_grad()
@@ -378,6 +399,7 @@ class Trainer:
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
             "feature_adapters": self.feature_loss.state_dict() if self.feature_loss is not None else {},
+            "pl_mean": self.pl_mean.detach().cpu(),
             "train_config": self.config.to_dict(),
         }
         with atomic_path(target / "state.pt") as tmp, open(tmp, "wb") as f:
@@ -406,6 +428,7 @@ class Trainer:
             self.feature_loss.load_state_dict(state["feature_adapters"])
         self.step = state["step"]
         self.elapsed_before = state["elapsed_s"]
+        self.pl_mean = state.get("pl_mean", torch.zeros(())).to(self.device)
         self._truncate_stats()
 
     def _truncate_stats(self) -> None:
