@@ -106,6 +106,8 @@ _TRAIN_HELP = {
     "style_mixing": "StyleGAN2: probability of mixing two latents per batch (teacher and student get the same mix)",
     "pl_weight": "StyleGAN2: weight of the lazy path-length regulariser (0: off)",
     "pl_interval": "StyleGAN2: path-length regularisation every N steps",
+    "relation": "StyleGAN2 distillation: weight of StyleKD's latent-direction relation loss (0: off; StyleKD uses 30)",
+    "relation_strength": "StyleGAN2: size of the random moves in w for the relation loss",
 }
 
 

@@ -336,3 +336,30 @@ def test_path_length_regularisation_is_logged_and_resumes_exactly(tmp_path):
     assert torch.equal(straight.pl_mean, resumed.pl_mean)
     for (name, a), b in zip(straight.G_ema.state_dict().items(), resumed.G_ema.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def test_latent_direction_relation_loss():
+    from gancompress.distill.losses import latent_direction_relation
+    from gancompress.distill.trainer import TrainConfig, Trainer
+    from gancompress.prune import prune_generator
+
+    g = torch.Generator().manual_seed(0)
+    teacher_feats = {"b4": torch.randn(8, 6, 4, 4, generator=g)}
+    same = latent_direction_relation(teacher_feats, teacher_feats, ["b4"], 4, 30.0)["g_relation"]
+    assert same.abs() < 1e-6  # identical relations: zero KL, whatever the channels
+    wider = {"b4": torch.cat([teacher_feats["b4"], teacher_feats["b4"]], 1)}  # same cosines with twice the channels
+    assert latent_direction_relation(wider, teacher_feats, ["b4"], 4, 30.0)["g_relation"].abs() < 1e-5
+    other = {"b4": torch.randn(8, 3, 4, 4, generator=g)}
+    assert latent_direction_relation(other, teacher_feats, ["b4"], 4, 30.0)["g_relation"] > 1e-3
+
+    teacher = tiny_stylegan2()
+    student, kept = prune_generator(teacher, width=1.0)
+    trainer = Trainer(TrainConfig(steps=1, batch_size=4, lpips=0.0, adv=0.0, relation=30.0), student, teacher, None, None,
+                      kept=kept, progress=False)
+    terms = trainer.generator_step(0)
+    assert terms["g_relation"] == pytest.approx(0, abs=1e-5)  # a student equal to its teacher has the same relations
+    with pytest.raises(ConfigError, match="need a StyleGAN2 generator"):
+        from tests.conftest import tiny_generator
+
+        dcgan = tiny_generator()
+        Trainer(TrainConfig(relation=1.0, lpips=0.0), prune_generator(dcgan, width=0.5)[0], dcgan, None, None, progress=False)

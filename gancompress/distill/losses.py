@@ -123,3 +123,18 @@ def path_length_penalty(generator: nn.Module, z: torch.Tensor, noise, probe: tor
     lengths = grad.square().sum(2).mean(1).sqrt()
     new_mean = pl_mean.lerp(lengths.mean().detach(), decay)
     return {"g_pl": weight * interval * (lengths - new_mean).square().mean()}, new_mean
+
+
+def latent_direction_relation(student_feats: dict, teacher_feats: dict, names, batch: int, weight: float) -> dict[str, torch.Tensor]:
+    """StyleKD's latent-direction relation loss. The first `batch` rows of each feature map come from
+    w, the next `batch` from w moved along random directions. Within each network, the cosine
+    similarities between original i and moved j form a (batch x batch) matrix; each student row, as a
+    softmax distribution, is pulled to the teacher's with KL divergence. Channel counts may differ."""
+    total = 0
+    for name in names:
+        rel = []
+        for feats in (student_feats, teacher_feats):
+            f = feats[name].flatten(1)
+            rel.append(F.cosine_similarity(f[:batch, None], f[None, batch:], dim=2))
+        total = total + F.kl_div(F.log_softmax(rel[0], 1), F.softmax(rel[1].detach(), 1), reduction="batchmean")
+    return {"g_relation": weight * total}

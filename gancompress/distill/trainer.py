@@ -30,8 +30,8 @@ from tqdm import tqdm
 
 from gancompress.config import ConfigError, _SerializableConfig
 from gancompress.distill.augment import POLICIES, diff_augment
-from gancompress.distill.losses import (ADVERSARIAL_LOSSES, AdversarialLoss, FeatureLoss, OutputLoss, path_length_penalty,
-                                        r1_penalty)
+from gancompress.distill.losses import (ADVERSARIAL_LOSSES, AdversarialLoss, FeatureLoss, OutputLoss,
+                                        latent_direction_relation, path_length_penalty, r1_penalty)
 from gancompress.io import atomic_path, atomic_write_text, load_generator, save_generator, save_tensors
 from gancompress.models import build_discriminator_for
 
@@ -67,6 +67,8 @@ class TrainConfig(_SerializableConfig):
     style_mixing: float = 0.0  # StyleGAN2: probability of mixing two latents per batch (0.9 when training from scratch)
     pl_weight: float = 0.0  # StyleGAN2 path-length regularisation (off by default; StyleGAN2 uses 2)
     pl_interval: int = 4
+    relation: float = 0.0  # StyleGAN2 distillation: StyleKD's latent-direction relation loss (StyleKD uses 30)
+    relation_strength: float = 5.0  # std of the random move along a unit direction in w space
 
     family = "train"
 
@@ -169,8 +171,8 @@ class Trainer:
                 if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
                     module.eval()
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
-        if (config.style_mixing or config.pl_weight) and not hasattr(student, "num_ws"):
-            raise ConfigError("style_mixing and pl_weight need a StyleGAN2 generator; set them to 0 for DCGAN")
+        if (config.style_mixing or config.pl_weight or config.relation) and not hasattr(student, "num_ws"):
+            raise ConfigError("style_mixing, pl_weight and relation need a StyleGAN2 generator; set them to 0 for DCGAN")
         self.pl_mean = torch.zeros((), device=self.device)  # running mean of path lengths (checkpointed)
         self.D = build_discriminator_for(student.config, config.d_width).to(self.device)
         distill = config.mode == "distill"
@@ -273,9 +275,27 @@ class Trainer:
             losses.update(self.output_loss(images, t_images))
             if self.feature_loss is not None:
                 losses.update(self.feature_loss(feats, t_feats))
+        if self.config.mode == "distill" and self.config.relation:
+            losses.update(self._relation_loss(z, step))
         if self.config.adv:
             losses.update(self.adv.generator_loss(self.D(self._augment(images, step, "aug-g"))))
         return self._apply(self.opt_g, self.g_params, losses)
+
+    def _relation_loss(self, z, step: int) -> dict:
+        """Teacher and student on [w, w + offset] with shared offsets and noise; relations on the two
+        lowest-resolution blocks, where StyleKD applies them."""
+        gen = _seeded(self.config.seed, self.rank.rank, step, "relation")
+        direction = torch.randn(z.shape[0], self.G.config.w_dim, generator=gen)
+        offset = direction / direction.norm(dim=1, keepdim=True) * torch.randn(z.shape[0], 1, generator=gen)
+        offset = (offset * self.config.relation_strength).to(self.device)[:, None]
+        noise = [torch.cat([n, n]) for n in self.G.make_noise(z.shape[0], gen, self.device)]
+        feats = []
+        for net in (self.G, self.teacher):
+            with torch.set_grad_enabled(net is self.G):
+                ws = net.ws(z)
+                feats.append(net(None, return_features=True, ws=torch.cat([ws, ws + offset]), noise=noise)[1])
+        names = self.G.config.block_names[:2]
+        return latent_direction_relation(feats[0], feats[1], names, z.shape[0], self.config.relation)
 
     def path_length_step(self, step: int) -> dict:
         z = self._z(step, "pl")
