@@ -211,6 +211,27 @@ def cmd_train(args) -> int:
                    teacher, plan)
 
 
+def cmd_import(args) -> int:
+    from gancompress.importers_stylegan2 import describe, import_rosinality, load_foreign_checkpoint
+    from gancompress.io import save_generator, save_tensors
+
+    imported = import_rosinality(load_foreign_checkpoint(args.checkpoint, allow_pickle=args.allow_pickle))
+    generator, notes = imported["generator"]
+    out_dir = args.out_dir or args.checkpoint.parent
+    stem = args.checkpoint.stem
+    g_path = save_generator(out_dir / f"{stem}-G.safetensors", generator,
+                            {"imported_from": {"file": args.checkpoint.name, **notes}})
+    print(f"generator: {describe(generator)} -> {g_path}")
+    print(f"  w average: {notes['w_avg']}")
+    if imported["discriminator"] is not None:
+        d = imported["discriminator"]
+        d_path = out_dir / f"{stem}-D.safetensors"
+        save_tensors(d_path, d.state_dict(), {"kind": "discriminator", "config": d.config.to_dict(),
+                                              "imported_from": {"file": args.checkpoint.name}})
+        print(f"discriminator: channels {d.config.channels} -> {d_path}")
+    return 0
+
+
 def cmd_compress(args) -> int:
     from gancompress.compress import compress
     from gancompress.evaluate import default_device
@@ -336,6 +357,21 @@ def build_parser() -> argparse.ArgumentParser:
                                   lr_g=2e-4))
     _asset_option(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "import", formatter_class=_Formatter, help="convert a rosinality StyleGAN2 checkpoint to gancompress files",
+        description="Read a rosinality/stylegan2-pytorch .pt (g_ema, and d when present; any size and channel "
+                    "multiplier) and write CHECKPOINT-G.safetensors (and -D) that every gancompress command takes. "
+                    "Loads with torch.load(weights_only=True), allowing only argparse.Namespace besides tensors.",
+        epilog="examples:\n  gancompress import stylegan2-ffhq-config-f.pt\n"
+               "  gancompress import 550000.pt --out-dir teachers/ --allow-pickle",
+    )
+    p.add_argument("checkpoint", type=Path, help="rosinality .pt file")
+    p.add_argument("--out-dir", type=Path, default=None, help="where to write (default: beside the checkpoint)")
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="fully unpickle the file (runs code from it; only for files you trust)")
+    _asset_option(p)
+    p.set_defaults(func=cmd_import)
 
     p = sub.add_parser(
         "compress", formatter_class=_Formatter, help="the main job: prune, distill, evaluate, report",

@@ -11,7 +11,7 @@ import torch
 
 from gancompress import assets
 from gancompress.errors import GancompressError
-from gancompress.io import CheckpointError, load_generator, sha256_file
+from gancompress.io import load_generator, sha256_file
 
 
 class TeacherError(GancompressError, ValueError):
@@ -58,14 +58,13 @@ def resolve_generator(spec: str, device: str | torch.device = "cpu") -> tuple[to
 
 
 def _import_foreign(path: Path) -> torch.nn.Module:
+    """A generator from a checkpoint saved by other code: rosinality StyleGAN2 `.pt` files, or
+    DCGAN state_dicts recognised by shape."""
     from gancompress.importers import dcgan_from_state_dict
+    from gancompress.importers_stylegan2 import import_rosinality, is_rosinality_generator, load_foreign_checkpoint
 
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for non-checkpoints and unsafe pickles
-        raise CheckpointError(
-            f"{path}: cannot be read with torch.load(weights_only=True) ({type(err).__name__}); "
-            "save a plain state_dict of tensors or a gancompress .safetensors checkpoint"
-        ) from err
+    obj = load_foreign_checkpoint(path)
+    inner = (obj.get("g_ema") or obj.get("g") or obj) if isinstance(obj, dict) else None
+    if isinstance(inner, dict) and is_rosinality_generator(inner):
+        return import_rosinality(obj)["generator"][0]
     return dcgan_from_state_dict(obj)
-

@@ -1,0 +1,171 @@
+"""Import StyleGAN2 checkpoints of rosinality/stylegan2-pytorch into gancompress networks.
+
+A rosinality `.pt` is a dict with `g_ema` (and often `g`, `d`, optimizer states and an
+`argparse.Namespace` under `args`). Architecture numbers are read from the tensors themselves
+(resolution from the number of toRGB layers, channels from the convolution weights, z/w sizes
+and mapping depth from the `style.*` layers), so any size and channel multiplier loads.
+
+Key map (rosinality -> gancompress):
+  style.<i>.weight/bias                -> mapping.layers.<i-1>.weight/bias     (i = 1..n_mlp)
+  input.input                          -> synthesis.const
+  conv1.*, to_rgb1.*                   -> synthesis.convs.b4_conv1.*, synthesis.to_rgbs.b4.*
+  convs.<2k>.*, convs.<2k+1>.*         -> synthesis.convs.b<r>_conv0.*, b<r>_conv1.*   (r = 8 * 2**k)
+  to_rgbs.<k>.*                        -> synthesis.to_rgbs.b<r>.*
+  <conv>.conv.weight (1, out, in, k, k)-> <conv>.conv.weight (out, in, k, k)
+  <conv>.conv.modulation.*             -> <conv>.conv.affine.*
+  <conv>.noise.weight (1,)             -> <conv>.noise_strength ()
+  <conv>.activate.bias                 -> <conv>.bias
+  noises.noise_<i>                     -> noise_const_<i>
+Discriminator: convs.0 (fromRGB), convs.<i> residual blocks (conv1, conv2, skip), final_conv,
+final_linear.0 / .1, with the blur kernels (buffers) checked against the [1, 3, 3, 1] filter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+
+import torch
+
+from gancompress.config import StyleGAN2Config, StyleGAN2DiscriminatorConfig
+from gancompress.importers import ForeignCheckpointError
+from gancompress.models.layers import fir_kernel
+from gancompress.models.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
+
+W_AVG_SAMPLES = 10000
+
+
+def load_foreign_checkpoint(path, allow_pickle: bool = False):
+    """torch.load with weights_only=True, allowing argparse.Namespace (rosinality stores its
+    training arguments that way). Anything else pickled needs allow_pickle=True: full unpickling,
+    which runs code from the file, so only for files you trust."""
+    if allow_pickle:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for unsafe or unreadable files
+        raise ForeignCheckpointError(
+            f"{path}: cannot be read with torch.load(weights_only=True) ({type(err).__name__}: "
+            f"{str(err).splitlines()[0][:160]}); if the file holds pickled objects and you trust it, "
+            "pass --allow-pickle"
+        ) from err
+
+
+def is_rosinality_generator(state: dict) -> bool:
+    return "input.input" in state and "conv1.conv.weight" in state and "style.1.weight" in state
+
+
+def _check_blur(state: dict, prefix: str, gain: float) -> None:
+    kernel = state.get(prefix)
+    if kernel is not None and not torch.allclose(kernel.float(), fir_kernel((1, 3, 3, 1), gain), atol=1e-6):
+        raise ForeignCheckpointError(f"{prefix}: blur kernel is not the [1, 3, 3, 1] filter StyleGAN2 uses")
+
+
+def rosinality_generator(state: dict, w_avg: torch.Tensor | None = None, lr_mlp: float = 0.01) -> tuple[StyleGAN2Generator, dict]:
+    """A gancompress StyleGAN2 generator with the weights of a rosinality `Generator` state_dict,
+    and notes on what was inferred."""
+    if not is_rosinality_generator(state):
+        raise ForeignCheckpointError(f"not a rosinality StyleGAN2 generator state_dict (found keys {sorted(state)[:6]} ...)")
+    n_mlp = len({m.group(1) for k in state if (m := re.match(r"style\.(\d+)\.weight$", k))})
+    z_dim = state["style.1.weight"].shape[1]
+    w_dim = state[f"style.{n_mlp}.weight"].shape[0]
+    n_up = len({m.group(1) for k in state if (m := re.match(r"to_rgbs\.(\d+)\.", k))})
+    resolution = 4 * 2**n_up
+    channels = [state["conv1.conv.weight"].shape[1]] + [state[f"convs.{2 * k + 1}.conv.weight"].shape[1] for k in range(n_up)]
+    out_channels = state["to_rgb1.conv.weight"].shape[1]
+    config = StyleGAN2Config(resolution=resolution, channels=tuple(channels), z_dim=z_dim, w_dim=w_dim, mapping_layers=n_mlp,
+                             mapping_lr_mul=lr_mlp, out_channels=out_channels)
+    for k in range(n_up):
+        _check_blur(state, f"convs.{2 * k}.conv.blur.kernel", 4.0)
+        _check_blur(state, f"to_rgbs.{k}.upsample.kernel", 4.0)
+    names = config.block_names
+    conv_map = {"conv1": f"synthesis.convs.{names[0]}_conv1"}
+    rgb_map = {"to_rgb1": f"synthesis.to_rgbs.{names[0]}"}
+    for k in range(n_up):
+        conv_map[f"convs.{2 * k}"] = f"synthesis.convs.{names[k + 1]}_conv0"
+        conv_map[f"convs.{2 * k + 1}"] = f"synthesis.convs.{names[k + 1]}_conv1"
+        rgb_map[f"to_rgbs.{k}"] = f"synthesis.to_rgbs.{names[k + 1]}"
+    ours = {"synthesis.const": state["input.input"]}
+    for i in range(1, n_mlp + 1):
+        ours[f"mapping.layers.{i - 1}.weight"] = state[f"style.{i}.weight"]
+        ours[f"mapping.layers.{i - 1}.bias"] = state[f"style.{i}.bias"]
+    for src, dst in conv_map.items():
+        ours[f"{dst}.conv.weight"] = state[f"{src}.conv.weight"][0]
+        ours[f"{dst}.conv.affine.weight"] = state[f"{src}.conv.modulation.weight"]
+        ours[f"{dst}.conv.affine.bias"] = state[f"{src}.conv.modulation.bias"]
+        ours[f"{dst}.noise_strength"] = state[f"{src}.noise.weight"].reshape(())
+        ours[f"{dst}.bias"] = state[f"{src}.activate.bias"]
+    for src, dst in rgb_map.items():
+        ours[f"{dst}.conv.weight"] = state[f"{src}.conv.weight"][0]
+        ours[f"{dst}.conv.affine.weight"] = state[f"{src}.conv.modulation.weight"]
+        ours[f"{dst}.conv.affine.bias"] = state[f"{src}.conv.modulation.bias"]
+        ours[f"{dst}.bias"] = state[f"{src}.bias"].flatten()
+    generator = StyleGAN2Generator(config)
+    for i in range(len(generator.noise_shapes())):
+        ours[f"noise_const_{i}"] = state.get(f"noises.noise_{i}", getattr(generator, f"noise_const_{i}"))
+    notes = {"source": "rosinality/stylegan2-pytorch", "mapping_lr_mul": lr_mlp}
+    if w_avg is None:
+        ours["w_avg"] = torch.zeros(w_dim)
+    else:
+        ours["w_avg"] = w_avg.reshape(-1)[:w_dim]
+        notes["w_avg"] = "latent_avg from the checkpoint"
+    generator.load_state_dict({k: v.float() for k, v in ours.items()})
+    if w_avg is None:  # rosinality computes the truncation centre on demand; we store it
+        with torch.no_grad():
+            z = torch.randn(W_AVG_SAMPLES, z_dim, generator=torch.Generator().manual_seed(0))
+            generator.w_avg.copy_(generator.mapping(z).mean(0))
+        notes["w_avg"] = f"mean of the mapping network over {W_AVG_SAMPLES} latents (seed 0)"
+    return generator.eval(), notes
+
+
+def rosinality_discriminator(state: dict) -> StyleGAN2Discriminator:
+    blocks = sorted({int(m.group(1)) for k in state if (m := re.match(r"convs\.(\d+)\.conv1\.", k))})
+    if "convs.0.0.weight" not in state or not blocks or "final_linear.1.weight" not in state:
+        raise ForeignCheckpointError(f"not a rosinality StyleGAN2 discriminator state_dict (found {sorted(state)[:6]} ...)")
+    from_rgb = state["convs.0.0.weight"]
+    # blocks run from the image resolution down: block i maps channels[-i] to channels[-i - 1]
+    widths = [from_rgb.shape[0]] + [state[f"convs.{i}.conv2.1.weight"].shape[0] for i in blocks]
+    channels = tuple(reversed(widths))
+    config = StyleGAN2DiscriminatorConfig(resolution=4 * 2 ** len(blocks), channels=channels, in_channels=from_rgb.shape[1],
+                                          mbstd_features=state["final_conv.0.weight"].shape[1] - channels[0])
+    ours = {"from_rgb.conv.weight": from_rgb, "from_rgb.act_bias": state["convs.0.1.bias"]}
+    for j, i in enumerate(blocks):
+        for part in ("conv2", "skip"):
+            _check_blur(state, f"convs.{i}.{part}.0.kernel", 1.0)
+        ours[f"blocks.{j}.conv1.conv.weight"] = state[f"convs.{i}.conv1.0.weight"]
+        ours[f"blocks.{j}.conv1.act_bias"] = state[f"convs.{i}.conv1.1.bias"]
+        ours[f"blocks.{j}.conv2.conv.weight"] = state[f"convs.{i}.conv2.1.weight"]
+        ours[f"blocks.{j}.conv2.act_bias"] = state[f"convs.{i}.conv2.2.bias"]
+        ours[f"blocks.{j}.skip.conv.weight"] = state[f"convs.{i}.skip.1.weight"]
+    ours |= {"final_conv.conv.weight": state["final_conv.0.weight"], "final_conv.act_bias": state["final_conv.1.bias"],
+             "final_linear.weight": state["final_linear.0.weight"], "final_linear.bias": state["final_linear.0.bias"],
+             "head.weight": state["final_linear.1.weight"], "head.bias": state["final_linear.1.bias"]}
+    discriminator = StyleGAN2Discriminator(config)
+    discriminator.load_state_dict({k: v.float() for k, v in ours.items()})
+    return discriminator.eval()
+
+
+def import_rosinality(obj: dict) -> dict:
+    """{'generator': (G, notes), 'discriminator': D or None} from a loaded rosinality checkpoint
+    (`g_ema` preferred, else `g`; or a bare generator state_dict)."""
+    if not isinstance(obj, dict):
+        raise ForeignCheckpointError(f"expected a dict checkpoint, got {type(obj).__name__}")
+    state = obj.get("g_ema") or obj.get("g") or obj
+    if not isinstance(state, dict) or not is_rosinality_generator(state):
+        raise ForeignCheckpointError(
+            f"no rosinality StyleGAN2 generator found (top-level keys: {sorted(obj)[:8]}); expected 'g_ema' or 'g' "
+            "holding style.*, input.input, conv1.*, convs.*, to_rgbs.*")
+    args = obj.get("args")
+    lr_mlp = getattr(args, "lr_mlp", 0.01) if args is not None else 0.01
+    w_avg = obj.get("latent_avg")
+    generator = rosinality_generator(state, w_avg if torch.is_tensor(w_avg) else None, lr_mlp)
+    discriminator = rosinality_discriminator(obj["d"]) if isinstance(obj.get("d"), dict) else None
+    return {"generator": generator, "discriminator": discriminator}
+
+
+def describe(generator: StyleGAN2Generator) -> str:
+    c = generator.config
+    return (f"StyleGAN2 {c.resolution}px, channels {c.channels}, z {c.z_dim}, w {c.w_dim}, "
+            f"{c.mapping_layers}-layer mapping, {int(math.log2(c.resolution)) - 1} blocks")
