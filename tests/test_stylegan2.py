@@ -217,8 +217,8 @@ def test_pruned_stylegan2_equals_the_teacher_with_dropped_channels_silenced():
     with torch.no_grad():
         expected, expected_features = silenced(z, return_features=True, noise="const")
         got, features = student(z, return_features=True, noise="const")
-    assert torch.allclose(got, expected, atol=1e-5)
-    assert torch.allclose(features["b16"], expected_features["b16"][:, kept["b16"]], atol=1e-5)
+    assert torch.allclose(got, expected, atol=1e-4)  # float32 rounding of the rescaled weights, images up to ~10
+    assert torch.allclose(features["b16"], expected_features["b16"][:, kept["b16"]], atol=1e-4)
 
 
 def test_l1_importance_weights_magnitude_by_style():
