@@ -45,8 +45,20 @@ class _SerializableConfig:
         return cls(**data)
 
 
+class _WidthMixin:
+    """Generator configs with a per-block `channels` tuple."""
+
+    def with_width(self, width: float, divisor: int = 8):
+        """This architecture with every block scaled by `width` (0 < width <= 1), rounded with
+        `make_divisible` but never above the original count."""
+        if not 0 < width <= 1:
+            raise ConfigError(f"width must satisfy 0 < width <= 1, got {width}")
+        channels = tuple(min(c, make_divisible(c * width, divisor, min_value=min(c, divisor))) for c in self.channels)
+        return dataclasses.replace(self, channels=channels)
+
+
 @dataclass(frozen=True)
-class DCGANConfig(_SerializableConfig):
+class DCGANConfig(_WidthMixin, _SerializableConfig):
     """PyTorch-tutorial DCGAN generator: a ConvTranspose2d(z -> 4x4) block, then one stride-2
     ConvTranspose2d + BatchNorm + ReLU block per doubling, and a stride-2 ConvTranspose2d to the
     output channels with tanh. `channels[i]` is the width of block i (resolution 4 * 2**i)."""
@@ -80,17 +92,9 @@ class DCGANConfig(_SerializableConfig):
     def block_names(self) -> tuple[str, ...]:
         return tuple(f"b{4 * 2**i}" for i in range(len(self.channels)))
 
-    def with_width(self, width: float, divisor: int = 8) -> "DCGANConfig":
-        """This architecture with every block scaled by `width` (0 < width <= 1), rounded with
-        `make_divisible` but never above the original count."""
-        if not 0 < width <= 1:
-            raise ConfigError(f"width must satisfy 0 < width <= 1, got {width}")
-        channels = tuple(min(c, make_divisible(c * width, divisor, min_value=min(c, divisor))) for c in self.channels)
-        return dataclasses.replace(self, channels=channels)
-
 
 @dataclass(frozen=True)
-class StyleGAN2Config(_SerializableConfig):
+class StyleGAN2Config(_WidthMixin, _SerializableConfig):
     """StyleGAN2 generator (skip toRGB architecture). `channels[i]` is the width of the block at
     resolution 4 * 2**i (both its convolutions); `from_base` derives them the NVlabs way and
     `from_multiplier` the rosinality way."""
@@ -140,13 +144,6 @@ class StyleGAN2Config(_SerializableConfig):
         n = int(math.log2(resolution)) - 1
         return cls(resolution=resolution, channels=tuple(
             table[4 * 2**i] * (channel_multiplier if 4 * 2**i >= 64 else 1) for i in range(n)), **kwargs)
-
-    def with_width(self, width: float, divisor: int = 8) -> "StyleGAN2Config":
-        """Every block scaled by `width` (0 < width <= 1) with `make_divisible`, never above the original."""
-        if not 0 < width <= 1:
-            raise ConfigError(f"width must satisfy 0 < width <= 1, got {width}")
-        channels = tuple(min(c, make_divisible(c * width, divisor, min_value=min(c, divisor))) for c in self.channels)
-        return dataclasses.replace(self, channels=channels)
 
 
 @dataclass(frozen=True)

@@ -270,7 +270,7 @@ def evaluate(
             if inception_score else None,
         },
         "cost": cost,
-        "protocol": protocol(n, n_ref, seed, ref_seed, batch_size, device, reference),
+        "protocol": protocol(n, n_ref, seed, ref_seed, batch_size, device, reference, hasattr(generator, "make_noise")),
         "timings": timings,
     }
     if not inception_score:
@@ -301,7 +301,7 @@ def _lpips_unavailable(reference: Reference, generator) -> dict | None:
     return None
 
 
-def protocol(n, n_ref, seed, ref_seed, batch_size, device, reference) -> dict:
+def protocol(n, n_ref, seed, ref_seed, batch_size, device, reference, per_layer_noise: bool = False) -> dict:
     weights = assets.provenance("fid-inception")
     ref_desc = {
         "teacher": f"{n_ref} fresh teacher samples, latents N(0, I) from seed {ref_seed}",
@@ -310,8 +310,9 @@ def protocol(n, n_ref, seed, ref_seed, batch_size, device, reference) -> dict:
     }[reference.kind]
     return {
         "n_generated": n,
-        "latents": f"z ~ N(0, I) drawn on the CPU from torch seed {seed}; per-layer noise (StyleGAN2) per image "
-                   f"from a torch generator seeded with sha256('noise/{seed}/<image index>')[:4]",
+        "latents": f"z ~ N(0, I) drawn on the CPU from torch seed {seed}" + (
+            f"; per-layer noise per image from a torch generator seeded with sha256('noise/{seed}/<image index>')[:4]"
+            if per_layer_noise else ""),
         "n_reference": n_ref,
         "reference": ref_desc,
         "feature_extractor": fid_metrics.FEATURE_EXTRACTOR_ID,

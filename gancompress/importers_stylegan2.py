@@ -57,6 +57,15 @@ def is_rosinality_generator(state: dict) -> bool:
     return "input.input" in state and "conv1.conv.weight" in state and "style.1.weight" in state
 
 
+def rosinality_generator_state(obj) -> dict | None:
+    """The generator state_dict in a loaded rosinality checkpoint (`g_ema`, else `g`, else the dict
+    itself), or None when there is none."""
+    if not isinstance(obj, dict):
+        return None
+    state = obj.get("g_ema") or obj.get("g") or obj
+    return state if isinstance(state, dict) and is_rosinality_generator(state) else None
+
+
 def _check_blur(state: dict, prefix: str, gain: float) -> None:
     kernel = state.get(prefix)
     if kernel is not None and not torch.allclose(kernel.float(), fir_kernel((1, 3, 3, 1), gain), atol=1e-6):
@@ -152,8 +161,8 @@ def import_rosinality(obj: dict) -> dict:
     (`g_ema` preferred, else `g`; or a bare generator state_dict)."""
     if not isinstance(obj, dict):
         raise ForeignCheckpointError(f"expected a dict checkpoint, got {type(obj).__name__}")
-    state = obj.get("g_ema") or obj.get("g") or obj
-    if not isinstance(state, dict) or not is_rosinality_generator(state):
+    state = rosinality_generator_state(obj)
+    if state is None:
         raise ForeignCheckpointError(
             f"no rosinality StyleGAN2 generator found (top-level keys: {sorted(obj)[:8]}); expected 'g_ema' or 'g' "
             "holding style.*, input.input, conv1.*, convs.*, to_rgbs.*")

@@ -61,10 +61,9 @@ def _import_foreign(path: Path) -> torch.nn.Module:
     """A generator from a checkpoint saved by other code: rosinality StyleGAN2 `.pt` files, or
     DCGAN state_dicts recognised by shape."""
     from gancompress.importers import dcgan_from_state_dict
-    from gancompress.importers_stylegan2 import import_rosinality, is_rosinality_generator, load_foreign_checkpoint
+    from gancompress.importers_stylegan2 import import_rosinality, load_foreign_checkpoint, rosinality_generator_state
 
     obj = load_foreign_checkpoint(path)
-    inner = (obj.get("g_ema") or obj.get("g") or obj) if isinstance(obj, dict) else None
-    if isinstance(inner, dict) and is_rosinality_generator(inner):
+    if rosinality_generator_state(obj) is not None:
         return import_rosinality(obj)["generator"][0]
     return dcgan_from_state_dict(obj)
