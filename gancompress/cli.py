@@ -212,10 +212,14 @@ def cmd_train(args) -> int:
 
 
 def cmd_import(args) -> int:
+    from gancompress.importers_nvlabs import import_nvlabs, is_plain_pickle
     from gancompress.importers_stylegan2 import describe, import_rosinality, load_foreign_checkpoint
     from gancompress.io import save_generator, save_tensors
 
-    imported = import_rosinality(load_foreign_checkpoint(args.checkpoint, allow_pickle=args.allow_pickle))
+    if is_plain_pickle(args.checkpoint):  # NVlabs .pkl: read by a restricted unpickler, no opt-in needed
+        imported = import_nvlabs(args.checkpoint)
+    else:
+        imported = import_rosinality(load_foreign_checkpoint(args.checkpoint, allow_pickle=args.allow_pickle))
     generator, notes = imported["generator"]
     out_dir = args.out_dir or args.checkpoint.parent
     stem = args.checkpoint.stem
@@ -359,14 +363,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(
-        "import", formatter_class=_Formatter, help="convert a rosinality StyleGAN2 checkpoint to gancompress files",
+        "import", formatter_class=_Formatter, help="convert a StyleGAN2 checkpoint (rosinality .pt, NVlabs .pkl) to gancompress files",
         description="Read a rosinality/stylegan2-pytorch .pt (g_ema, and d when present; any size and channel "
-                    "multiplier) and write CHECKPOINT-G.safetensors (and -D) that every gancompress command takes. "
-                    "Loads with torch.load(weights_only=True), allowing only argparse.Namespace besides tensors.",
+                    "multiplier) or an NVlabs stylegan2-ada-pytorch / stylegan3 (config stylegan2) .pkl snapshot "
+                    "(G_ema, and D) and write CHECKPOINT-G.safetensors (and -D) that every gancompress command takes. "
+                    ".pt files load with torch.load(weights_only=True), allowing only argparse.Namespace besides "
+                    "tensors; .pkl files load through a restricted unpickler that reads weights and never runs the "
+                    "source code stored in them (no source tree needed).",
         epilog="examples:\n  gancompress import stylegan2-ffhq-config-f.pt\n"
+               "  gancompress import network-snapshot-025000.pkl --out-dir teachers/\n"
                "  gancompress import 550000.pt --out-dir teachers/ --allow-pickle",
     )
-    p.add_argument("checkpoint", type=Path, help="rosinality .pt file")
+    p.add_argument("checkpoint", type=Path, help="rosinality .pt or NVlabs .pkl file")
     p.add_argument("--out-dir", type=Path, default=None, help="where to write (default: beside the checkpoint)")
     p.add_argument("--allow-pickle", action="store_true",
                    help="fully unpickle the file (runs code from it; only for files you trust)")

@@ -108,6 +108,7 @@ class StyleGAN2Config(_WidthMixin, _SerializableConfig):
     out_channels: int = 3
     blur_taps: tuple[int, ...] = (1, 3, 3, 1)
     w_avg_beta: float = 0.995
+    conv_clamp: float | None = None  # NVlabs clamps layer outputs to +-256 (set by its fp16 configs); None: off
 
     family = "stylegan2"
 
@@ -122,6 +123,8 @@ class StyleGAN2Config(_WidthMixin, _SerializableConfig):
                               f"got {len(self.channels)}: {self.channels}")
         if any(c < 1 for c in self.channels):
             raise ConfigError(f"every block needs at least one channel, got {self.channels}")
+        if self.conv_clamp is not None and not self.conv_clamp > 0:
+            raise ConfigError(f"conv_clamp must be positive or None, got {self.conv_clamp}")
         if min(self.z_dim, self.w_dim, self.mapping_layers) < 1 or self.out_channels not in (1, 3):
             raise ConfigError("need z_dim, w_dim, mapping_layers >= 1 and out_channels 1 or 3, got "
                               f"{self.z_dim}, {self.w_dim}, {self.mapping_layers}, {self.out_channels}")
@@ -190,6 +193,7 @@ class StyleGAN2DiscriminatorConfig(_SerializableConfig):
     mbstd_group: int = 4
     mbstd_features: int = 1
     blur_taps: tuple[int, ...] = (1, 3, 3, 1)
+    conv_clamp: float | None = None  # as in StyleGAN2Config
 
     family = "stylegan2-d"
 

@@ -58,11 +58,14 @@ def resolve_generator(spec: str, device: str | torch.device = "cpu") -> tuple[to
 
 
 def _import_foreign(path: Path) -> torch.nn.Module:
-    """A generator from a checkpoint saved by other code: rosinality StyleGAN2 `.pt` files, or
-    DCGAN state_dicts recognised by shape."""
+    """A generator from a checkpoint saved by other code: NVlabs StyleGAN2 `.pkl` snapshots,
+    rosinality StyleGAN2 `.pt` files, or DCGAN state_dicts recognised by shape."""
     from gancompress.importers import dcgan_from_state_dict
+    from gancompress.importers_nvlabs import import_nvlabs, is_plain_pickle
     from gancompress.importers_stylegan2 import import_rosinality, load_foreign_checkpoint, rosinality_generator_state
 
+    if is_plain_pickle(path):
+        return import_nvlabs(path)["generator"][0]
     obj = load_foreign_checkpoint(path)
     if rosinality_generator_state(obj) is not None:
         return import_rosinality(obj)["generator"][0]

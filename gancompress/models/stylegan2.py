@@ -68,31 +68,37 @@ class ModulatedConv(nn.Module):
                                 self.blur, self.padding, fused)
 
 
-class StyledConv(nn.Module):
-    """Modulated conv -> + noise * strength -> + bias -> leaky ReLU(0.2) * sqrt(2)."""
+def _clamp(x, limit):
+    return x if limit is None else x.clamp(-limit, limit)
 
-    def __init__(self, in_channels, out_channels, w_dim, upsample=False, blur_taps=(1, 3, 3, 1)):
+
+class StyledConv(nn.Module):
+    """Modulated conv -> + noise * strength -> + bias -> leaky ReLU(0.2) * sqrt(2) [-> clamp]."""
+
+    def __init__(self, in_channels, out_channels, w_dim, upsample=False, blur_taps=(1, 3, 3, 1), conv_clamp=None):
         super().__init__()
         self.conv = ModulatedConv(in_channels, out_channels, 3, w_dim, upsample=upsample, blur_taps=blur_taps)
         self.noise_strength = nn.Parameter(torch.zeros(()))
         self.bias = nn.Parameter(torch.zeros(out_channels))
+        self.conv_clamp = conv_clamp
 
     def forward(self, x, w, noise, fused=False):
         out = self.conv(x, w, fused) + self.noise_strength * noise
-        return F.leaky_relu(out + self.bias[None, :, None, None], 0.2) * LRELU_GAIN
+        return _clamp(F.leaky_relu(out + self.bias[None, :, None, None], 0.2) * LRELU_GAIN, self.conv_clamp)
 
 
 class ToRGB(nn.Module):
-    """1x1 modulated conv without demodulation, + bias, + the upsampled skip image."""
+    """1x1 modulated conv without demodulation, + bias [-> clamp], + the upsampled skip image."""
 
-    def __init__(self, in_channels, out_channels, w_dim, upsample_skip, blur_taps=(1, 3, 3, 1)):
+    def __init__(self, in_channels, out_channels, w_dim, upsample_skip, blur_taps=(1, 3, 3, 1), conv_clamp=None):
         super().__init__()
         self.conv = ModulatedConv(in_channels, out_channels, 1, w_dim, demodulate=False)
         self.bias = nn.Parameter(torch.zeros(out_channels))
         self.upsample = Upsample(blur_taps) if upsample_skip else None
+        self.conv_clamp = conv_clamp
 
     def forward(self, x, w, skip=None, fused=False):
-        out = self.conv(x, w, fused) + self.bias[None, :, None, None]
+        out = _clamp(self.conv(x, w, fused) + self.bias[None, :, None, None], self.conv_clamp)
         return out + self.upsample(skip) if skip is not None else out
 
 
@@ -112,16 +118,16 @@ class MappingNetwork(nn.Module):
 class Synthesis(nn.Module):
     def __init__(self, config: StyleGAN2Config):
         super().__init__()
-        ch, w_dim, taps = config.channels, config.w_dim, tuple(config.blur_taps)
+        ch, w_dim, taps, clamp = config.channels, config.w_dim, tuple(config.blur_taps), config.conv_clamp
         self.const = nn.Parameter(torch.randn(1, ch[0], 4, 4))
         self.convs = nn.ModuleDict()  # "<block>_conv0" (upsampling; absent at 4x4) and "<block>_conv1"
         self.to_rgbs = nn.ModuleDict()
         names = config.block_names
         for i, name in enumerate(names):
             if i:
-                self.convs[f"{name}_conv0"] = StyledConv(ch[i - 1], ch[i], w_dim, upsample=True, blur_taps=taps)
-            self.convs[f"{name}_conv1"] = StyledConv(ch[i], ch[i], w_dim, blur_taps=taps)
-            self.to_rgbs[name] = ToRGB(ch[i], config.out_channels, w_dim, upsample_skip=i > 0, blur_taps=taps)
+                self.convs[f"{name}_conv0"] = StyledConv(ch[i - 1], ch[i], w_dim, True, taps, clamp)
+            self.convs[f"{name}_conv1"] = StyledConv(ch[i], ch[i], w_dim, False, taps, clamp)
+            self.to_rgbs[name] = ToRGB(ch[i], config.out_channels, w_dim, i > 0, taps, clamp)
         self.block_names = names
 
     def forward(self, ws, noise, fused=False):
@@ -197,10 +203,10 @@ class StyleGAN2Generator(nn.Module):
 
 
 class ConvLayer(nn.Module):
-    """[blur ->] equalised conv (stride 2 when downsampling) [-> bias + leaky ReLU * sqrt(2)]."""
+    """[blur ->] equalised conv (stride 2 when downsampling) [-> bias + leaky ReLU * sqrt(2)] [-> clamp]."""
 
     def __init__(self, in_channels, out_channels, kernel_size, downsample=False, activate=True, bias=True,
-                 blur_taps=(1, 3, 3, 1)):
+                 blur_taps=(1, 3, 3, 1), conv_clamp=None):
         super().__init__()
         if downsample:
             p = (len(blur_taps) - 2) + (kernel_size - 1)
@@ -210,23 +216,24 @@ class ConvLayer(nn.Module):
             self.blur, stride, padding = None, 1, kernel_size // 2
         self.conv = EqualConv2d(in_channels, out_channels, kernel_size, stride, padding, bias=bias and not activate)
         self.act_bias = nn.Parameter(torch.zeros(out_channels)) if activate and bias else None
-        self.activate = activate
+        self.activate, self.conv_clamp = activate, conv_clamp
 
     def forward(self, x):
         x = self.conv(self.blur(x) if self.blur is not None else x)
         if self.act_bias is not None:
             x = x + self.act_bias[None, :, None, None]
-        return F.leaky_relu(x, 0.2) * LRELU_GAIN if self.activate else x
+        return _clamp(F.leaky_relu(x, 0.2) * LRELU_GAIN if self.activate else x, self.conv_clamp)
 
 
 class DiscriminatorBlock(nn.Module):
     """Residual block: two 3x3 convs (the second downsamples) plus a 1x1 downsampled skip, / sqrt(2)."""
 
-    def __init__(self, in_channels, out_channels, blur_taps):
+    def __init__(self, in_channels, out_channels, blur_taps, conv_clamp=None):
         super().__init__()
-        self.conv1 = ConvLayer(in_channels, in_channels, 3, blur_taps=blur_taps)
-        self.conv2 = ConvLayer(in_channels, out_channels, 3, downsample=True, blur_taps=blur_taps)
-        self.skip = ConvLayer(in_channels, out_channels, 1, downsample=True, activate=False, bias=False, blur_taps=blur_taps)
+        self.conv1 = ConvLayer(in_channels, in_channels, 3, blur_taps=blur_taps, conv_clamp=conv_clamp)
+        self.conv2 = ConvLayer(in_channels, out_channels, 3, downsample=True, blur_taps=blur_taps, conv_clamp=conv_clamp)
+        self.skip = ConvLayer(in_channels, out_channels, 1, downsample=True, activate=False, bias=False,
+                              blur_taps=blur_taps, conv_clamp=conv_clamp)
 
     def forward(self, x):
         return (self.conv2(self.conv1(x)) + self.skip(x)) / math.sqrt(2)
@@ -236,10 +243,10 @@ class StyleGAN2Discriminator(nn.Module):
     def __init__(self, config: StyleGAN2DiscriminatorConfig):
         super().__init__()
         self.config = config
-        ch, taps = config.channels, config.blur_taps
-        self.from_rgb = ConvLayer(config.in_channels, ch[-1], 1, blur_taps=taps)
-        self.blocks = nn.ModuleList(DiscriminatorBlock(ch[i], ch[i - 1], taps) for i in range(len(ch) - 1, 0, -1))
-        self.final_conv = ConvLayer(ch[0] + config.mbstd_features, ch[0], 3, blur_taps=taps)
+        ch, taps, clamp = config.channels, config.blur_taps, config.conv_clamp
+        self.from_rgb = ConvLayer(config.in_channels, ch[-1], 1, blur_taps=taps, conv_clamp=clamp)
+        self.blocks = nn.ModuleList(DiscriminatorBlock(ch[i], ch[i - 1], taps, clamp) for i in range(len(ch) - 1, 0, -1))
+        self.final_conv = ConvLayer(ch[0] + config.mbstd_features, ch[0], 3, blur_taps=taps, conv_clamp=clamp)
         self.final_linear = EqualLinear(ch[0] * 16, ch[0], activation=True)
         self.head = EqualLinear(ch[0], 1)
 
