@@ -48,12 +48,9 @@ ABLATIONS = {
 }
 
 
-def run_row(name, width, plan_extra, overrides, args, out: Path, device) -> dict:
-    row_file = out / "rows" / f"{name}-w{width}.json"
-    if row_file.is_file():
-        print(f"{name} w{width}: done before, skipped", file=sys.stderr)
-        return json.loads(row_file.read_text())
-    run_root = out / "runs"
+def train_row(name, width, plan_extra, overrides, args, run_root: Path, device) -> tuple[Path, dict]:
+    """Train (or resume, or just prune when overrides is None) one row's student; returns its file and
+    training facts. `args` supplies teacher, steps, batch_size and seed."""
     if overrides is None:  # pruned only
         teacher, _ = resolve_generator(args.teacher, device)
         student, kept = prune_generator(teacher, width=width)
@@ -76,6 +73,15 @@ def run_row(name, width, plan_extra, overrides, args, out: Path, device) -> dict
         student_path = run_dir / STUDENT_FILE
         train_info = {"steps": trainer.step, "batch_size": trainer.config.batch_size, "time_s": trainer.elapsed(),
                       "run_dir": str(run_dir)}
+    return student_path, train_info
+
+
+def run_row(name, width, plan_extra, overrides, args, out: Path, device) -> dict:
+    row_file = out / "rows" / f"{name}-w{width}.json"
+    if row_file.is_file():
+        print(f"{name} w{width}: done before, skipped", file=sys.stderr)
+        return json.loads(row_file.read_text())
+    student_path, train_info = train_row(name, width, plan_extra, overrides, args, out / "runs", device)
     record = evaluate(str(student_path), f"teacher:{args.teacher}", n=args.n, device=device, latency=False)
     row = {"row": name, "width": width, "channels": list(record["generator"]["config"]["channels"]),
            "fid_vs_teacher": record["metrics"]["fid"], "kid_vs_teacher": record["metrics"]["kid"]["mean"],

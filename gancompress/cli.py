@@ -88,10 +88,21 @@ def _student_options(p, width_default=None):
     p.add_argument("--prune-seed", type=int, default=0, help="seed of the random / data-driven criteria")
 
 
+def _betas(text: str) -> tuple[float, float]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 2 or not all(0 <= v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected two numbers in [0, 1) such as 0.5,0.999, got {text!r}")
+    return values
+
+
 # TrainConfig fields exposed as options, with help; the defaults shown are the config's own.
 _TRAIN_HELP = {
     "steps": "training steps", "batch_size": "global batch size (split across torchrun ranks)",
     "lr_g": "generator learning rate (Adam)", "lr_d": "discriminator learning rate (Adam)",
+    "betas": "Adam betas, two comma-separated numbers (StyleGAN2 from scratch: 0,0.99)",
     "l1": "weight of output L1 to the teacher", "lpips": "weight of output LPIPS (AlexNet) to the teacher",
     "mse": "weight of output MSE to the teacher", "feat": "weight of intermediate-feature MSE",
     "adv": "weight of the adversarial loss (0: no discriminator)", "adv_loss": "nonsat, hinge or lsgan",
@@ -116,6 +127,8 @@ def _train_options(p, base):
         default = getattr(base, name)
         if name == "diffaug":
             p.add_argument("--diffaug", default=",".join(default) or "none", help=text)
+        elif name == "betas":
+            p.add_argument("--betas", type=_betas, default=default, help=text)
         elif isinstance(default, bool):
             p.add_argument("--" + name, action=argparse.BooleanOptionalAction, default=default, help=text)
         else:

@@ -106,11 +106,17 @@ def test_train_from_scratch_on_a_dataset(tmp_path, env):
 def test_train_a_stylegan2_from_scratch(tmp_path, env):
     _gc("train", "--family", "stylegan2", "--real", "mnist", "--resolution", "16", "--channels", "16,16,8",
         "--z-dim", "8", "--w-dim", "8", "--mapping-layers", "2", "--out-channels", "1", "--steps", "2",
-        "--run-root", str(tmp_path / "runs"), "--batch-size", "4", "--quiet", env=env)
+        "--betas", "0,0.99", "--run-root", str(tmp_path / "runs"), "--batch-size", "4", "--quiet", env=env)
     run = next((tmp_path / "runs").iterdir())
     assert run.name.endswith("train-stylegan2-16px")
+    assert json.loads((run / "run.json").read_text())["train"]["betas"] == [0.0, 0.99]  # StyleGAN2's Adam betas
     config = load_generator(run / "student.safetensors").config
     assert (config.family, config.channels, config.w_dim, config.out_channels) == ("stylegan2", (16, 16, 8), 8, 1)
+
+
+def test_bad_betas_are_a_one_line_usage_error(tmp_path, env):
+    result = _gc("train", "--betas", "0.5", "--dry-run", env=env, check=False)
+    assert result.returncode == 2 and "expected two numbers in [0, 1)" in result.stderr
 
 
 def test_compress_end_to_end(teacher_file, tmp_path, env):

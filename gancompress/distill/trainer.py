@@ -73,7 +73,7 @@ class TrainConfig(_SerializableConfig):
     family = "train"
 
     def __post_init__(self):
-        object.__setattr__(self, "betas", tuple(self.betas))
+        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))  # Adam rejects (0, 0.99)
         object.__setattr__(self, "diffaug", tuple(self.diffaug))
         if self.mode not in ("distill", "gan"):
             raise ConfigError(f"mode must be 'distill' or 'gan', got {self.mode!r}")
