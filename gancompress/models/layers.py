@@ -32,8 +32,11 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
     x = F.pad(x, (max(pad0, 0), max(pad1, 0), max(pad0, 0), max(pad1, 0)))
     if pad0 < 0 or pad1 < 0:
         x = x[:, :, max(-pad0, 0): x.shape[2] - max(-pad1, 0), max(-pad0, 0): x.shape[3] - max(-pad1, 0)]
-    weight = torch.flip(kernel, (0, 1)).to(x)[None, None].expand(c, 1, *kernel.shape)
-    x = F.conv2d(x, weight, groups=c)
+    # One single-channel filter over N * C planes: a kernel of static shape, which the ONNX exporter
+    # needs (a depthwise kernel expanded to C channels gets a dynamic shape when traced).
+    weight = torch.flip(kernel, (0, 1)).to(x)[None, None]
+    x = F.conv2d(x.reshape(-1, 1, x.shape[2], x.shape[3]), weight)
+    x = x.reshape(n, c, x.shape[2], x.shape[3])
     return x[:, :, ::down, ::down] if down > 1 else x
 
 

@@ -1,0 +1,74 @@
+"""ONNX export: graphs with a dynamic batch that ONNX Runtime runs to the same numbers as PyTorch."""
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from gancompress.cli import main
+from gancompress.export import ExportError, export_onnx
+from gancompress.io import save_generator
+from tests.conftest import tiny_generator
+from tests.test_stylegan2 import tiny_stylegan2
+
+
+def _run(path, x):
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+
+
+def test_dcgan_export_matches_pytorch_at_any_batch(tmp_path):
+    generator = tiny_generator().eval()
+    record = export_onnx(generator, tmp_path / "g.onnx")
+    assert record["verification"]["max_abs_diff"] < 1e-5 and record["input"]["shape"] == ["batch", 8]
+    z = torch.randn(5, 8)  # a batch size the export never saw
+    with torch.no_grad():
+        assert np.abs(_run(tmp_path / "g.onnx", z) - generator(z).numpy()).max() < 1e-5
+    assert json.loads((tmp_path / "g.onnx.json").read_text())["verification"] == record["verification"]
+
+
+def test_stylegan2_graphs_compose_to_the_generator(tmp_path):
+    generator = tiny_stylegan2()
+    for part in ("full", "mapping", "synthesis"):
+        assert export_onnx(generator, tmp_path / f"{part}.onnx", part=part)["verification"]["max_abs_diff"] < 1e-4
+    z = torch.randn(4, generator.z_dim)
+    with torch.no_grad():
+        expected = generator(z, noise="const").numpy()
+    w = _run(tmp_path / "mapping.onnx", z)
+    ws = np.repeat(w[:, None], generator.num_ws, axis=1)
+    assert np.abs(_run(tmp_path / "synthesis.onnx", torch.from_numpy(ws)) - expected).max() < 1e-4
+    assert np.abs(_run(tmp_path / "full.onnx", z) - expected).max() < 1e-4
+    assert expected.std() > 0.1  # not a constant image
+
+
+def test_truncation_is_baked_into_the_full_graph(tmp_path):
+    generator = tiny_stylegan2()
+    export_onnx(generator, tmp_path / "psi.onnx", psi=0.5)
+    z = torch.randn(3, generator.z_dim)
+    with torch.no_grad():
+        truncated, plain = generator(z, noise="const", psi=0.5).numpy(), generator(z, noise="const").numpy()
+    out = _run(tmp_path / "psi.onnx", z)
+    assert np.abs(out - truncated).max() < 1e-4 and np.abs(out - plain).max() > 1e-2
+
+
+def test_a_graph_that_disagrees_is_not_kept(tmp_path, monkeypatch):
+    import gancompress.export as export
+
+    monkeypatch.setattr(export, "MAX_ABS_DIFF", -1.0)  # any difference (even 0) now fails
+    with pytest.raises(ExportError, match="differs from PyTorch"):
+        export_onnx(tiny_generator(), tmp_path / "g.onnx")
+    assert not (tmp_path / "g.onnx").exists() and not list(tmp_path.glob(".g.onnx*"))
+
+
+def test_dcgan_has_no_mapping_graph(tmp_path):
+    with pytest.raises(ExportError, match="only the 'full' graph"):
+        export_onnx(tiny_generator(), tmp_path / "g.onnx", part="mapping")
+
+
+def test_export_command_writes_every_stylegan2_graph(tmp_path, capsys):
+    source = save_generator(tmp_path / "sg2.safetensors", tiny_stylegan2())
+    assert main(["export", "--generator", str(source), "--part", "all", "--out", str(tmp_path / "sg2.onnx")]) == 0
+    assert {p.name for p in tmp_path.glob("*.onnx")} == {"sg2.onnx", "sg2-mapping.onnx", "sg2-synthesis.onnx"}
+    assert capsys.readouterr().out.count("max abs diff") == 3
