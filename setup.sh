@@ -14,4 +14,9 @@ if command -v apt-get >/dev/null 2>&1 && ! dpkg -s dataset-fashion-mnist >/dev/n
     fi
 fi
 
+# Headless Chromium renders the sweep's report.html in the tests (Debian package; optional for users).
+if command -v apt-get >/dev/null 2>&1 && ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+
 "$PY" -m pip install -q --root-user-action=ignore -e ".[dev]"

@@ -29,15 +29,16 @@ import torch
 from gancompress.distill.trainer import TrainConfig
 from gancompress.evaluate import evaluate, latents
 from gancompress.io import atomic_write_text, load_generator, save_generator
-from gancompress.pipeline import STUDENT_FILE, run_training, start_run
+from gancompress.pipeline import STUDENT_FILE, train_or_resume
 from gancompress.prune import prune_generator
 from gancompress.report import save_grid
+from gancompress.sweep import METHODS
 from gancompress.teachers import resolve_generator
 
 RECIPES = {
-    "ours": ({"init": "inherit"}, {}),
-    "scratch-gan": ({"init": "random"}, {"mode": "gan", "l1": 0.0, "lpips": 0.0, "feat": 0.0, "adv": 1.0}),
-    "mse-only": ({"init": "random"}, {"l1": 0.0, "lpips": 0.0, "feat": 0.0, "adv": 0.0, "mse": 1.0}),
+    "ours": METHODS["distill"],
+    "scratch-gan": METHODS["scratch"],
+    "mse-only": METHODS["mse"],
     "pruned-only": ({"init": "inherit"}, None),
 }
 ABLATIONS = {
@@ -57,19 +58,11 @@ def train_row(name, width, plan_extra, overrides, args, run_root: Path, device) 
         student_path = save_generator(run_root / f"pruned-only-w{width}" / STUDENT_FILE, student, {"pruning": {"kept": kept}})
         train_info = {"steps": 0}
     else:
-        existing = sorted(run_root.glob(f"*-{name}-w{width}")) if run_root.is_dir() else []
-        if existing and (existing[-1] / "checkpoints" / "latest").is_file():
-            run_dir = existing[-1]
-            _, trainer = run_training(run_dir, device, resume=True)
-        else:
-            for stale in existing:  # started but no checkpoint yet: start over
-                (stale / "run.json").unlink(missing_ok=True)
-            config = TrainConfig(steps=args.steps, batch_size=args.batch_size, seed=args.seed,
-                                 sample_every=max(args.steps // 4, 1), checkpoint_every=max(args.steps // 10, 1),
-                                 log_every=max(args.steps // 100, 1), **overrides)
-            plan = {"width": width, "criterion": "l1", "prune_seed": 0, **plan_extra}
-            run_dir = start_run(run_root, f"{name}-w{width}", config, args.teacher, plan, device)
-            _, trainer = run_training(run_dir, device)
+        config = TrainConfig(steps=args.steps, batch_size=args.batch_size, seed=args.seed,
+                             sample_every=max(args.steps // 4, 1), checkpoint_every=max(args.steps // 10, 1),
+                             log_every=max(args.steps // 100, 1), **overrides)
+        plan = {"width": width, "criterion": "l1", "prune_seed": 0, **plan_extra}
+        run_dir, trainer = train_or_resume(run_root, f"{name}-w{width}", config, args.teacher, plan, device)
         student_path = run_dir / STUDENT_FILE
         train_info = {"steps": trainer.step, "batch_size": trainer.config.batch_size, "time_s": trainer.elapsed(),
                       "run_dir": str(run_dir)}

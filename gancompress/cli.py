@@ -267,6 +267,72 @@ def cmd_export(args) -> int:
     return 0
 
 
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v)
+    except ValueError:
+        values = ()
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers separated by commas, got {text!r}")
+    return values
+
+
+def cmd_bench(args) -> int:
+    from gancompress.bench import bench_generator
+    from gancompress.io import atomic_write_text
+    from gancompress.metrics.cost import count_macs
+    from gancompress.teachers import resolve_generator
+
+    runtimes = args.runtimes.split(",") if args.runtimes else None
+    entries = []
+    for spec in args.generator:
+        generator, identity = resolve_generator(spec)
+        print(f"{identity['name']}:")
+        try:
+            result = bench_generator(generator, args.batches, args.threads, runtimes, args.min_run_time,
+                                     log=lambda msg: print("  " + msg))
+        except ValueError as err:
+            raise GancompressError(str(err)) from err
+        entries.append({"generator": identity["name"], "sha256": identity.get("sha256"),
+                        "macs_per_image": count_macs(generator), **result})
+    if len(entries) > 1:
+        base = {(c["runtime"], c["batch_size"], c["threads"]): c["median_ms_per_image"] for c in entries[0]["results"]}
+        print(f"speedup over {entries[0]['generator']} (median latency ratio; MACs reduction in brackets):")
+        for entry in entries[1:]:
+            reduction = entries[0]["macs_per_image"] / entry["macs_per_image"]
+            entry["macs_reduction"] = reduction
+            for cell in entry["results"]:
+                cell["speedup"] = base[(cell["runtime"], cell["batch_size"], cell["threads"])] / cell["median_ms_per_image"]
+                print(f"  {entry['generator']}: {cell['runtime']} batch {cell['batch_size']} threads {cell['threads']}: "
+                      f"{cell['speedup']:.2f}x [{reduction:.1f}x MACs; ratio {cell['speedup'] / reduction:.2f}]")
+    if args.out:
+        atomic_write_text(args.out, json.dumps({"command": "gancompress " + " ".join(sys.argv[1:]), "entries": entries},
+                                               indent=2) + "\n")
+        print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from gancompress.evaluate import default_device
+    from gancompress.pipeline import make_run_dir
+    from gancompress.sweep import PLAN_FILE, SweepError, parse_plan, run_sweep
+
+    device = args.device or default_device()
+    if args.resume:
+        plan_file = args.resume / PLAN_FILE
+        if not plan_file.is_file():
+            raise SweepError(f"{args.resume}: not a sweep directory (no {PLAN_FILE})")
+        plan, out_dir = json.loads(plan_file.read_text()), args.resume
+    else:
+        overrides = {k: getattr(args, k) for k in ("steps", "batch_size") if hasattr(args, k)}
+        plan = parse_plan(args.teacher, args.widths.split(","), [m for m in args.methods.split(",") if m], args.preset,
+                          overrides, args.n_eval, None if args.data == "none" else args.data)
+        out_dir = make_run_dir(args.run_root, f"sweep-{Path(args.teacher).stem}")
+    run_sweep(plan, out_dir, device, progress=not args.quiet)
+    print(f"sweep written to {out_dir} (report.md, report.html, table.csv)")
+    return 0
+
+
 def cmd_compress(args) -> int:
     from gancompress.compress import compress
     from gancompress.evaluate import default_device
@@ -458,6 +524,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--psi", type=float, default=1.0, help="StyleGAN2 truncation baked into full/mapping graphs")
     _asset_option(p)
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser(
+        "bench", formatter_class=_Formatter, help="measure latency on every runtime here (PyTorch, ONNX Runtime, CUDA)",
+        description="Median and IQR per image, warm-up excluded, for each generator on each runtime, batch size and "
+                    "thread count, in one run; with several generators, ratios to the first (e.g. the teacher). "
+                    "Device and versions are recorded.",
+        epilog="examples:\n  gancompress bench --generator dcgan-face64 --generator runs/00003-compress-dcgan-face64-w0.25/"
+               "student.safetensors\n  gancompress bench --generator student.safetensors --batches 1 --threads 1 --out bench.json",
+    )
+    p.add_argument("--generator", action="append", required=True, help="registered name or checkpoint (repeatable)")
+    p.add_argument("--batches", type=_int_list, default=(1, 16), help="batch sizes, comma-separated")
+    p.add_argument("--threads", type=_int_list, default=None, help="CPU thread counts (default: 1 and all cores)")
+    p.add_argument("--runtimes", default=None, help="comma-separated subset of torch-cpu, onnxruntime-cpu, torch-cuda "
+                   "(default: all available)")
+    p.add_argument("--min-run-time", type=float, default=1.0, help="seconds of timed calls per cell")
+    p.add_argument("--out", type=Path, default=None, help="write the results as JSON")
+    _asset_option(p)
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser(
+        "sweep", formatter_class=_Formatter, help="FID-vs-size trade-off: every (width, method) pair, plots and a report",
+        description="Train every (width, method) pair in one directory (distill: our recipe from the pruned teacher; "
+                    "scratch: the same student as a GAN against teacher samples; mse: output-MSE distillation from "
+                    "random init), evaluate each with one protocol (FID/KID vs teacher samples and vs data, LPIPS, "
+                    "params, MACs, PyTorch and ONNX Runtime latency at batch 1 and 16), then write table.csv/json, "
+                    "fid_vs_macs.png, fid_vs_latency.png, grid.png, report.md and a self-contained report.html. "
+                    "Interrupted sweeps resume with --resume DIR; finished pairs are not redone.",
+        epilog="examples:\n  gancompress sweep --teacher dcgan-face64 --widths 0.5,0.25,0.125 --methods distill,scratch,mse\n"
+               "  gancompress sweep --resume runs/00007-sweep-dcgan-face64",
+    )
+    p.add_argument("--teacher", default="dcgan-face64", help="registered name or checkpoint file")
+    p.add_argument("--widths", default="0.5,0.25,0.125", help="comma-separated width multipliers")
+    p.add_argument("--methods", default="distill,scratch", help="comma-separated: distill, scratch, mse")
+    p.add_argument("--preset", choices=["quick", "standard"], default="quick", help="training and evaluation budget per pair")
+    p.add_argument("--n-eval", type=int, default=None, help="samples for FID/KID/LPIPS (default: the preset's)")
+    p.add_argument("--data", default="auto", help="reference for FID vs data (auto: the teacher's dataset; none: skip)")
+    for name in ("steps", "batch_size"):
+        p.add_argument("--" + name.replace("_", "-"), type=int, default=argparse.SUPPRESS,
+                       help=_TRAIN_HELP[name] + " (default: the preset's)")
+    p.add_argument("--run-root", type=Path, default=Path("runs"), help="where the numbered sweep directory goes")
+    p.add_argument("--resume", type=Path, default=None, help="continue the sweep in this directory")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _asset_option(p)
+    p.set_defaults(func=cmd_sweep)
     return parser
 
 

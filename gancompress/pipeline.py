@@ -175,3 +175,22 @@ def run_training(run_dir: str | Path, device: str = "cpu", resume: bool = False,
         log.info("finished at step %d after %.1f s; EMA student written to %s", trainer.step, trainer.elapsed(),
                  run_dir / STUDENT_FILE)
     return student_ema, trainer
+
+
+def train_or_resume(run_root: str | Path, label: str, config: TrainConfig, teacher_spec: str | None, plan: dict,
+                    device: str = "cpu", progress: bool = True):
+    """Train the run called `label` under `run_root` to its end: resume the latest such run that has a
+    checkpoint, else start a new one (a run started but killed before its first checkpoint starts
+    over). Returns (run_dir, trainer). Lets sweeps and studies pick up where they were interrupted."""
+    run_root = Path(run_root)
+    pattern = re.compile(r"\d{5}-" + re.escape(label) + "$")
+    existing = sorted(p for p in run_root.iterdir() if p.is_dir() and pattern.match(p.name)) if run_root.is_dir() else []
+    if existing and (existing[-1] / "checkpoints" / "latest").is_file():
+        run_dir, resume = existing[-1], True
+    else:
+        for stale in existing:
+            (stale / RUN_FILE).unlink(missing_ok=True)
+        run_dir, resume = start_run(run_root, label, config, teacher_spec, plan, device), False
+    _, trainer = run_training(run_dir, device, resume=resume, progress=progress)
+    return run_dir, trainer
+

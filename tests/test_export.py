@@ -72,3 +72,17 @@ def test_export_command_writes_every_stylegan2_graph(tmp_path, capsys):
     assert main(["export", "--generator", str(source), "--part", "all", "--out", str(tmp_path / "sg2.onnx")]) == 0
     assert {p.name for p in tmp_path.glob("*.onnx")} == {"sg2.onnx", "sg2-mapping.onnx", "sg2-synthesis.onnx"}
     assert capsys.readouterr().out.count("max abs diff") == 3
+
+
+def test_an_imported_nvlabs_generator_exports_with_its_clamp(tmp_path):
+    from pathlib import Path
+
+    from gancompress.importers_nvlabs import import_nvlabs
+
+    generator, _ = import_nvlabs(Path(__file__).parent / "fixtures" / "nvlabs_tiny.pkl")["generator"]
+    assert generator.config.conv_clamp == 2.0
+    record = export_onnx(generator, tmp_path / "nv.onnx")
+    assert record["verification"]["max_abs_diff"] < 1e-4
+    expected = torch.load(Path(__file__).parent / "fixtures" / "nvlabs_tiny_expected.pt", weights_only=True)
+    out = _run(tmp_path / "nv.onnx", expected["z"])
+    assert np.abs(out - expected["image_const_noise"].numpy()).max() < 1e-4  # NVlabs' own output, clamp included

@@ -1,0 +1,279 @@
+"""FID-vs-size sweeps: every (width, method) pair trained, evaluated and benchmarked with one
+protocol in one directory, then a table (CSV, JSON), trade-off plots, a sample grid and a report
+page (report.md, self-contained report.html).
+
+Layout of a sweep directory:
+  sweep.json            the plan (teacher, widths, methods, preset, overrides, n)
+  runs/NNNNN-<method>-w<width>/   one training run per pair (resumable)
+  pairs/<method>-w<width>.json    one finished row per pair (a finished pair is never redone)
+  pairs/teacher.json    the teacher's row (its FID vs itself is the floor)
+  table.csv, table.json, fid_vs_macs.png/.csv, fid_vs_latency.png/.csv, grid.png, report.md, report.html
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from gancompress.errors import GancompressError
+from gancompress.io import atomic_path, atomic_write_text
+
+# (student plan, TrainConfig overrides): the methods a sweep compares.
+METHODS = {
+    "distill": ({"init": "inherit"}, {}),  # our default recipe
+    "scratch": ({"init": "random"}, {"mode": "gan", "l1": 0.0, "lpips": 0.0, "feat": 0.0, "adv": 1.0}),
+    "mse": ({"init": "random"}, {"l1": 0.0, "lpips": 0.0, "feat": 0.0, "adv": 0.0, "mse": 1.0}),  # Aguinaldo et al.
+}
+PLAN_FILE = "sweep.json"
+LATENCY_RUNTIMES = ("torch-cpu", "onnxruntime-cpu")
+LATENCY_BATCHES = (1, 16)
+COLUMNS = ["model", "method", "width", "channels", "params", "macs", "fid_vs_teacher", "kid_vs_teacher", "fid_vs_data",
+           "kid_vs_data", "lpips_to_teacher", "n", "latency_torch_b1_ms", "latency_torch_b16_ms", "latency_ort_b1_ms",
+           "latency_ort_b16_ms", "threads", "steps", "batch_size", "train_time_s"]
+
+
+class SweepError(GancompressError, ValueError):
+    """A sweep plan is invalid or does not match the directory it resumes."""
+
+
+def parse_plan(teacher: str, widths, methods, preset: str, overrides: dict | None, n_eval: int | None, data) -> dict:
+    widths = [float(w) for w in widths]
+    if not widths or any(not 0 < w <= 1 for w in widths):
+        raise SweepError(f"widths must be in (0, 1], got {widths}")
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise SweepError(f"unknown methods {unknown or methods}; choose from {', '.join(METHODS)}")
+    return {"teacher": teacher, "widths": widths, "methods": list(methods), "preset": preset,
+            "overrides": overrides or {}, "n_eval": n_eval, "data": data}
+
+
+def _latency(generator, threads: int) -> dict:
+    from gancompress.bench import bench_generator
+
+    result = bench_generator(generator, LATENCY_BATCHES, [threads], list(LATENCY_RUNTIMES), min_run_time=0.5)
+    cells = {(c["runtime"], c["batch_size"]): c["median_ms_per_image"] for c in result["results"]}
+    return {"latency_torch_b1_ms": cells[("torch-cpu", 1)], "latency_torch_b16_ms": cells[("torch-cpu", 16)],
+            "latency_ort_b1_ms": cells[("onnxruntime-cpu", 1)], "latency_ort_b16_ms": cells[("onnxruntime-cpu", 16)],
+            "threads": threads, "latency_environment": result["environment"],
+            "onnx_max_abs_diff": result["onnx_verification"]["max_abs_diff"]}
+
+
+def _row(model: str, method: str | None, width: float | None, generator_spec: str, plan: dict, n: int, data, device,
+         threads: int, train_info: dict, log) -> dict:
+    from gancompress.evaluate import evaluate
+    from gancompress.teachers import resolve_generator
+
+    teacher = plan["teacher"]
+    vs_teacher = evaluate(generator_spec, f"teacher:{teacher}", n=n, device=device, latency=False, log=log)
+    vs_data = evaluate(generator_spec, data, n=n, device=device, latency=False, log=log) if data else None
+    generator, _ = resolve_generator(generator_spec)
+    row = {"model": model, "method": method, "width": width, "channels": list(generator.config.channels),
+           "params": vs_teacher["cost"]["params"], "macs": vs_teacher["cost"]["macs_per_image"],
+           "fid_vs_teacher": vs_teacher["metrics"]["fid"], "kid_vs_teacher": vs_teacher["metrics"]["kid"]["mean"],
+           "fid_vs_data": vs_data["metrics"]["fid"] if vs_data else None,
+           "kid_vs_data": vs_data["metrics"]["kid"]["mean"] if vs_data else None,
+           "lpips_to_teacher": vs_teacher["metrics"]["lpips"].get("mean"), "n": n,
+           **_latency(generator, threads), **train_info, "generator": generator_spec,
+           "protocol": {"vs_teacher": vs_teacher["protocol"], "vs_data": vs_data["protocol"] if vs_data else None}}
+    return row
+
+
+def run_sweep(plan: dict, out_dir: Path, device: str = "cpu", progress: bool = True, log=print) -> Path:
+    """Run (or resume) every pair of `plan` in `out_dir`, then write the table, plots and report."""
+    from gancompress.compress import PRESETS, teacher_dataset
+    from gancompress.distill.trainer import TrainConfig
+    from gancompress.pipeline import STUDENT_FILE, train_or_resume
+
+    out_dir = Path(out_dir)
+    plan_file = out_dir / PLAN_FILE
+    if plan_file.is_file():
+        stored = json.loads(plan_file.read_text())
+        if stored != plan:
+            raise SweepError(f"{out_dir} holds a different sweep ({PLAN_FILE}: {stored}); resume it with the same "
+                             "options or start a new one")
+    else:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(plan_file, json.dumps(plan, indent=2) + "\n")
+    budget = PRESETS[plan["preset"]]
+    n = plan["n_eval"] or budget["n_eval"]
+    data = teacher_dataset(plan["teacher"]) if plan["data"] == "auto" else plan["data"]
+    threads = os.cpu_count() or 1
+    pairs = out_dir / "pairs"
+    teacher_file = pairs / "teacher.json"
+    if not teacher_file.is_file():
+        log(f"teacher {plan['teacher']}: evaluating (n = {n})")
+        row = _row("teacher", None, 1.0, plan["teacher"], plan, n, data, device, threads, {}, log)
+        atomic_write_text(teacher_file, json.dumps(row, indent=2) + "\n")
+    for width in plan["widths"]:
+        for method in plan["methods"]:
+            name = f"{method}-w{width}"
+            row_file = pairs / f"{name}.json"
+            if row_file.is_file():
+                log(f"{name}: done before, skipped")
+                continue
+            student_plan, overrides = METHODS[method]
+            config = TrainConfig(**{**budget["train"], **overrides, **plan["overrides"]})
+            full_plan = {"width": width, "criterion": "l1", "prune_seed": 0, **student_plan}
+            log(f"{name}: training {config.steps} steps of batch {config.batch_size}")
+            run_dir, trainer = train_or_resume(out_dir / "runs", name, config, plan["teacher"], full_plan, device, progress)
+            train_info = {"steps": trainer.step, "batch_size": config.batch_size, "train_time_s": trainer.elapsed(),
+                          "run_dir": str(run_dir.relative_to(out_dir))}
+            row = _row(name, method, width, str(run_dir / STUDENT_FILE), plan, n, data, device, threads, train_info, log)
+            atomic_write_text(row_file, json.dumps(row, indent=2) + "\n")
+    write_outputs(out_dir, plan, device)
+    return out_dir
+
+
+def load_rows(out_dir: Path, plan: dict) -> list[dict]:
+    pairs = Path(out_dir) / "pairs"
+    names = ["teacher"] + [f"{m}-w{w}" for w in plan["widths"] for m in plan["methods"]]
+    return [json.loads((pairs / f"{name}.json").read_text()) for name in names]
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats on both cost and FID (lower is better for both)."""
+    front = []
+    for i, (cost, fid) in enumerate(points):
+        dominated = any((c <= cost and f <= fid) and (c < cost or f < fid) for j, (c, f) in enumerate(points) if j != i)
+        if not dominated:
+            front.append(i)
+    return front
+
+
+def _plot(rows: list[dict], x_key: str, x_label: str, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    students = [r for r in rows if r["method"]]
+    teacher = rows[0]
+    front = set(pareto_front([(r[x_key], r["fid_vs_teacher"]) for r in students]))
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    for method in dict.fromkeys(r["method"] for r in students):
+        pts = sorted((r[x_key], r["fid_vs_teacher"], r["width"]) for r in students if r["method"] == method)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=method)
+        for x, y, w in pts:
+            ax.annotate(f"{w:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    if front:
+        fpts = sorted((students[i][x_key], students[i]["fid_vs_teacher"]) for i in front)
+        ax.plot([p[0] for p in fpts], [p[1] for p in fpts], color="black", lw=2.5, alpha=0.25, zorder=0,
+                label="Pareto front")
+    ax.scatter([teacher[x_key]], [teacher["fid_vs_teacher"]], marker="*", s=180, color="black", zorder=5,
+               label="teacher (FID floor)")
+    ax.set_xscale("log")
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(f"FID vs teacher samples (n = {teacher['n']})")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    with atomic_path(path.with_suffix(".csv")) as tmp, open(tmp, "w", newline="") as handle:  # the data beside the plot
+        writer = csv.writer(handle)
+        writer.writerow(["model", "method", "width", x_key, "fid_vs_teacher", "pareto"])
+        for r in rows:
+            on_front = r["method"] is not None and students.index(r) in front
+            writer.writerow([r["model"], r["method"] or "", r["width"], r[x_key], r["fid_vs_teacher"], int(on_front)])
+    return path
+
+
+def _grid(rows: list[dict], path: Path, device: str) -> Path:
+    from gancompress.evaluate import latents
+    from gancompress.report import save_grid
+    from gancompress.teachers import resolve_generator
+
+    generators = [resolve_generator(r["generator"], device)[0] for r in rows]
+    z = latents(8, generators[0].z_dim, seed=0).to(device)
+    kwargs = {}
+    if hasattr(generators[0], "make_noise"):  # StyleGAN2: the same noise for every row
+        kwargs["noise"] = generators[0].make_noise(8, torch.Generator().manual_seed(0), device)
+    with torch.inference_mode():
+        images = [g.eval()(z, **kwargs) for g in generators]
+    return save_grid(path, images)
+
+
+def _fmt(value, digits=4) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)
+
+
+def _table_lines(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
+    teacher = rows[0]
+    head = ["model", "channels", "params", "MACs (M)", "MACs reduction", "FID vs teacher", "FID vs data", "LPIPS",
+            "torch b1 ms", "ORT b1 ms", "ORT b16 ms", "best b1 speedup", "speedup / MACs reduction", "train s"]
+    body = []
+    best_teacher = min(teacher["latency_torch_b1_ms"], teacher["latency_ort_b1_ms"])
+    for r in rows:
+        reduction = teacher["macs"] / r["macs"]
+        speedup = best_teacher / min(r["latency_torch_b1_ms"], r["latency_ort_b1_ms"])
+        body.append([r["model"], "-".join(map(str, r["channels"])), _fmt(r["params"]), f"{r['macs'] / 1e6:.1f}",
+                     f"{reduction:.1f}x", _fmt(r["fid_vs_teacher"]), _fmt(r["fid_vs_data"]), _fmt(r["lpips_to_teacher"]),
+                     _fmt(r["latency_torch_b1_ms"]), _fmt(r["latency_ort_b1_ms"]), _fmt(r["latency_ort_b16_ms"]),
+                     f"{speedup:.2f}x", f"{speedup / reduction:.2f}", _fmt(r.get("train_time_s"), 3)])
+    return head, body
+
+
+def write_outputs(out_dir: Path, plan: dict, device: str = "cpu") -> dict:
+    out_dir = Path(out_dir)
+    rows = load_rows(out_dir, plan)
+    with atomic_path(out_dir / "table.csv") as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({**r, "channels": "-".join(map(str, r["channels"]))})
+    atomic_write_text(out_dir / "table.json", json.dumps({"plan": plan, "rows": rows}, indent=2) + "\n")
+    plots = {"fid_vs_macs.png": _plot(rows, "macs", "MACs per image (log)", out_dir / "fid_vs_macs.png"),
+             "fid_vs_latency.png": _plot(rows, "latency_ort_b1_ms", "ONNX Runtime latency, batch 1 (ms/image, log)",
+                                         out_dir / "fid_vs_latency.png")}
+    grid = _grid(rows, out_dir / "grid.png", device)
+    head, body = _table_lines(rows)
+    teacher = rows[0]
+    env = teacher["latency_environment"]
+    protocol = (f"FID/KID vs {teacher['n']} fresh teacher samples (the teacher row is the floor: teacher vs itself) and "
+                f"vs {plan['data'] if plan['data'] != 'auto' else 'the teacher dataset'} when there is one, n = "
+                f"{teacher['n']}, Inception (torch-fidelity weights, 299 px bilinear); LPIPS (AlexNet) to the teacher "
+                f"on the same latents. Latency: median ms per image after warm-up, {teacher['threads']} threads, "
+                f"{env['cpu']}, torch {env['torch']}, ONNX Runtime {env['onnxruntime']}. Training: preset "
+                f"{plan['preset']} {json.dumps(plan['overrides']) if plan['overrides'] else ''}.")
+    md = [f"# Sweep: {plan['teacher']}", "", protocol, "",
+          "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    md += ["| " + " | ".join(cells) + " |" for cells in body]
+    md += ["", "![FID vs MACs](fid_vs_macs.png)", "", "![FID vs latency](fid_vs_latency.png)", "",
+           "Samples (`grid.png`): teacher first, then one row per model in table order, same latents.", "",
+           "![samples](grid.png)", ""]
+    atomic_write_text(out_dir / "report.md", "\n".join(md))
+    atomic_write_text(out_dir / "report.html", _html(plan, protocol, head, body,
+                                                     [plots["fid_vs_macs.png"], plots["fid_vs_latency.png"], grid]))
+    return {"rows": rows, "report": out_dir / "report.html"}
+
+
+def _html(plan, protocol, head, body, images: list[Path]) -> str:
+    def img(path: Path) -> str:
+        data = base64.b64encode(path.read_bytes()).decode()
+        return f'<figure><img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}"><figcaption>' \
+               f"{html.escape(path.name)}</figcaption></figure>"
+
+    table = "<table id='results'><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr></thead><tbody>"
+    table += "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>" for cells in body)
+    table += "</tbody></table>"
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+             "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
+             "td:first-child,th:first-child{text-align:left}img{max-width:100%}figure{margin:1.5em 0}")
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Sweep: {html.escape(plan['teacher'])}</title>"
+            f"<style>{style}</style></head><body><h1>Sweep: {html.escape(plan['teacher'])}</h1>"
+            f"<p>{html.escape(protocol)}</p>{table}{''.join(img(p) for p in images)}"
+            f"<p>Generated by gancompress sweep on {time.strftime('%Y-%m-%d')}.</p></body></html>\n")

@@ -1,0 +1,37 @@
+"""gancompress bench: every available runtime, batch size and thread count measured, ratios to the first generator."""
+
+import json
+
+from gancompress.bench import bench_generator
+from gancompress.cli import main
+from gancompress.io import save_generator
+from tests.conftest import tiny_generator
+
+
+def test_every_cell_is_measured_on_both_cpu_runtimes():
+    result = bench_generator(tiny_generator(), batches=(1, 4), threads=(1, 2), min_run_time=0.05)
+    cells = {(c["runtime"], c["batch_size"], c["threads"]) for c in result["results"]}
+    assert cells == {(r, b, t) for r in ("torch-cpu", "onnxruntime-cpu") for b in (1, 4) for t in (1, 2)}
+    assert all(c["median_ms_per_image"] > 0 and c["iqr_ms_per_image"] >= 0 and c["runs"] >= 1 for c in result["results"])
+    assert result["onnx_verification"]["max_abs_diff"] < 1e-4
+    assert result["environment"]["cores"] >= 1 and result["environment"]["onnxruntime"]
+
+
+def test_bench_command_reports_speedups_against_the_first_generator(tmp_path, capsys):
+    big = save_generator(tmp_path / "big.safetensors", tiny_generator(channels=(64, 32, 16)))
+    small = save_generator(tmp_path / "small.safetensors", tiny_generator(channels=(8, 8, 8)))
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--generator", str(big), "--generator", str(small), "--batches", "8", "--threads", "1",
+                 "--runtimes", "torch-cpu", "--min-run-time", "0.2", "--out", str(out)]) == 0
+    entries = json.loads(out.read_text())["entries"]
+    small_entry = entries[1]
+    assert small_entry["macs_reduction"] > 5
+    (cell,) = small_entry["results"]
+    assert cell["speedup"] > 1  # 8x fewer MACs per image must run faster at batch 8
+    assert "speedup over big.safetensors" in capsys.readouterr().out
+
+
+def test_unavailable_runtimes_are_a_clear_error(tmp_path, capsys):
+    path = save_generator(tmp_path / "g.safetensors", tiny_generator())
+    assert main(["bench", "--generator", str(path), "--runtimes", "tensorrt"]) == 2
+    assert "runtimes not available here: ['tensorrt']" in capsys.readouterr().err

@@ -1,0 +1,90 @@
+"""gancompress sweep on a tiny teacher: every pair trained and measured once, resumable, with a
+table, plots (data beside them), a grid and a report page that headless Chromium renders."""
+
+import csv
+import json
+import shutil
+import subprocess
+
+import pytest
+from PIL import Image
+
+from gancompress.cli import main
+from gancompress.io import save_generator
+from gancompress.sweep import SweepError, pareto_front, parse_plan, run_sweep
+from tests.conftest import tiny_generator
+
+TINY = {"steps": 3, "batch_size": 4}
+
+
+@pytest.fixture(scope="module")
+def finished_sweep(tmp_path_factory, ready_assets):
+    root = tmp_path_factory.mktemp("sweep")
+    teacher = save_generator(root / "teacher.safetensors", tiny_generator(channels=(32, 16, 16)))
+    plan = parse_plan(str(teacher), ["0.5", "0.25"], ["distill", "scratch"], "quick", TINY, 16, None)
+    out = run_sweep(plan, root / "sweep", progress=False, log=lambda m: None)
+    return plan, out
+
+
+def test_every_pair_has_one_row_with_every_column(finished_sweep):
+    plan, out = finished_sweep
+    rows = list(csv.DictReader(open(out / "table.csv")))
+    assert [r["model"] for r in rows] == ["teacher", "distill-w0.5", "scratch-w0.5", "distill-w0.25", "scratch-w0.25"]
+    for r in rows:
+        for key in ("params", "macs", "fid_vs_teacher", "kid_vs_teacher", "lpips_to_teacher", "latency_torch_b1_ms",
+                    "latency_torch_b16_ms", "latency_ort_b1_ms", "latency_ort_b16_ms"):
+            assert float(r[key]) >= 0, (r["model"], key)
+        assert r["n"] == "16"
+    macs = {r["model"]: float(r["macs"]) for r in rows}
+    assert macs["teacher"] > macs["distill-w0.5"] > macs["distill-w0.25"] and macs["distill-w0.5"] == macs["scratch-w0.5"]
+    assert {r["steps"] for r in rows[1:]} == {"3"}
+
+
+def test_plots_grid_and_report_are_written_with_their_data(finished_sweep):
+    _, out = finished_sweep
+    for name in ("fid_vs_macs", "fid_vs_latency"):
+        assert Image.open(out / f"{name}.png").size[0] > 300
+        data = list(csv.DictReader(open(out / f"{name}.csv")))
+        assert len(data) == 5 and any(d["pareto"] == "1" for d in data)
+    assert Image.open(out / "grid.png").size[1] > 5 * 16  # five rows of 16 px images
+    report = (out / "report.md").read_text()
+    assert "| distill-w0.25 |" in report and "speedup / MACs reduction" in report and "threads" in report
+
+
+def test_a_resumed_sweep_redoes_only_what_is_missing(finished_sweep):
+    plan, out = finished_sweep
+    kept = (out / "pairs" / "distill-w0.5.json").read_text()
+    (out / "pairs" / "scratch-w0.25.json").unlink()
+    run_sweep(plan, out, progress=False, log=lambda m: None)
+    assert (out / "pairs" / "distill-w0.5.json").read_text() == kept  # not re-measured
+    assert json.loads((out / "pairs" / "scratch-w0.25.json").read_text())["steps"] == 3
+    other = dict(plan, widths=[0.125])
+    with pytest.raises(SweepError, match="different sweep"):
+        run_sweep(other, out, progress=False, log=lambda m: None)
+
+
+def test_pareto_front():
+    points = [(10, 50), (5, 60), (5, 70), (20, 40), (20, 45)]  # (cost, FID)
+    assert pareto_front(points) == [0, 1, 3]
+
+
+def test_bad_sweep_options_are_one_line_errors(capsys):
+    assert main(["sweep", "--widths", "0.5,2", "--methods", "distill"]) == 2
+    assert "widths must be in (0, 1]" in capsys.readouterr().err
+    assert main(["sweep", "--widths", "0.5", "--methods", "distill,magic"]) == 2
+    assert "unknown methods ['magic']" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian chromium (./setup.sh installs it as root)")
+def test_headless_chromium_renders_the_report_with_plot_and_table(finished_sweep, tmp_path):
+    _, out = finished_sweep
+    page = f"file://{out / 'report.html'}"
+    flags = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
+    dom = subprocess.run(flags + ["--dump-dom", page], capture_output=True, text=True, timeout=120).stdout
+    assert "<table id=\"results\">" in dom and dom.count("data:image/png;base64,") == 3 and "distill-w0.25" in dom
+    shot = tmp_path / "report.png"
+    subprocess.run(flags + [f"--screenshot={shot}", "--window-size=1200,2400", page], capture_output=True, timeout=120)
+    image = Image.open(shot).convert("RGB")
+    pixels = list(image.getdata())
+    plot_blue = sum(1 for r, g, b in pixels if b > 150 and r < 90 and 90 < g < 150)  # matplotlib's first line colour
+    assert plot_blue > 200, "the FID-vs-MACs plot did not render"
