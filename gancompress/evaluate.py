@@ -36,7 +36,7 @@ from gancompress.metrics.cost import MACS_RULE, count_macs, count_parameters
 from gancompress.metrics.images import GRAYSCALE_RULE, TO_UINT8_RULE, to_uint8
 from gancompress.metrics.latency import measure_latency
 from gancompress.metrics.lpips import load_lpips, lpips_distance
-from gancompress.teachers import manifest, resolve_generator
+from gancompress.teachers import resolve_generator
 
 REFERENCE_CACHE_VERSION = 1
 DEFAULT_REF_SEED = 1_000_003
@@ -228,9 +228,10 @@ def evaluate(
     timings["reference_features_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    # A registered teacher's own samples are as reusable as a reference's: cache them the same way
-    # (a student's features are used once, so they are not kept).
-    cache_generator = use_cache and generator_spec in manifest()
+    # A generator's samples are as reusable as a reference's (compress and sweeps measure a student
+    # against teacher samples and against data with the same latents): cache them the same way, under
+    # a key that includes the checkpoint's sha256.
+    cache_generator = use_cache
     gen_feats, gen_cache = cached_features(
         generator_reference(generator, gen_identity, device), n, seed, extractor, batch_size, device,
         cache_generator, progress, log if cache_generator else (lambda msg: None),

@@ -44,7 +44,10 @@ class SweepError(GancompressError, ValueError):
 
 
 def parse_plan(teacher: str, widths, methods, preset: str, overrides: dict | None, n_eval: int | None, data) -> dict:
-    widths = [float(w) for w in widths]
+    try:
+        widths = [float(w) for w in widths]
+    except ValueError:
+        raise SweepError(f"widths must be numbers in (0, 1] separated by commas, got {widths}") from None
     if not widths or any(not 0 < w <= 1 for w in widths):
         raise SweepError(f"widths must be in (0, 1], got {widths}")
     unknown = [m for m in methods if m not in METHODS]
