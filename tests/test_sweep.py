@@ -31,9 +31,10 @@ def test_every_pair_has_one_row_with_every_column(finished_sweep):
     rows = list(csv.DictReader(open(out / "table.csv")))
     assert [r["model"] for r in rows] == ["teacher", "distill-w0.5", "scratch-w0.5", "distill-w0.25", "scratch-w0.25"]
     for r in rows:
-        for key in ("params", "macs", "fid_vs_teacher", "kid_vs_teacher", "lpips_to_teacher", "latency_torch_b1_ms",
+        for key in ("params", "macs", "fid_vs_teacher", "lpips_to_teacher", "latency_torch_b1_ms",
                     "latency_torch_b16_ms", "latency_ort_b1_ms", "latency_ort_b16_ms"):
             assert float(r[key]) >= 0, (r["model"], key)
+        assert abs(float(r["kid_vs_teacher"])) < 1  # KID's unbiased estimate can fall just below 0
         assert r["n"] == "16"
     macs = {r["model"]: float(r["macs"]) for r in rows}
     assert macs["teacher"] > macs["distill-w0.5"] > macs["distill-w0.25"] and macs["distill-w0.5"] == macs["scratch-w0.5"]
@@ -85,6 +86,6 @@ def test_headless_chromium_renders_the_report_with_plot_and_table(finished_sweep
     shot = tmp_path / "report.png"
     subprocess.run(flags + [f"--screenshot={shot}", "--window-size=1200,2400", page], capture_output=True, timeout=120)
     image = Image.open(shot).convert("RGB")
-    pixels = list(image.getdata())
+    pixels = list(image.get_flattened_data())
     plot_blue = sum(1 for r, g, b in pixels if b > 150 and r < 90 and 90 < g < 150)  # matplotlib's first line colour
     assert plot_blue > 200, "the FID-vs-MACs plot did not render"

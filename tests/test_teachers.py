@@ -22,5 +22,9 @@ def test_registered_teacher_matches_its_manifest(name, ready_assets):
     assert generator.resolution == entry["resolution"]
     with torch.inference_mode():
         images = generator(torch.randn(4, generator.z_dim))
-    assert images.shape[-1] == entry["resolution"] and images.abs().max() <= 1
+    assert images.shape[-1] == entry["resolution"]
+    if entry["family"] == "dcgan":
+        assert images.abs().max() <= 1  # tanh output
+    else:  # StyleGAN2 has no output tanh (the evaluator clamps), but a trained one stays near [-1, 1]
+        assert images.abs().max() < 2 and (images - images.clamp(-1, 1)).abs().mean() < 0.05
     assert images.std() > 0.05  # not a collapsed constant image
