@@ -53,8 +53,7 @@ class _StyleGAN2Mapping(nn.Module):
         self.generator, self.psi = generator, psi
 
     def forward(self, z):
-        w = self.generator.mapping(z)
-        return self.generator.w_avg.lerp(w, self.psi) if self.psi != 1 else w
+        return self.generator.ws(z, self.psi, update_w_avg=False)[:, 0]  # every layer's w is the same
 
 
 class _StyleGAN2Synthesis(nn.Module):

@@ -36,6 +36,7 @@ import torch
 from gancompress.config import StyleGAN2Config, StyleGAN2DiscriminatorConfig
 from gancompress.importers import ForeignCheckpointError
 from gancompress.models.layers import fir_kernel
+from gancompress.importers_stylegan2 import load_discriminator
 from gancompress.models.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
 
 TORCH_ZIP_MAGIC = b"PK\x03\x04"
@@ -272,21 +273,14 @@ def nvlabs_discriminator(net: PersistentObject) -> StyleGAN2Discriminator:
     config = StyleGAN2DiscriminatorConfig(resolution=resolution, channels=channels, in_channels=from_rgb.shape[1],
                                           mbstd_group=int(mbstd.attr("group_size") or 4), mbstd_features=mbstd_features,
                                           conv_clamp=None if conv_clamp is None else float(conv_clamp))
-    ours = {"from_rgb.conv.weight": from_rgb, "from_rgb.act_bias": state[f"{top}.fromrgb.bias"]}
-    for j, name in enumerate(blocks):
+    for name in blocks:
         for part in ("", ".conv0", ".conv1", ".skip", ".fromrgb"):
             _check_filter(state, f"{name}{part}.resample_filter")
-        ours[f"blocks.{j}.conv1.conv.weight"] = state[f"{name}.conv0.weight"]
-        ours[f"blocks.{j}.conv1.act_bias"] = state[f"{name}.conv0.bias"]
-        ours[f"blocks.{j}.conv2.conv.weight"] = state[f"{name}.conv1.weight"]
-        ours[f"blocks.{j}.conv2.act_bias"] = state[f"{name}.conv1.bias"]
-        ours[f"blocks.{j}.skip.conv.weight"] = state[f"{name}.skip.weight"]
-    ours |= {"final_conv.conv.weight": state["b4.conv.weight"], "final_conv.act_bias": state["b4.conv.bias"],
-             "final_linear.weight": state["b4.fc.weight"], "final_linear.bias": state["b4.fc.bias"],
-             "head.weight": state["b4.out.weight"], "head.bias": state["b4.out.bias"]}
-    discriminator = StyleGAN2Discriminator(config)
-    discriminator.load_state_dict({k: v.float() for k, v in ours.items()})
-    return discriminator.eval()
+    block_keys = ("conv0.weight", "conv0.bias", "conv1.weight", "conv1.bias", "skip.weight")
+    return load_discriminator(
+        config, state, (f"{top}.fromrgb.weight", f"{top}.fromrgb.bias"),
+        [tuple(f"{name}.{key}" for key in block_keys) for name in blocks],
+        tuple(f"b4.{key}" for key in ("conv.weight", "conv.bias", "fc.weight", "fc.bias", "out.weight", "out.bias")))
 
 
 def import_nvlabs(path: str | Path) -> dict:

@@ -139,20 +139,34 @@ def rosinality_discriminator(state: dict) -> StyleGAN2Discriminator:
     channels = tuple(reversed(widths))
     config = StyleGAN2DiscriminatorConfig(resolution=4 * 2 ** len(blocks), channels=channels, in_channels=from_rgb.shape[1],
                                           mbstd_features=state["final_conv.0.weight"].shape[1] - channels[0])
-    ours = {"from_rgb.conv.weight": from_rgb, "from_rgb.act_bias": state["convs.0.1.bias"]}
-    for j, i in enumerate(blocks):
+    for i in blocks:
         for part in ("conv2", "skip"):
             _check_blur(state, f"convs.{i}.{part}.0.kernel", 1.0)
-        ours[f"blocks.{j}.conv1.conv.weight"] = state[f"convs.{i}.conv1.0.weight"]
-        ours[f"blocks.{j}.conv1.act_bias"] = state[f"convs.{i}.conv1.1.bias"]
-        ours[f"blocks.{j}.conv2.conv.weight"] = state[f"convs.{i}.conv2.1.weight"]
-        ours[f"blocks.{j}.conv2.act_bias"] = state[f"convs.{i}.conv2.2.bias"]
-        ours[f"blocks.{j}.skip.conv.weight"] = state[f"convs.{i}.skip.1.weight"]
-    ours |= {"final_conv.conv.weight": state["final_conv.0.weight"], "final_conv.act_bias": state["final_conv.1.bias"],
-             "final_linear.weight": state["final_linear.0.weight"], "final_linear.bias": state["final_linear.0.bias"],
-             "head.weight": state["final_linear.1.weight"], "head.bias": state["final_linear.1.bias"]}
+    block_keys = ("conv1.0.weight", "conv1.1.bias", "conv2.1.weight", "conv2.2.bias", "skip.1.weight")
+    return load_discriminator(
+        config, state, ("convs.0.0.weight", "convs.0.1.bias"),
+        [tuple(f"convs.{i}.{key}" for key in block_keys) for i in blocks],
+        ("final_conv.0.weight", "final_conv.1.bias", "final_linear.0.weight", "final_linear.0.bias",
+         "final_linear.1.weight", "final_linear.1.bias"))
+
+
+# Our discriminator's parameters in the order load_discriminator takes their sources.
+D_BLOCK_KEYS = ("conv1.conv.weight", "conv1.act_bias", "conv2.conv.weight", "conv2.act_bias", "skip.conv.weight")
+D_TAIL_KEYS = ("final_conv.conv.weight", "final_conv.act_bias", "final_linear.weight", "final_linear.bias",
+               "head.weight", "head.bias")
+
+
+def load_discriminator(config: StyleGAN2DiscriminatorConfig, state: dict, from_rgb: tuple[str, str],
+                       blocks: list[tuple[str, ...]], tail: tuple[str, ...]) -> StyleGAN2Discriminator:
+    """A StyleGAN2Discriminator loaded from a foreign state_dict, given the foreign key of each of our
+    parameters: fromRGB (weight, bias), per residual block (from the image resolution down) the keys
+    in D_BLOCK_KEYS order, and the head in D_TAIL_KEYS order."""
+    ours = dict(zip(("from_rgb.conv.weight", "from_rgb.act_bias"), from_rgb))
+    for j, keys in enumerate(blocks):
+        ours |= {f"blocks.{j}.{key}": source for key, source in zip(D_BLOCK_KEYS, keys)}
+    ours |= dict(zip(D_TAIL_KEYS, tail))
     discriminator = StyleGAN2Discriminator(config)
-    discriminator.load_state_dict({k: v.float() for k, v in ours.items()})
+    discriminator.load_state_dict({key: state[source].float() for key, source in ours.items()})
     return discriminator.eval()
 
 
