@@ -2,7 +2,9 @@
 present) and ONNX Runtime (CPU), at several batch sizes and thread counts. Each cell is measured
 with `torch.utils.benchmark` (warm-up excluded, blocked autorange): median and interquartile range
 per image. Both runtimes run the same function: the graph `gancompress export` writes (StyleGAN2
-with its stored noise buffers), so the numbers compare runtimes, not workloads."""
+with its stored noise buffers; DCGAN with BatchNorm folded), so the numbers compare runtimes, not
+workloads. `profile_onnxruntime` splits one ONNX Runtime call into per-node kernel times and the
+runtime's per-call overhead, to explain a speedup that falls short of the MACs reduction."""
 
 from __future__ import annotations
 
@@ -79,9 +81,48 @@ def bench_onnxruntime(path: Path, example: torch.Tensor, batch: int, threads: in
     return _timed("fn()", {"fn": lambda: session.run(None, feed)}, threads, batch, min_run_time)
 
 
+def profile_onnxruntime(path: Path, example: torch.Tensor, batch: int, threads: int, runs: int = 300) -> dict:
+    """Where the time of one ONNX Runtime call goes: the median kernel time of every graph node
+    over `runs` calls (after WARMUP * 10 unprofiled ones), and the median whole call; what the
+    nodes do not account for is the runtime's per-call overhead (input/output handling,
+    scheduling). Profiling itself adds a little time to every node."""
+    import json
+    import statistics
+
+    import onnxruntime as ort
+
+    warmup = WARMUP * 10
+    with tempfile.TemporaryDirectory() as tmp:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        options.log_severity_level = 3
+        options.enable_profiling, options.profile_file_prefix = True, str(Path(tmp) / "profile")
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        feed = {session.get_inputs()[0].name: example[:1].expand(batch, *example.shape[1:]).contiguous().numpy()}
+        for _ in range(warmup + runs):
+            session.run(None, feed)
+        events = json.loads(Path(session.end_profiling()).read_text())
+    node_times, order, calls = {}, [], []
+    for event in events:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            key = (event["name"][: -len("_kernel_time")], event["args"].get("op_name", ""))
+            if key not in node_times:
+                node_times[key] = []
+                order.append(key)
+            node_times[key].append(event["dur"])
+        elif event.get("cat") == "Session" and event["name"] == "model_run":
+            calls.append(event["dur"])
+    nodes = [{"node": name, "op": op, "median_us": statistics.median(node_times[(name, op)][warmup:])}
+             for name, op in order]
+    call = statistics.median(calls[warmup:])
+    return {"batch_size": batch, "threads": threads, "runs": runs, "call_median_us": call, "nodes": nodes,
+            "outside_nodes_us": call - sum(n["median_us"] for n in nodes)}
+
+
 def bench_generator(generator: torch.nn.Module, batches=(1, 16), threads=None, runtimes=None,
-                    min_run_time: float = 1.0, log=lambda msg: None) -> dict:
-    """{'environment': ..., 'results': [{runtime, device, batch_size, threads, median/iqr per image}]}."""
+                    min_run_time: float = 1.0, log=lambda msg: None, profile: bool = False) -> dict:
+    """{'environment': ..., 'results': [{runtime, device, batch_size, threads, median/iqr per image}]};
+    with `profile`, also 'profiles': ONNX Runtime per-node times at every batch size and thread count."""
     threads = threads or sorted({1, os.cpu_count() or 1})
     available = ["torch-cpu", "onnxruntime-cpu"] + (["torch-cuda"] if torch.cuda.is_available() else [])
     runtimes = runtimes or available
@@ -107,8 +148,11 @@ def bench_generator(generator: torch.nn.Module, batches=(1, 16), threads=None, r
                     log(f"{runtime:16s} batch {batch:3d} threads {n_threads}: {cell['median_ms_per_image']:.3f} ms/image "
                         f"(IQR {cell['iqr_ms_per_image']:.3f})")
                     results.append(cell)
+        profiles = [profile_onnxruntime(onnx_path, example, batch, n_threads)
+                    for n_threads in threads for batch in batches] if profile and "onnxruntime-cpu" in runtimes else None
         module.cpu()
     return {"environment": environment(), "results": results,
             "onnx_verification": export_record["verification"] if export_record else None,
+            **({"profiles": profiles} if profiles else {}),
             "protocol": f"torch.utils.benchmark blocked_autorange (min_run_time {min_run_time} s) after {WARMUP} "
                         "warm-up calls; one fixed input per batch size; per-image = per-call / batch size"}

@@ -290,11 +290,16 @@ def cmd_bench(args) -> int:
         print(f"{identity['name']}:")
         try:
             result = bench_generator(generator, args.batches, args.threads, runtimes, args.min_run_time,
-                                     log=lambda msg: print("  " + msg))
+                                     log=lambda msg: print("  " + msg), profile=args.profile)
         except ValueError as err:
             raise GancompressError(str(err)) from err
         entries.append({"generator": identity["name"], "sha256": identity.get("sha256"),
                         "macs_per_image": count_macs(generator), **result})
+        for prof in result.get("profiles", []):
+            print(f"  ONNX Runtime profile, batch {prof['batch_size']} threads {prof['threads']}: "
+                  f"{prof['call_median_us']:.0f} us per call, {prof['outside_nodes_us']:.0f} us outside the nodes")
+            for node in prof["nodes"]:
+                print(f"    {node['median_us']:8.0f} us  {node['op']:18s} {node['node']}")
     if len(entries) > 1:
         base = {(c["runtime"], c["batch_size"], c["threads"]): c["median_ms_per_image"] for c in entries[0]["results"]}
         print(f"speedup over {entries[0]['generator']} (median latency ratio; MACs reduction in brackets):")
@@ -305,6 +310,20 @@ def cmd_bench(args) -> int:
                 cell["speedup"] = base[(cell["runtime"], cell["batch_size"], cell["threads"])] / cell["median_ms_per_image"]
                 print(f"  {entry['generator']}: {cell['runtime']} batch {cell['batch_size']} threads {cell['threads']}: "
                       f"{cell['speedup']:.2f}x [{reduction:.1f}x MACs; ratio {cell['speedup'] / reduction:.2f}]")
+        print("best against best (each generator on its fastest runtime and thread count per batch size):")
+        for entry in entries[1:]:
+            entry["best_speedup"] = []
+            for batch in sorted({c["batch_size"] for c in entry["results"]}):
+                mine, theirs = (min((c for c in e["results"] if c["batch_size"] == batch),
+                                    key=lambda c: c["median_ms_per_image"]) for e in (entry, entries[0]))
+                speedup = theirs["median_ms_per_image"] / mine["median_ms_per_image"]
+                entry["best_speedup"].append({"batch_size": batch, "speedup": speedup,
+                                              "ratio_to_macs_reduction": speedup / entry["macs_reduction"],
+                                              "student": [mine["runtime"], mine["threads"]],
+                                              "reference": [theirs["runtime"], theirs["threads"]]})
+                print(f"  {entry['generator']}: batch {batch}: {speedup:.2f}x ({mine['runtime']}, {mine['threads']} "
+                      f"threads, vs {theirs['runtime']}, {theirs['threads']} threads) [{entry['macs_reduction']:.1f}x "
+                      f"MACs; ratio {speedup / entry['macs_reduction']:.2f}]")
     if args.out:
         atomic_write_text(args.out, json.dumps({"command": "gancompress " + " ".join(sys.argv[1:]), "entries": entries},
                                                indent=2) + "\n")
@@ -539,6 +558,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runtimes", default=None, help="comma-separated subset of torch-cpu, onnxruntime-cpu, torch-cuda "
                    "(default: all available)")
     p.add_argument("--min-run-time", type=float, default=1.0, help="seconds of timed calls per cell")
+    p.add_argument("--profile", action="store_true",
+                   help="also time every ONNX Runtime graph node (median over 300 calls) and the per-call overhead")
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     _asset_option(p)
     p.set_defaults(func=cmd_bench)

@@ -6,6 +6,8 @@ Graphs ("parts"):
   mapping    z (N, z_dim) -> w (N, w_dim)                                 StyleGAN2
   synthesis  ws (N, num_ws, w_dim) -> image; one w per layer, so style    StyleGAN2
              mixing and truncation can be done outside the graph
+DCGAN graphs are the lean inference form (BatchNorm folded into the convolutions, the first block
+as one Gemm; `DCGANInferenceGenerator`), which computes the same function as the eval-mode model.
 StyleGAN2 graphs use the non-fused modulated convolution (plain convolutions, the form counted for
 MACs), the generator's stored per-layer noise buffers (deterministic output) and a truncation psi
 fixed at export time (default 1: none). Images come out in [-1, 1] as the generator makes them
@@ -24,6 +26,7 @@ from torch import nn
 
 from gancompress.errors import GancompressError
 from gancompress.io import atomic_path, atomic_write_text
+from gancompress.models.dcgan import DCGANInferenceGenerator
 
 DEFAULT_OPSET = 17
 MAX_ABS_DIFF = 1e-3
@@ -73,7 +76,7 @@ def graph_for(generator: nn.Module, part: str = "full", psi: float = 1.0) -> tup
     if not _is_stylegan2(generator):
         if part != "full" or psi != 1:
             raise ExportError(f"a {generator.config.family} generator has only the 'full' graph and no truncation")
-        return generator, torch.randn(2, generator.z_dim), "z", "image"
+        return DCGANInferenceGenerator.from_generator(generator), torch.randn(2, generator.z_dim), "z", "image"
     if part == "full":
         return _StyleGAN2Full(generator, psi).eval(), torch.randn(2, generator.z_dim), "z", "image"
     if part == "mapping":
@@ -128,7 +131,8 @@ def export_onnx(generator: nn.Module, path: str | Path, part: str = "full", opse
         torch.onnx.export(module, (example,), str(tmp), dynamo=False, opset_version=opset,
                           input_names=[input_name], output_names=[output_name],
                           dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}})
-        check = verify_onnx(tmp, module, example)
+        # Against the model as trained (for DCGAN that also checks the BatchNorm folding).
+        check = verify_onnx(tmp, module if _is_stylegan2(generator) else generator, example)
         if check["max_abs_diff"] > MAX_ABS_DIFF:
             raise ExportError(f"{path.name}: ONNX Runtime differs from PyTorch by {check['max_abs_diff']:.2e} "
                               f"(> {MAX_ABS_DIFF}); the graph was not kept")

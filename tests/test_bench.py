@@ -2,7 +2,11 @@
 
 import json
 
-from gancompress.bench import bench_generator
+import pytest
+import torch
+
+from gancompress.bench import bench_generator, profile_onnxruntime
+from gancompress.export import export_onnx
 from gancompress.cli import main
 from gancompress.io import save_generator
 from tests.conftest import tiny_generator
@@ -35,3 +39,27 @@ def test_unavailable_runtimes_are_a_clear_error(tmp_path, capsys):
     path = save_generator(tmp_path / "g.safetensors", tiny_generator())
     assert main(["bench", "--generator", str(path), "--runtimes", "tensorrt"]) == 2
     assert "runtimes not available here: ['tensorrt']" in capsys.readouterr().err
+
+
+def test_the_profile_splits_a_call_into_its_graph_nodes(tmp_path):
+    generator = tiny_generator(channels=(32, 16, 8))
+    export_onnx(generator, tmp_path / "g.onnx")
+    prof = profile_onnxruntime(tmp_path / "g.onnx", torch.randn(2, 8), batch=4, threads=1, runs=20)
+    ops = [n["op"] for n in prof["nodes"]]
+    assert ops.count("ConvTranspose") == 3 and any("Gemm" in op for op in ops)  # ONNX Runtime fuses Gemm + Relu
+    assert all(n["median_us"] > 0 for n in prof["nodes"])
+    assert 0 < sum(n["median_us"] for n in prof["nodes"]) < prof["call_median_us"] * 1.5
+
+
+def test_bench_command_compares_the_fastest_cells(tmp_path, capsys):
+    big = save_generator(tmp_path / "big.safetensors", tiny_generator(channels=(64, 32, 16)))
+    small = save_generator(tmp_path / "small.safetensors", tiny_generator(channels=(8, 8, 8)))
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--generator", str(big), "--generator", str(small), "--batches", "1", "--threads", "1",
+                 "--min-run-time", "0.1", "--profile", "--out", str(out)]) == 0
+    big_entry, small_entry = json.loads(out.read_text())["entries"]
+    (best,) = small_entry["best_speedup"]
+    fastest = min(c["median_ms_per_image"] for c in small_entry["results"])
+    assert best["speedup"] == pytest.approx(min(c["median_ms_per_image"] for c in big_entry["results"]) / fastest)
+    assert best["ratio_to_macs_reduction"] == pytest.approx(best["speedup"] / small_entry["macs_reduction"])
+    assert len(big_entry["profiles"]) == 1 and "us outside the nodes" in capsys.readouterr().out

@@ -29,6 +29,27 @@ def test_dcgan_export_matches_pytorch_at_any_batch(tmp_path):
     assert json.loads((tmp_path / "g.onnx.json").read_text())["verification"] == record["verification"]
 
 
+@pytest.mark.parametrize("conv_bias", [False, True])
+def test_dcgan_graph_folds_batchnorm_and_starts_with_one_gemm(tmp_path, conv_bias):
+    import onnx
+
+    from gancompress.models.dcgan import DCGANInferenceGenerator
+
+    generator = tiny_generator(conv_bias=conv_bias)
+    with torch.no_grad():  # a non-trivial BatchNorm affine as well as running statistics
+        for block in generator.blocks.values():
+            block.bn.weight.uniform_(0.5, 1.5)
+            block.bn.bias.uniform_(-0.2, 0.2)
+    z = torch.randn(6, 8)
+    with torch.no_grad():
+        lean, plain = DCGANInferenceGenerator.from_generator(generator)(z), generator(z)
+    assert (lean - plain).abs().max() < 1e-5 and plain.std() > 0.05
+    export_onnx(generator, tmp_path / "g.onnx")
+    ops = [node.op_type for node in onnx.load(str(tmp_path / "g.onnx")).graph.node]
+    assert "BatchNormalization" not in ops and "Shape" not in ops
+    assert ops.count("Gemm") == 1 and ops.count("ConvTranspose") == len(generator.config.channels)
+
+
 def test_stylegan2_graphs_compose_to_the_generator(tmp_path):
     generator = tiny_stylegan2()
     for part in ("full", "mapping", "synthesis"):

@@ -55,3 +55,54 @@ class DCGANGenerator(nn.Module):
                 features[name] = x
         image = torch.tanh(self.to_rgb(x))
         return (image, features) if return_features else image
+
+
+class DCGANInferenceGenerator(nn.Module):
+    """The same function as a DCGANGenerator in eval mode, in the leanest graph we know for
+    deployment (ONNX export, latency): each BatchNorm's running statistics and affine folded into
+    its transposed convolution, and the first block (a transposed convolution of a 1x1 input,
+    stride 1, no padding) computed as one matrix product, so the graph starts with z -> Gemm ->
+    Reshape instead of Reshape -> ConvTranspose -> BatchNormalization. Measured effect in
+    docs/design-notes.md. Build it with `from_generator`; it has no training behaviour."""
+
+    def __init__(self, config: DCGANConfig):
+        super().__init__()
+        self.config = config
+        self.z_dim, self.resolution, self.out_channels = config.z_dim, config.resolution, config.out_channels
+        k = config.kernel_size
+        self.first_shape = (config.channels[0], k, k)
+        self.first = nn.Linear(config.z_dim, config.channels[0] * k * k)
+        self.convs = nn.ModuleList(
+            nn.ConvTranspose2d(cin, cout, k, 2, 1) for cin, cout in zip(config.channels[:-1], config.channels[1:])
+        )
+        self.to_rgb = nn.ConvTranspose2d(config.channels[-1], config.out_channels, k, 2, 1, bias=config.conv_bias)
+
+    @staticmethod
+    def _folded(conv: nn.ConvTranspose2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+        """Weight (in, out, k, k) and bias (out,) of conv followed by bn in eval mode."""
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+        return conv.weight * scale[None, :, None, None], bn.bias + (bias - bn.running_mean) * scale
+
+    @classmethod
+    @torch.no_grad()
+    def from_generator(cls, generator: DCGANGenerator) -> DCGANInferenceGenerator:
+        model = cls(generator.config)
+        blocks = list(generator.blocks.values())
+        weight, bias = cls._folded(blocks[0].conv, blocks[0].bn)  # (z_dim, C0, k, k), (C0,)
+        model.first.weight.copy_(weight.reshape(weight.shape[0], -1).t())
+        spatial = weight.shape[2] * weight.shape[3]
+        model.first.bias.copy_(bias.repeat_interleave(spatial))  # flattened as (C0, k, k)
+        for conv, block in zip(model.convs, blocks[1:]):
+            weight, bias = cls._folded(block.conv, block.bn)
+            conv.weight.copy_(weight)
+            conv.bias.copy_(bias)
+        model.to_rgb.load_state_dict(generator.to_rgb.state_dict())
+        return model.eval().to(generator.to_rgb.weight.device)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        # -1 rather than z.shape[0]: the exported graph gets a constant shape, no Shape/Gather ops.
+        x = torch.relu(self.first(z.reshape(-1, self.z_dim))).reshape(-1, *self.first_shape)
+        for conv in self.convs:
+            x = torch.relu(conv(x))
+        return torch.tanh(self.to_rgb(x))
