@@ -1,5 +1,5 @@
 """Latency of a generator on every runtime available here: PyTorch eager (CPU, and CUDA when
-present) and ONNX Runtime (CPU), at several batch sizes and thread counts. Each cell is measured
+present), ONNX Runtime (CPU) and ExecuTorch with XNNPACK (CPU; with the mobile extra), at several batch sizes and thread counts. Each cell is measured
 with `torch.utils.benchmark` (warm-up excluded, blocked autorange): median and interquartile range
 per image. Both runtimes run the same function: the graph `gancompress export` writes (StyleGAN2
 with its stored noise buffers; DCGAN with BatchNorm folded), so the numbers compare runtimes, not
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from gancompress.export import export_onnx, graph_for
+from gancompress.export import export_executorch, export_onnx, graph_for
 from gancompress.metrics.latency import benchmark
 
 WARMUP = 3
@@ -39,6 +39,10 @@ def environment() -> dict:
         info["onnxruntime"] = onnxruntime.__version__
     except ImportError:
         info["onnxruntime"] = None
+    if executorch_available():
+        from importlib.metadata import version
+
+        info["executorch"] = version("executorch")
     if torch.cuda.is_available():
         info["cuda_device"] = torch.cuda.get_device_name(0)
     return info
@@ -79,6 +83,29 @@ def bench_onnxruntime(path: Path, example: torch.Tensor, batch: int, threads: in
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     feed = {session.get_inputs()[0].name: example[:1].expand(batch, *example.shape[1:]).contiguous().numpy()}
     return _timed("fn()", {"fn": lambda: session.run(None, feed)}, threads, batch, min_run_time)
+
+
+def executorch_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("executorch") is not None
+
+
+def bench_executorch(path: Path, example: torch.Tensor, batch: int, threads: int, min_run_time: float) -> dict:
+    """ExecuTorch's runtime (XNNPACK backend) through its Python bindings; the thread pool is
+    process-wide, so it is resized for the cell and restored after."""
+    from executorch.extension.pybindings.portable_lib import _threadpool_get_thread_count, _unsafe_reset_threadpool
+
+    from gancompress.export import load_executorch
+
+    method = load_executorch(path)
+    x = example[:1].expand(batch, *example.shape[1:]).contiguous()
+    previous = _threadpool_get_thread_count()
+    _unsafe_reset_threadpool(threads)
+    try:
+        return _timed("fn()", {"fn": lambda: method.execute([x])}, threads, batch, min_run_time)
+    finally:
+        _unsafe_reset_threadpool(previous)
 
 
 def profile_onnxruntime(path: Path, example: torch.Tensor, batch: int, threads: int, runs: int = 300) -> dict:
@@ -124,7 +151,8 @@ def bench_generator(generator: torch.nn.Module, batches=(1, 16), threads=None, r
     """{'environment': ..., 'results': [{runtime, device, batch_size, threads, median/iqr per image}]};
     with `profile`, also 'profiles': ONNX Runtime per-node times at every batch size and thread count."""
     threads = threads or sorted({1, os.cpu_count() or 1})
-    available = ["torch-cpu", "onnxruntime-cpu"] + (["torch-cuda"] if torch.cuda.is_available() else [])
+    available = (["torch-cpu", "onnxruntime-cpu"] + (["executorch-cpu"] if executorch_available() else [])
+                 + (["torch-cuda"] if torch.cuda.is_available() else []))
     runtimes = runtimes or available
     unknown = set(runtimes) - set(available)
     if unknown:
@@ -136,11 +164,16 @@ def bench_generator(generator: torch.nn.Module, batches=(1, 16), threads=None, r
         if "onnxruntime-cpu" in runtimes:
             onnx_path = Path(tmp) / "generator.onnx"
             export_record = export_onnx(generator, onnx_path)
+        if "executorch-cpu" in runtimes:
+            pte_path = Path(tmp) / "generator.pte"
+            export_executorch(generator, pte_path, max_batch=max(64, *batches))
         for runtime in runtimes:
             for n_threads in threads if runtime != "torch-cuda" else [torch.get_num_threads()]:
                 for batch in batches:
                     if runtime == "onnxruntime-cpu":
                         cell = bench_onnxruntime(onnx_path, example, batch, n_threads, min_run_time)
+                    elif runtime == "executorch-cpu":
+                        cell = bench_executorch(pte_path, example, batch, n_threads, min_run_time)
                     else:
                         device = "cuda" if runtime == "torch-cuda" else "cpu"
                         cell = bench_torch(module, example, batch, n_threads, device, min_run_time)

@@ -250,7 +250,7 @@ def cmd_import(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from gancompress.export import export_onnx
+    from gancompress.export import export
     from gancompress.teachers import resolve_generator
 
     generator, identity = resolve_generator(args.generator)
@@ -258,12 +258,21 @@ def cmd_export(args) -> int:
     parts = (["full", "mapping", "synthesis"] if stylegan2 else ["full"]) if args.part == "all" else [args.part]
     source = {"generator": identity["name"], "sha256": identity.get("sha256")}
     for part in parts:
-        out = args.out if part == "full" or len(parts) == 1 else args.out.with_name(f"{args.out.stem}-{part}.onnx")
-        record = export_onnx(generator, out, part=part, opset=args.opset, psi=args.psi, source=source)
+        out = args.out if part == "full" or len(parts) == 1 else args.out.with_name(f"{args.out.stem}-{part}{args.out.suffix}")
+        record = export(generator, out, part=part, psi=args.psi, source=source, opset=args.opset, precision=args.precision)
         check = record["verification"]
-        print(f"{out}: {record['input']['name']} {record['input']['shape']} -> {record['output']['name']}, opset "
-              f"{record['opset']}; ONNX Runtime {check['onnxruntime']} vs PyTorch at batches {check['batches']}: "
-              f"max abs diff {check['max_abs_diff']:.1e}")
+        shape = f"{record['input']['name']} {record['input']['shape']} -> {record['output']['name']}"
+        if record["format"] == "onnx":
+            print(f"{out}: {shape}, opset {record['opset']}; ONNX Runtime {check['onnxruntime']} vs PyTorch at batches "
+                  f"{check['batches']}: max abs diff {check['max_abs_diff']:.1e}")
+        elif record["format"] == "executorch":
+            print(f"{out}: {shape} (batch up to {record['max_batch']}), XNNPACK; {record['xnnpack_delegates']} delegated "
+                  f"subgraphs, {sum(record['portable_ops'].values())} ops on portable kernels; {check['runtime']} vs PyTorch at batches "
+                  f"{check['batches']}: max abs diff {check['max_abs_diff']:.1e}")
+        else:
+            verdict = (f"Core ML vs PyTorch: max abs diff {check['max_abs_diff']:.1e}" if check["ran"]
+                       else f"NOT RUN: {check['reason']}")
+            print(f"{out}: {shape.replace(chr(39) + 'batch' + chr(39), '1')}, {record['precision']}; {verdict}")
     return 0
 
 
@@ -283,23 +292,43 @@ def cmd_bench(args) -> int:
     from gancompress.metrics.cost import count_macs
     from gancompress.teachers import resolve_generator
 
+    import statistics
+
+    if args.repeats < 1:
+        raise GancompressError(f"--repeats must be at least 1, got {args.repeats}")
     runtimes = args.runtimes.split(",") if args.runtimes else None
-    entries = []
-    for spec in args.generator:
-        generator, identity = resolve_generator(spec)
-        print(f"{identity['name']}:")
-        try:
-            result = bench_generator(generator, args.batches, args.threads, runtimes, args.min_run_time,
-                                     log=lambda msg: print("  " + msg), profile=args.profile)
-        except ValueError as err:
-            raise GancompressError(str(err)) from err
-        entries.append({"generator": identity["name"], "sha256": identity.get("sha256"),
-                        "macs_per_image": count_macs(generator), **result})
-        for prof in result.get("profiles", []):
-            print(f"  ONNX Runtime profile, batch {prof['batch_size']} threads {prof['threads']}: "
-                  f"{prof['call_median_us']:.0f} us per call, {prof['outside_nodes_us']:.0f} us outside the nodes")
-            for node in prof["nodes"]:
-                print(f"    {node['median_us']:8.0f} us  {node['op']:18s} {node['node']}")
+    generators = [resolve_generator(spec) for spec in args.generator]
+    entries = [{"generator": identity["name"], "sha256": identity.get("sha256"), "macs_per_image": count_macs(generator)}
+               for generator, identity in generators]
+    # Rounds go over all generators in turn, so a drift in the machine's state (clock, caches,
+    # other load) falls on every generator alike; each cell reports the median over rounds.
+    for round_index in range(args.repeats):
+        for entry, (generator, identity) in zip(entries, generators):
+            print(f"{identity['name']}" + (f" (round {round_index + 1} of {args.repeats})" if args.repeats > 1 else "") + ":")
+            try:
+                result = bench_generator(generator, args.batches, args.threads, runtimes, args.min_run_time,
+                                         log=lambda msg: print("  " + msg), profile=args.profile and round_index == 0)
+            except ValueError as err:
+                raise GancompressError(str(err)) from err
+            for prof in result.get("profiles", []):
+                print(f"  ONNX Runtime profile, batch {prof['batch_size']} threads {prof['threads']}: "
+                      f"{prof['call_median_us']:.0f} us per call, {prof['outside_nodes_us']:.0f} us outside the nodes")
+                for node in prof["nodes"]:
+                    print(f"    {node['median_us']:8.0f} us  {node['op']:18s} {node['node']}")
+            if round_index == 0:
+                entry.update(result)
+                for cell in entry["results"]:
+                    cell["rounds_ms_per_image"] = [cell["median_ms_per_image"]]
+            else:
+                for cell, new in zip(entry["results"], result["results"]):
+                    cell["rounds_ms_per_image"].append(new["median_ms_per_image"])
+                    cell["median_ms_per_image"] = statistics.median(cell["rounds_ms_per_image"])
+    if args.repeats > 1:
+        print(f"median over {args.repeats} rounds (ms/image):")
+        for entry in entries:
+            for c in entry["results"]:
+                print(f"  {entry['generator']}: {c['runtime']:16s} batch {c['batch_size']:3d} threads {c['threads']}: "
+                      f"{c['median_ms_per_image']:.3f} (rounds: {', '.join(f'{t:.3f}' for t in c['rounds_ms_per_image'])})")
     if len(entries) > 1:
         base = {(c["runtime"], c["batch_size"], c["threads"]): c["median_ms_per_image"] for c in entries[0]["results"]}
         print(f"speedup over {entries[0]['generator']} (median latency ratio; MACs reduction in brackets):")
@@ -527,20 +556,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_compress)
 
     p = sub.add_parser(
-        "export", formatter_class=_Formatter, help="export a generator to ONNX, verified in ONNX Runtime",
-        description="Write an ONNX graph with a dynamic batch and check it in ONNX Runtime against PyTorch on random "
-                    "inputs (fails, keeping nothing, above a max abs difference of 1e-3). StyleGAN2: 'full' (z -> image), "
+        "export", formatter_class=_Formatter, help="export a generator for deployment (ONNX, ExecuTorch, Core ML), verified",
+        description="Write the generator in the format its --out suffix names, checked against PyTorch on random "
+                    "inputs before it is kept (fails, keeping nothing, above a max abs difference of 1e-3): .onnx (dynamic "
+                    "batch, run in ONNX Runtime), .pte (ExecuTorch with the XNNPACK backend, batch up to 64, run in "
+                    "ExecuTorch's runtime; needs the mobile extra), .mlpackage (Core ML, batch 1; needs the mobile extra; "
+                    "converted only, since Core ML runs only on Apple platforms). StyleGAN2: 'full' (z -> image), "
                     "'mapping' (z -> w), 'synthesis' (ws (N, num_ws, w_dim) -> image) or 'all'; noise from the stored "
-                    "per-layer buffers. A JSON record with the verification is written beside each graph.",
+                    "per-layer buffers. A JSON record with the verification is written beside each file.",
         epilog="examples:\n  gancompress export --generator runs/00003-compress-dcgan-face64-w0.25/student.safetensors "
-               "--out student.onnx\n  gancompress export --generator stylegan2-fmnist32 --part all --out sg2.onnx",
+               "--out student.onnx\n  gancompress export --generator student.safetensors --out student.pte\n"
+               "  gancompress export --generator stylegan2-fmnist32 --part all --out sg2.onnx",
     )
     p.add_argument("--generator", required=True, help="registered name or checkpoint file")
-    p.add_argument("--out", type=Path, required=True, help="the .onnx file; with --part all, -mapping and -synthesis "
-                   "graphs go beside it")
+    p.add_argument("--out", type=Path, required=True, help="the .onnx, .pte or .mlpackage to write; with --part all, "
+                   "-mapping and -synthesis files go beside it")
     p.add_argument("--part", choices=["full", "mapping", "synthesis", "all"], default="full", help="which graph")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset")
     p.add_argument("--psi", type=float, default=1.0, help="StyleGAN2 truncation baked into full/mapping graphs")
+    p.add_argument("--precision", choices=["float32", "float16"], default="float32",
+                   help="Core ML compute precision (float16 runs on the Neural Engine; unverified here)")
     _asset_option(p)
     p.set_defaults(func=cmd_export)
 
@@ -558,6 +593,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runtimes", default=None, help="comma-separated subset of torch-cpu, onnxruntime-cpu, torch-cuda "
                    "(default: all available)")
     p.add_argument("--min-run-time", type=float, default=1.0, help="seconds of timed calls per cell")
+    p.add_argument("--repeats", type=int, default=1, help="rounds over all generators; each cell reports the median "
+                   "over rounds (robust to drift in the machine's state)")
     p.add_argument("--profile", action="store_true",
                    help="also time every ONNX Runtime graph node (median over 300 calls) and the per-call overhead")
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON")

@@ -16,6 +16,7 @@ fixed at export time (default 1: none). Images come out in [-1, 1] as the genera
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 import warnings
@@ -87,6 +88,24 @@ def graph_for(generator: nn.Module, part: str = "full", psi: float = 1.0) -> tup
     return _StyleGAN2Synthesis(generator).eval(), ws, "ws", "image"
 
 
+def _verify(run, module: nn.Module, example: torch.Tensor, batches=(1, 3), seed: int = 0) -> float:
+    """Largest absolute difference between `run(x)` (a runtime, numpy out) and `module(x)` on the
+    same random inputs at several batch sizes."""
+    gen = torch.Generator().manual_seed(seed)
+    worst = 0.0
+    for batch in batches:
+        x = torch.randn(batch, *example.shape[1:], generator=gen)
+        if example.dim() == 3:  # ws: realistic inputs come from the mapping network's range
+            x = example[:1].expand(batch, -1, -1) + 0.1 * x
+        with torch.no_grad():
+            expected = module(x).numpy()
+        got = run(x)
+        if got.shape != expected.shape:
+            raise ExportError(f"the runtime returned shape {got.shape} for batch {batch}, PyTorch {expected.shape}")
+        worst = max(worst, float(abs(got - expected).max()))
+    return worst
+
+
 def verify_onnx(path: Path, module: nn.Module, example: torch.Tensor, batches=(1, 3), seed: int = 0) -> dict:
     """Run the ONNX graph in ONNX Runtime (CPU) and PyTorch on the same random inputs at several
     batch sizes; returns the largest absolute difference."""
@@ -96,18 +115,7 @@ def verify_onnx(path: Path, module: nn.Module, example: torch.Tensor, batches=(1
     options.log_severity_level = 3
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    gen = torch.Generator().manual_seed(seed)
-    worst = 0.0
-    for batch in batches:
-        x = torch.randn(batch, *example.shape[1:], generator=gen)
-        if example.dim() == 3:  # ws: realistic inputs come from the mapping network's range
-            x = example[:1].expand(batch, -1, -1) + 0.1 * x
-        with torch.no_grad():
-            expected = module(x).numpy()
-        got = session.run(None, {name: x.numpy()})[0]
-        if got.shape != expected.shape:
-            raise ExportError(f"{path}: ONNX Runtime returned shape {got.shape} for batch {batch}, PyTorch {expected.shape}")
-        worst = max(worst, float(abs(got - expected).max()))
+    worst = _verify(lambda x: session.run(None, {name: x.numpy()})[0], module, example, batches, seed)
     return {"batches": list(batches), "max_abs_diff": worst, "onnxruntime": ort.__version__, "tolerance": MAX_ABS_DIFF}
 
 
@@ -136,11 +144,135 @@ def export_onnx(generator: nn.Module, path: str | Path, part: str = "full", opse
         if check["max_abs_diff"] > MAX_ABS_DIFF:
             raise ExportError(f"{path.name}: ONNX Runtime differs from PyTorch by {check['max_abs_diff']:.2e} "
                               f"(> {MAX_ABS_DIFF}); the graph was not kept")
-    record = {"file": path.name, "part": part, "opset": opset, "input": {"name": input_name,
-              "shape": ["batch", *example.shape[1:]]}, "output": {"name": output_name},
-              "psi": psi if _is_stylegan2(generator) and part != "synthesis" else None,
-              "noise": "stored per-layer buffers (noise_const)" if _is_stylegan2(generator) and part != "mapping" else None,
-              "verification": check, "export_s": round(time.perf_counter() - t0, 2),
-              "torch": torch.__version__, "config": generator.config.to_dict(), "source": source}
+    return _write_record(path, generator, part, psi, example, input_name, output_name, source, t0,
+                         {"format": "onnx", "opset": opset, "verification": check})
+
+
+def _write_record(path: Path, generator, part, psi, example, input_name, output_name, source, t0, extra) -> dict:
+    stylegan2 = _is_stylegan2(generator)
+    record = {"file": path.name, "part": part, **extra,
+              "input": {"name": input_name, "shape": ["batch", *example.shape[1:]]}, "output": {"name": output_name},
+              "psi": psi if stylegan2 and part != "synthesis" else None,
+              "noise": "stored per-layer buffers (noise_const)" if stylegan2 and part != "mapping" else None,
+              "export_s": round(time.perf_counter() - t0, 2), "torch": torch.__version__,
+              "config": generator.config.to_dict(), "source": source}
     atomic_write_text(path.with_name(path.name + ".json"), json.dumps(record, indent=2) + "\n")
     return record
+
+
+def _exported_program(module: nn.Module, example: torch.Tensor, max_batch: int):
+    """torch.export with a dynamic batch (1..max_batch), then constant propagation: weight scaling
+    and the like are folded into constants, which XNNPACK needs to take a convolution (without it
+    every StyleGAN2 convolution stays on ExecuTorch's slow portable kernels, measured 60x slower)."""
+    from executorch.exir.passes.constant_prop_pass import constant_prop_pass
+
+    batch = torch.export.Dim("batch", min=1, max=max_batch)
+    module = copy.deepcopy(module).requires_grad_(False)  # folded constants must not require grad
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return constant_prop_pass(torch.export.export(module, (example,), dynamic_shapes=({0: batch},)))
+
+
+def load_executorch(path: Path):
+    """The `forward` method of a .pte file in ExecuTorch's runtime (Python bindings)."""
+    from executorch.runtime import Runtime
+
+    return Runtime.get().load_program(Path(path)).load_method("forward")
+
+
+def export_executorch(generator: nn.Module, path: str | Path, part: str = "full", psi: float = 1.0,
+                      source: dict | None = None, max_batch: int = 64) -> dict:
+    """An ExecuTorch program (.pte) for mobile CPUs, lowered to the XNNPACK backend, with a dynamic
+    batch up to `max_batch`; run in ExecuTorch's own runtime against PyTorch before it is kept."""
+    try:
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+        from executorch.exir import to_edge_transform_and_lower
+    except ImportError as err:
+        raise ExportError(f"ExecuTorch export needs the mobile extra: pip install 'gancompress[mobile]' "
+                          f"({err.name} missing)") from err
+    from importlib.metadata import version
+
+    path = Path(path)
+    module, example, input_name, output_name = graph_for(generator, part, psi)
+    t0 = time.perf_counter()
+    edge = to_edge_transform_and_lower(_exported_program(module, example, max_batch), partitioner=[XnnpackPartitioner()])
+    calls = [getattr(n.target, "__name__", str(n.target)) for n in edge.exported_program().graph.nodes
+             if n.op == "call_function"]
+    delegated = calls.count("executorch_call_delegate")
+    portable = {}  # ops left to ExecuTorch's portable kernels: {name: count}
+    for name in calls:
+        if name not in ("executorch_call_delegate", "getitem"):
+            portable[name] = portable.get(name, 0) + 1
+    program = edge.to_executorch()
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(program.buffer)
+        method = load_executorch(tmp)
+        worst = _verify(lambda x: method.execute([x])[0].numpy(), module if _is_stylegan2(generator) else generator, example)
+        if worst > MAX_ABS_DIFF:
+            raise ExportError(f"{path.name}: ExecuTorch differs from PyTorch by {worst:.2e} (> {MAX_ABS_DIFF}); "
+                              "the program was not kept")
+    check = {"batches": [1, 3], "max_abs_diff": worst, "runtime": f"executorch {version('executorch')} "
+             "(Python bindings, this machine's CPU)", "tolerance": MAX_ABS_DIFF}
+    return _write_record(path, generator, part, psi, example, input_name, output_name, source, t0,
+                         {"format": "executorch", "backend": "xnnpack", "max_batch": max_batch,
+                          "xnnpack_delegates": delegated, "portable_ops": portable, "verification": check})
+
+
+def export_coreml(generator: nn.Module, path: str | Path, part: str = "full", psi: float = 1.0,
+                  source: dict | None = None, precision: str = "float32") -> dict:
+    """A Core ML ML Program (.mlpackage, iOS 16 / macOS 13 and later), batch 1. Core ML runs only on
+    Apple platforms, so off them the model is converted and its program validated by coremltools
+    but never executed: the record says so ("verification": {"ran": false, ...})."""
+    try:
+        import coremltools as ct
+    except ImportError as err:
+        raise ExportError("Core ML conversion needs the mobile extra: pip install 'gancompress[mobile]' "
+                          "(coremltools missing)") from err
+    import platform
+    import shutil
+    import tempfile
+
+    path = Path(path)
+    module, example, input_name, output_name = graph_for(generator, part, psi)
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.export.export(module, (example[:1],)).run_decompositions({})
+        model = ct.convert(program, minimum_deployment_target=ct.target.iOS16, convert_to="mlprogram",
+                           compute_precision=ct.precision.FLOAT32 if precision == "float32" else ct.precision.FLOAT16)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:  # a package is a directory: build it aside, then swap it in
+        model.save(str(staging / path.name))
+        if path.exists():
+            shutil.rmtree(path)
+        (staging / path.name).rename(path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    ran = platform.system() == "Darwin"
+    check = {"ran": False, "reason": "Core ML executes only on Apple platforms; converted and validated by "
+             f"coremltools {ct.__version__} on {platform.system()}, not run"}
+    if ran:
+        got = model.predict({model.get_spec().description.input[0].name: example[:1].numpy()})
+        with torch.no_grad():
+            expected = (module if _is_stylegan2(generator) else generator)(example[:1]).numpy()
+        check = {"ran": True, "max_abs_diff": float(abs(next(iter(got.values())) - expected).max()),
+                 "batches": [1], "runtime": f"Core ML via coremltools {ct.__version__}"}
+    return _write_record(path, generator, part, psi, example[:1], input_name, output_name, source, t0,
+                         {"format": "coreml", "precision": precision, "batch": 1, "verification": check})
+
+
+FORMATS = {".onnx": "onnx", ".pte": "executorch", ".mlpackage": "coreml"}
+
+
+def export(generator: nn.Module, path: str | Path, part: str = "full", psi: float = 1.0, source: dict | None = None,
+           opset: int = DEFAULT_OPSET, precision: str = "float32") -> dict:
+    """Export to the format named by the file's suffix (.onnx, .pte, .mlpackage)."""
+    fmt = FORMATS.get(Path(path).suffix)
+    if fmt is None:
+        raise ExportError(f"{path}: unknown format; name the file .onnx (ONNX), .pte (ExecuTorch) or .mlpackage (Core ML)")
+    if fmt == "onnx":
+        return export_onnx(generator, path, part, opset, psi, source)
+    if fmt == "executorch":
+        return export_executorch(generator, path, part, psi, source)
+    return export_coreml(generator, path, part, psi, source, precision)

@@ -107,3 +107,43 @@ def test_an_imported_nvlabs_generator_exports_with_its_clamp(tmp_path):
     expected = torch.load(Path(__file__).parent / "fixtures" / "nvlabs_tiny_expected.pt", weights_only=True)
     out = _run(tmp_path / "nv.onnx", expected["z"])
     assert np.abs(out - expected["image_const_noise"].numpy()).max() < 1e-4  # NVlabs' own output, clamp included
+
+
+def test_executorch_programs_run_in_executorch_with_a_dynamic_batch(tmp_path):
+    from gancompress.export import export_executorch, load_executorch
+
+    generator = tiny_generator()
+    record = export_executorch(generator, tmp_path / "g.pte")
+    assert record["format"] == "executorch" and record["verification"]["max_abs_diff"] < 1e-5
+    assert record["xnnpack_delegates"] == 1 and record["portable_ops"] == {}  # the whole DCGAN runs in XNNPACK
+    z = torch.randn(5, 8)
+    with torch.no_grad():
+        assert (load_executorch(tmp_path / "g.pte").execute([z])[0] - generator(z)).abs().max() < 1e-5
+
+
+def test_stylegan2_executorch_convolutions_are_delegated(tmp_path):
+    from gancompress.export import export_executorch
+
+    record = export_executorch(tiny_stylegan2(), tmp_path / "s.pte")
+    assert record["verification"]["max_abs_diff"] < 1e-4
+    # Constant propagation folds the weight scaling, so XNNPACK takes every convolution: what stays
+    # on portable kernels is modulation arithmetic, never an aten.convolution.
+    assert record["xnnpack_delegates"] >= 1 and record["portable_ops"]
+    assert not [op for op in record["portable_ops"] if "convolution" in op]
+
+
+def test_coreml_conversion_says_it_was_not_run_off_apple(tmp_path, capsys):
+    import platform
+
+    generator = save_generator(tmp_path / "g.safetensors", tiny_generator())
+    assert main(["export", "--generator", str(generator), "--out", str(tmp_path / "g.mlpackage")]) == 0
+    record = json.loads((tmp_path / "g.mlpackage.json").read_text())
+    assert (tmp_path / "g.mlpackage" / "Manifest.json").is_file() and record["format"] == "coreml"
+    if platform.system() != "Darwin":
+        assert record["verification"]["ran"] is False and "NOT RUN" in capsys.readouterr().out
+
+
+def test_an_unknown_export_suffix_is_a_clear_error(tmp_path, capsys):
+    generator = save_generator(tmp_path / "g.safetensors", tiny_generator())
+    assert main(["export", "--generator", str(generator), "--out", str(tmp_path / "g.tflite")]) == 2
+    assert "unknown format; name the file .onnx" in capsys.readouterr().err

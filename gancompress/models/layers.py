@@ -25,7 +25,7 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
     the reference semantics of StyleGAN2's upfirdn2d with symmetric-in-x-and-y padding (pad0, pad1)."""
     n, c, h, w = x.shape
     if up > 1:
-        x = x.reshape(n, c, h, 1, w, 1)
+        x = x.reshape(n * c, h, 1, w, 1)  # rank 5, not 6: Core ML takes tensors of rank <= 5
         x = F.pad(x, (0, up - 1, 0, 0, 0, up - 1))
         x = x.reshape(n, c, h * up, w * up)
     pad0, pad1 = pad
