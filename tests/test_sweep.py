@@ -49,7 +49,13 @@ def test_plots_grid_and_report_are_written_with_their_data(finished_sweep):
         assert len(data) == 5 and any(d["pareto"] == "1" for d in data)
     assert Image.open(out / "grid.png").size[1] > 5 * 16  # five rows of 16 px images
     report = (out / "report.md").read_text()
-    assert "| distill-w0.25 |" in report and "speedup / MACs reduction" in report and "threads" in report
+    assert "| distill-w0.25 |" in report and "speedup ORT b1 (/ MACs reduction)" in report and "threads" in report
+    rows = {r["model"]: r for r in json.loads((out / "table.json").read_text())["rows"]}
+    teacher, student = rows["teacher"], rows["distill-w0.25"]
+    speedup = teacher["latency_ort_b1_ms"] / student["latency_ort_b1_ms"]
+    ratio = speedup / (teacher["macs"] / student["macs"])
+    line = next(line for line in report.splitlines() if line.startswith("| distill-w0.25 |"))
+    assert f"{speedup:.2f}x ({ratio:.2f})" in line and "1.00x (1.00)" in report
 
 
 def test_a_resumed_sweep_redoes_only_what_is_missing(finished_sweep):
