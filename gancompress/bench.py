@@ -59,9 +59,25 @@ def _timed(stmt: str, env: dict, threads: int, batch: int, min_run_time: float, 
     return {"median_ms_per_image": m.median * 1e3 / batch, "iqr_ms_per_image": m.iqr * 1e3 / batch, "runs": len(m.times)}
 
 
+def _batch_of(example: torch.Tensor, batch: int) -> torch.Tensor:
+    """`batch` copies of the first example: one fixed input per batch size, on every runtime."""
+    return example[:1].expand(batch, *example.shape[1:]).contiguous()
+
+
+def _ort_session(path: Path, threads: int, profile_prefix: str | None = None):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    options.log_severity_level = 3
+    if profile_prefix:
+        options.enable_profiling, options.profile_file_prefix = True, profile_prefix
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
 def bench_torch(module, example: torch.Tensor, batch: int, threads: int, device: str, min_run_time: float) -> dict:
     module = module.to(device)
-    x = example[:1].expand(batch, *example.shape[1:]).contiguous().to(device)
+    x = _batch_of(example, batch).to(device)
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -75,13 +91,8 @@ def bench_torch(module, example: torch.Tensor, batch: int, threads: int, device:
 
 
 def bench_onnxruntime(path: Path, example: torch.Tensor, batch: int, threads: int, min_run_time: float) -> dict:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    feed = {session.get_inputs()[0].name: example[:1].expand(batch, *example.shape[1:]).contiguous().numpy()}
+    session = _ort_session(path, threads)
+    feed = {session.get_inputs()[0].name: _batch_of(example, batch).numpy()}
     return _timed("fn()", {"fn": lambda: session.run(None, feed)}, threads, batch, min_run_time)
 
 
@@ -99,7 +110,7 @@ def bench_executorch(path: Path, example: torch.Tensor, batch: int, threads: int
     from gancompress.export import load_executorch
 
     method = load_executorch(path)
-    x = example[:1].expand(batch, *example.shape[1:]).contiguous()
+    x = _batch_of(example, batch)
     previous = _threadpool_get_thread_count()
     _unsafe_reset_threadpool(threads)
     try:
@@ -116,16 +127,10 @@ def profile_onnxruntime(path: Path, example: torch.Tensor, batch: int, threads: 
     import json
     import statistics
 
-    import onnxruntime as ort
-
     warmup = WARMUP * 10
     with tempfile.TemporaryDirectory() as tmp:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-        options.log_severity_level = 3
-        options.enable_profiling, options.profile_file_prefix = True, str(Path(tmp) / "profile")
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        feed = {session.get_inputs()[0].name: example[:1].expand(batch, *example.shape[1:]).contiguous().numpy()}
+        session = _ort_session(path, threads, profile_prefix=str(Path(tmp) / "profile"))
+        feed = {session.get_inputs()[0].name: _batch_of(example, batch).numpy()}
         for _ in range(warmup + runs):
             session.run(None, feed)
         events = json.loads(Path(session.end_profiling()).read_text())

@@ -272,7 +272,7 @@ def cmd_export(args) -> int:
         else:
             verdict = (f"Core ML vs PyTorch: max abs diff {check['max_abs_diff']:.1e}" if check["ran"]
                        else f"NOT RUN: {check['reason']}")
-            print(f"{out}: {shape.replace(chr(39) + 'batch' + chr(39), '1')}, {record['precision']}; {verdict}")
+            print(f"{out}: {shape}, {record['precision']}; {verdict}")
     return 0
 
 

@@ -148,10 +148,11 @@ def export_onnx(generator: nn.Module, path: str | Path, part: str = "full", opse
                          {"format": "onnx", "opset": opset, "verification": check})
 
 
-def _write_record(path: Path, generator, part, psi, example, input_name, output_name, source, t0, extra) -> dict:
+def _write_record(path: Path, generator, part, psi, example, input_name, output_name, source, t0, extra,
+                  batch="batch") -> dict:
     stylegan2 = _is_stylegan2(generator)
     record = {"file": path.name, "part": part, **extra,
-              "input": {"name": input_name, "shape": ["batch", *example.shape[1:]]}, "output": {"name": output_name},
+              "input": {"name": input_name, "shape": [batch, *example.shape[1:]]}, "output": {"name": output_name},
               "psi": psi if stylegan2 and part != "synthesis" else None,
               "noise": "stored per-layer buffers (noise_const)" if stylegan2 and part != "mapping" else None,
               "export_s": round(time.perf_counter() - t0, 2), "torch": torch.__version__,
@@ -249,17 +250,16 @@ def export_coreml(generator: nn.Module, path: str | Path, part: str = "full", ps
         (staging / path.name).rename(path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    ran = platform.system() == "Darwin"
     check = {"ran": False, "reason": "Core ML executes only on Apple platforms; converted and validated by "
              f"coremltools {ct.__version__} on {platform.system()}, not run"}
-    if ran:
+    if platform.system() == "Darwin":
         got = model.predict({model.get_spec().description.input[0].name: example[:1].numpy()})
         with torch.no_grad():
             expected = (module if _is_stylegan2(generator) else generator)(example[:1]).numpy()
         check = {"ran": True, "max_abs_diff": float(abs(next(iter(got.values())) - expected).max()),
                  "batches": [1], "runtime": f"Core ML via coremltools {ct.__version__}"}
-    return _write_record(path, generator, part, psi, example[:1], input_name, output_name, source, t0,
-                         {"format": "coreml", "precision": precision, "batch": 1, "verification": check})
+    return _write_record(path, generator, part, psi, example, input_name, output_name, source, t0,
+                         {"format": "coreml", "precision": precision, "verification": check}, batch=1)
 
 
 FORMATS = {".onnx": "onnx", ".pte": "executorch", ".mlpackage": "coreml"}
