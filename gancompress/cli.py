@@ -539,7 +539,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--teacher", default="dcgan-face64", help="registered name or checkpoint/state_dict file")
     _student_options(p, width_default=0.25)
-    p.add_argument("--preset", choices=["quick", "standard"], default="quick", help="training and evaluation budget")
+    p.add_argument("--preset", choices=["quick", "standard"], default=None,
+                   help="training and evaluation budget (default: quick; a resumed run keeps its own)")
     p.add_argument("--n-eval", type=int, default=None, help="samples for FID/KID/LPIPS (default: the preset's)")
     p.add_argument("--data", default="auto", help="real images for FID vs data as well: a dataset[:split] or folder; "
                    "auto: the registered teacher's dataset (none for dcgan-face64); none: skip")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ import torch
 from gancompress.distill.trainer import TrainConfig
 from gancompress.evaluate import evaluate, generate, latents
 from gancompress.io import load_generator
-from gancompress.pipeline import STUDENT_FILE, run_training, start_run
+from gancompress.pipeline import RUN_FILE, STUDENT_FILE, run_training, start_run
 from gancompress.report import comparison, save_grid, write_report
 from gancompress.teachers import manifest, resolve_generator
 
@@ -32,12 +33,28 @@ def teacher_dataset(teacher: str) -> str | None:
     return entry.get("dataset") if entry else None
 
 
+def _started_with(run_dir: Path) -> dict:
+    """The preset, n_eval and command line a compress run was started with (from run.json). Runs
+    written before these were recorded get the preset whose training budget their config matches."""
+    spec_file = run_dir / RUN_FILE
+    if not spec_file.is_file():
+        return {}  # run_training says what is wrong with the directory
+    spec = json.loads(spec_file.read_text())
+    if "compress" in spec:
+        return spec["compress"]
+    train = spec.get("train", {})
+    for name, budget in PRESETS.items():
+        if all(train.get(key) == budget["train"][key] for key in ("steps", "batch_size")):
+            return {"preset": name}
+    return {}
+
+
 def compress(
     teacher: str = "dcgan-face64",
     width: float | None = 0.25,
     channels=None,
     criterion: str = "l1",
-    preset: str = "quick",
+    preset: str | None = None,
     overrides: dict | None = None,
     n_eval: int | None = None,
     run_root: str | Path = "runs",
@@ -50,16 +67,23 @@ def compress(
     """Returns the run directory holding student.safetensors, grid.png, report.json and report.md.
     `data`: a reference (dataset[:split] or folder) for FID against real images as well; "auto" uses
     the registered teacher's dataset when it has one, None skips it."""
-    budget = PRESETS[preset]
-    n_eval = n_eval or budget["n_eval"]
+    command = " ".join(shlex.quote(a) for a in ["gancompress", *sys.argv[1:]])
+    started = {}
     if resume is None:
-        config = TrainConfig(**{**budget["train"], **(overrides or {})})
+        preset = preset or "quick"
+        n_eval = n_eval or PRESETS[preset]["n_eval"]
+        config = TrainConfig(**{**PRESETS[preset]["train"], **(overrides or {})})
         plan = {"init": "inherit", "criterion": criterion, "prune_seed": 0}
         plan.update({"channels": list(channels)} if channels else {"width": width})
         label = f"compress-{Path(teacher).stem}-" + (f"w{width}" if not channels else "custom")
-        run_dir = start_run(run_root, label, config, teacher, plan, device)
+        run_dir = start_run(run_root, label, config, teacher, plan, device,
+                            extra={"compress": {"preset": preset, "n_eval": n_eval, "command": command}})
     else:
         run_dir = Path(resume)
+        started = _started_with(run_dir)
+        if preset is None:  # a resumed run keeps the evaluation budget it was started with
+            preset, n_eval = started.get("preset") or "quick", n_eval or started.get("n_eval")
+        n_eval = n_eval or PRESETS[preset]["n_eval"]
     _, trainer = run_training(run_dir, device, resume=resume is not None, progress=progress)
     if not trainer.rank.main:
         return run_dir
@@ -83,7 +107,8 @@ def compress(
         kwargs["latency"] = False  # measured above
         data_records = (evaluate(teacher, data, **kwargs), evaluate(str(student_path), data, **kwargs))
     summary = {
-        "command": " ".join(shlex.quote(a) for a in ["gancompress", *sys.argv[1:]]),
+        "command": started.get("command", command),
+        "resumed_with": command if resume is not None else None,
         "teacher": teacher_identity["name"],
         "student_channels": list(student.config.channels),
         "teacher_channels": list(teacher_net.config.channels),

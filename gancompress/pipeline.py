@@ -108,18 +108,21 @@ def start_run(
     teacher_spec: str | None,
     student_plan: dict,
     device: str = "cpu",
+    extra: dict | None = None,
 ) -> Path:
     """Create a run directory and its run.json. `student_plan` says how the student is built:
     {"init": "inherit", "width" | "channels", "criterion", "prune_seed"} to prune the teacher,
     {"init": "random", "width" | "channels"} for the pruned architecture with fresh weights,
     {"init": "mapping-only", "width" | "channels", "freeze_mapping"} for StyleGAN2: fresh synthesis,
     the teacher's mapping network (StyleKD), or
-    {"init": "random", "config": {...}} for any architecture (training from scratch)."""
+    {"init": "random", "config": {...}} for any architecture (training from scratch).
+    `extra`: further top-level entries of run.json (e.g. the compress command's preset and command line)."""
     rank = init_distributed(device)
     run_dir = None
     if rank.main:
         run_dir = make_run_dir(run_root, label)
-        record = {"teacher": teacher_spec, "student": student_plan, "train": config.to_dict(), "device": device}
+        record = {"teacher": teacher_spec, "student": student_plan, "train": config.to_dict(), "device": device,
+                  **(extra or {})}
         atomic_write_text(run_dir / RUN_FILE, json.dumps(record, indent=2, sort_keys=True) + "\n")
     if rank.world > 1:  # every rank reads run.json: rank 0 sends the name only once it is written
         names = [str(run_dir) if run_dir else None]

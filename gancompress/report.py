@@ -82,7 +82,8 @@ def write_report(run_dir: Path, summary: dict) -> tuple[Path, Path]:
     lines = [
         f"# Compression report: {summary['teacher']} -> student {tuple(summary['student_channels'])}",
         "",
-        f"Command: `{summary['command']}`",
+        f"Command: `{summary['command']}`" + (f" (resumed with `{summary['resumed_with']}`)"
+                                               if summary.get("resumed_with") else ""),
         "",
         "| metric | teacher | student | student / teacher |",
         "|---|---|---|---|",

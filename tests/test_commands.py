@@ -137,6 +137,29 @@ def test_compress_end_to_end(teacher_file, tmp_path, env):
     assert "mnist:test" in report["data_evals"]["student"]["protocol"]["reference"]
     assert "| FID vs data |" in result.stdout
 
+    # Resuming the finished run without options keeps its evaluation budget (n = 16, not the quick preset's
+    # 500) and its report names the command the run was started with.
+    resumed = _gc("compress", "--teacher", str(teacher_file), "--resume", str(run), "--data", "none", "--quiet", env=env)
+    report = json.loads((run / "report.json").read_text())
+    assert report["student_eval"]["protocol"]["n_generated"] == 16
+    assert report["command"].startswith("gancompress compress --teacher") and "--resume" not in report["command"]
+    assert "--resume" in report["resumed_with"] and "(resumed with `gancompress compress" in resumed.stdout
+
+
+def test_resumed_compress_runs_keep_their_preset(tmp_path):
+    from gancompress.compress import _started_with
+
+    run = tmp_path / "00000-compress-old"
+    run.mkdir()
+    assert _started_with(run) == {}  # no run.json: left to run_training's error
+    (run / "run.json").write_text(json.dumps({"train": {"steps": 20000, "batch_size": 64}}))
+    assert _started_with(run) == {"preset": "standard"}  # written before presets were recorded
+    (run / "run.json").write_text(json.dumps({"train": {"steps": 123, "batch_size": 64}}))
+    assert _started_with(run) == {}
+    record = {"preset": "quick", "n_eval": 40, "command": "gancompress compress --n-eval 40"}
+    (run / "run.json").write_text(json.dumps({"train": {"steps": 20000, "batch_size": 64}, "compress": record}))
+    assert _started_with(run) == record
+
 
 def test_compress_measures_fid_vs_data_for_teachers_with_a_dataset():
     from gancompress.compress import teacher_dataset
