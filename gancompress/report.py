@@ -104,6 +104,10 @@ def write_report(run_dir: Path, summary: dict) -> tuple[Path, Path]:
             f"device {p['device']}, {p['threads']} threads, torch {p['torch']}",
         ]) + ".",
     ]
+    latency = summary["student_eval"]["cost"].get("latency") or []
+    if latency:
+        lines += ["", f"Latency: median ms per image, {latency[0]['graph']} on {latency[0]['device']} with "
+                      f"{latency[0]['threads']} threads, warm-up excluded (runs and IQR in report.json)."]
     if summary.get("data_evals"):
         d = summary["data_evals"]["student"]["protocol"]
         lines += ["", f"FID/KID vs data: {d['n_generated']} generated images vs {d['reference']}; "

@@ -131,6 +131,7 @@ def test_compress_end_to_end(teacher_file, tmp_path, env):
     assert report["student_eval"]["protocol"]["n_generated"] == 16
     assert (run / "grid.png").is_file() and (run / "student.safetensors").is_file()
     assert "| FID vs teacher samples |" in result.stdout and "Protocol:" in result.stdout
+    assert "Latency: median ms per image, export graph (gancompress export), PyTorch eager on cpu" in result.stdout
     # FID vs data: both against the same 16 MNIST test images; random-ish colour images are far from digits.
     assert cmp["fid_vs_data"]["teacher"] > 50 and cmp["fid_vs_data"]["student"] > 50
     assert report["data_evals"]["student"]["protocol"]["n_reference"] == 16
