@@ -17,6 +17,7 @@ import csv
 import html
 import json
 import os
+import shlex
 import time
 from pathlib import Path
 
@@ -237,6 +238,19 @@ def _table_lines(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
     return head, body
 
 
+def plan_command(plan: dict) -> str:
+    """The `gancompress sweep` command line that makes this plan (how a resumed sweep was started)."""
+    args = ["gancompress", "sweep", "--teacher", plan["teacher"], "--widths", ",".join(f"{w:g}" for w in plan["widths"]),
+            "--methods", ",".join(plan["methods"]), "--preset", plan["preset"]]
+    for key, value in plan["overrides"].items():
+        args += ["--" + key.replace("_", "-"), str(value)]
+    if plan["n_eval"]:
+        args += ["--n-eval", str(plan["n_eval"])]
+    if plan["data"] != "auto":
+        args += ["--data", plan["data"] or "none"]
+    return " ".join(shlex.quote(a) for a in args)
+
+
 def write_outputs(out_dir: Path, plan: dict, device: str = "cpu") -> dict:
     out_dir = Path(out_dir)
     rows = load_rows(out_dir, plan)
@@ -259,6 +273,7 @@ def write_outputs(out_dir: Path, plan: dict, device: str = "cpu") -> dict:
                 f"on the same latents. Latency: median ms per image after warm-up, {teacher['threads']} threads, "
                 f"{env['cpu']}, torch {env['torch']}, ONNX Runtime {env['onnxruntime']}. Training: preset "
                 f"{plan['preset']} {json.dumps(plan['overrides']) if plan['overrides'] else ''}.")
+    protocol = f"Command: {plan_command(plan)}. " + protocol
     md = [f"# Sweep: {plan['teacher']}", "", protocol, "",
           "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     md += ["| " + " | ".join(cells) + " |" for cells in body]
