@@ -89,12 +89,8 @@ def _row(model: str, method: str | None, width: float | None, generator_spec: st
     return row
 
 
-def run_sweep(plan: dict, out_dir: Path, device: str = "cpu", progress: bool = True, log=print) -> Path:
-    """Run (or resume) every pair of `plan` in `out_dir`, then write the table, plots and report."""
-    from gancompress.compress import PRESETS, teacher_dataset
-    from gancompress.distill.trainer import TrainConfig
-    from gancompress.pipeline import STUDENT_FILE, train_or_resume
-
+def prepare_sweep_dir(plan: dict, out_dir: Path) -> Path:
+    """Write `plan` to a new sweep directory, or check that an existing one holds the same plan."""
     out_dir = Path(out_dir)
     plan_file = out_dir / PLAN_FILE
     if plan_file.is_file():
@@ -105,6 +101,32 @@ def run_sweep(plan: dict, out_dir: Path, device: str = "cpu", progress: bool = T
     else:
         out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(plan_file, json.dumps(plan, indent=2) + "\n")
+    return out_dir
+
+
+def train_pair(plan: dict, out_dir: Path, width: float, method: str, device: str = "cpu", progress: bool = True,
+               log=print):
+    """Train (or resume, or find finished) the run of one (width, method) pair of `plan` under
+    `out_dir/runs`. Returns (run_dir, trainer). Training a sweep's pairs in separate processes or on
+    another machine, then `sweep --resume` on the sweep directory, gives the same sweep."""
+    from gancompress.compress import PRESETS
+    from gancompress.distill.trainer import TrainConfig
+    from gancompress.pipeline import train_or_resume
+
+    student_plan, overrides = METHODS[method]
+    config = TrainConfig(**{**PRESETS[plan["preset"]]["train"], **overrides, **plan["overrides"]})
+    full_plan = {"width": width, "criterion": "l1", "prune_seed": 0, **student_plan}
+    name = f"{method}-w{width}"
+    log(f"{name}: training {config.steps} steps of batch {config.batch_size}")
+    return train_or_resume(Path(out_dir) / "runs", name, config, plan["teacher"], full_plan, device, progress)
+
+
+def run_sweep(plan: dict, out_dir: Path, device: str = "cpu", progress: bool = True, log=print) -> Path:
+    """Run (or resume) every pair of `plan` in `out_dir`, then write the table, plots and report."""
+    from gancompress.compress import PRESETS, teacher_dataset
+    from gancompress.pipeline import STUDENT_FILE
+
+    out_dir = prepare_sweep_dir(plan, out_dir)
     budget = PRESETS[plan["preset"]]
     n = plan["n_eval"] or budget["n_eval"]
     data = teacher_dataset(plan["teacher"]) if plan["data"] == "auto" else plan["data"]
@@ -122,13 +144,9 @@ def run_sweep(plan: dict, out_dir: Path, device: str = "cpu", progress: bool = T
             if row_file.is_file():
                 log(f"{name}: done before, skipped")
                 continue
-            student_plan, overrides = METHODS[method]
-            config = TrainConfig(**{**budget["train"], **overrides, **plan["overrides"]})
-            full_plan = {"width": width, "criterion": "l1", "prune_seed": 0, **student_plan}
-            log(f"{name}: training {config.steps} steps of batch {config.batch_size}")
-            run_dir, trainer = train_or_resume(out_dir / "runs", name, config, plan["teacher"], full_plan, device, progress)
-            train_info = {"steps": trainer.step, "batch_size": config.batch_size, "train_time_s": trainer.elapsed(),
-                          "run_dir": str(run_dir.relative_to(out_dir))}
+            run_dir, trainer = train_pair(plan, out_dir, width, method, device, progress, log)
+            train_info = {"steps": trainer.step, "batch_size": trainer.config.batch_size,
+                          "train_time_s": trainer.elapsed(), "run_dir": str(run_dir.relative_to(out_dir))}
             row = _row(name, method, width, str(run_dir / STUDENT_FILE), plan, n, data, device, threads, train_info, log)
             atomic_write_text(row_file, json.dumps(row, indent=2) + "\n")
     write_outputs(out_dir, plan, device)

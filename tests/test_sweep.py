@@ -11,7 +11,7 @@ from PIL import Image
 
 from gancompress.cli import main
 from gancompress.io import save_generator
-from gancompress.sweep import SweepError, pareto_front, parse_plan, run_sweep
+from gancompress.sweep import SweepError, pareto_front, parse_plan, prepare_sweep_dir, run_sweep, train_pair
 from tests.conftest import tiny_generator
 
 TINY = {"steps": 3, "batch_size": 4}
@@ -71,6 +71,25 @@ def test_a_resumed_sweep_redoes_only_what_is_missing(finished_sweep):
     other = dict(plan, widths=[0.125])
     with pytest.raises(SweepError, match="different sweep"):
         run_sweep(other, out, progress=False, log=lambda m: None)
+
+
+def test_pairs_trained_apart_are_evaluated_not_retrained(finished_sweep, tmp_path):
+    """eval/sweep_train_pairs.py's path: train a pair on its own, then `sweep --resume` only measures it."""
+    plan, done = finished_sweep
+    teacher = plan["teacher"]
+    plan = parse_plan(teacher, ["0.5"], ["distill"], "quick", TINY, 16, None)
+    out = prepare_sweep_dir(plan, tmp_path / "split")
+    run_dir, trainer = train_pair(plan, out, 0.5, "distill", progress=False, log=lambda m: None)
+    assert trainer.step == 3
+    stats = (run_dir / "stats.jsonl").read_text()
+    run_sweep(plan, out, progress=False, log=lambda m: None)
+    assert list((out / "runs").iterdir()) == [run_dir]  # found, not started again
+    assert "resumed at step 3" in (run_dir / "log.txt").read_text() and (run_dir / "stats.jsonl").read_text() == stats
+    row = json.loads((out / "pairs" / "distill-w0.5.json").read_text())
+    assert row["steps"] == 3 and row["run_dir"] == f"runs/{run_dir.name}"
+    # same plan, same seeds: the same student as the pair trained inside the straight-through sweep
+    straight = json.loads((done / "pairs" / "distill-w0.5.json").read_text())
+    assert row["lpips_to_teacher"] == pytest.approx(straight["lpips_to_teacher"], rel=1e-4)
 
 
 def test_pareto_front():

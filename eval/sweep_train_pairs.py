@@ -1,0 +1,54 @@
+"""Train the pairs of a `gancompress sweep` without evaluating them, e.g. on a GPU machine that cannot
+fetch the Inception weights, or as one process per pair. `gancompress sweep --resume DIR` afterwards
+(on any machine) finds the runs finished, then evaluates, benchmarks and writes the report; the
+sweep is the same as one run straight through. The sweep options mean what they mean for
+`gancompress sweep`. Usage (the committed sweeps trained this way on a lent H100):
+
+  python eval/sweep_train_pairs.py --out runs/sweep-dcgan-face64 --teacher dcgan-face64 \\
+      --widths 0.5,0.25,0.125 --methods distill,scratch,mse --preset standard --steps 5000 \\
+      --batch-size 64 --n-eval 2000 --pairs distill-w0.5 --device cuda      # one process per pair
+  gancompress sweep --resume runs/sweep-dcgan-face64
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from gancompress.sweep import parse_plan, prepare_sweep_dir, train_pair
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True, help="the sweep directory (created, or resumed)")
+    parser.add_argument("--teacher", default="dcgan-face64")
+    parser.add_argument("--widths", default="0.5,0.25,0.125")
+    parser.add_argument("--methods", default="distill,scratch")
+    parser.add_argument("--preset", choices=["quick", "standard"], default="quick")
+    parser.add_argument("--steps", type=int, default=argparse.SUPPRESS)
+    parser.add_argument("--batch-size", type=int, default=argparse.SUPPRESS)
+    parser.add_argument("--n-eval", type=int, default=None)
+    parser.add_argument("--data", default="auto")
+    parser.add_argument("--pairs", default="", help="comma-separated METHOD-wWIDTH to train (default: all)")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    overrides = {k: getattr(args, k) for k in ("steps", "batch_size") if hasattr(args, k)}
+    plan = parse_plan(args.teacher, args.widths.split(","), args.methods.split(","), args.preset, overrides,
+                      args.n_eval, None if args.data == "none" else args.data)
+    planned = [(w, m) for w in plan["widths"] for m in plan["methods"]]
+    wanted = {p for p in args.pairs.split(",") if p}
+    unknown = wanted - {f"{m}-w{w}" for w, m in planned}
+    if unknown:
+        parser.error(f"--pairs names no planned pair: {sorted(unknown)}")
+    out = prepare_sweep_dir(plan, args.out)
+    for width, method in planned:
+        if not wanted or f"{method}-w{width}" in wanted:
+            run_dir, trainer = train_pair(plan, out, width, method, args.device, progress=False,
+                                          log=lambda m: print(m, file=sys.stderr))
+            print(f"{run_dir}: step {trainer.step}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
