@@ -103,19 +103,22 @@ def executorch_available() -> bool:
 
 
 def bench_executorch(path: Path, example: torch.Tensor, batch: int, threads: int, min_run_time: float) -> dict:
-    """ExecuTorch's runtime (XNNPACK backend) through its Python bindings; the thread pool is
-    process-wide, so it is resized for the cell and restored after."""
+    """ExecuTorch's runtime (XNNPACK backend) through its Python bindings. The thread pool is
+    process-wide and a loaded method's XNNPACK delegate keeps using the pool it was loaded with, so
+    the pool is resized before the method is loaded and restored only after the method is gone
+    (resizing under a live method crashed the process now and then)."""
     from executorch.extension.pybindings.portable_lib import _threadpool_get_thread_count, _unsafe_reset_threadpool
 
     from gancompress.export import load_executorch
 
-    method = load_executorch(path)
     x = _batch_of(example, batch)
     previous = _threadpool_get_thread_count()
     _unsafe_reset_threadpool(threads)
+    loaded = [load_executorch(path)]  # the only reference, so clearing it frees the method
     try:
-        return _timed("fn()", {"fn": lambda: method.execute([x])}, threads, batch, min_run_time)
+        return _timed("fn()", {"fn": lambda: loaded[0].execute([x])}, threads, batch, min_run_time)
     finally:
+        loaded.clear()
         _unsafe_reset_threadpool(previous)
 
 
