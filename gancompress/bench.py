@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from gancompress import extras
 from gancompress.export import export_executorch, export_onnx, graph_for
 from gancompress.metrics.latency import benchmark
 
@@ -97,9 +98,40 @@ def bench_onnxruntime(path: Path, example: torch.Tensor, batch: int, threads: in
 
 
 def executorch_available() -> bool:
-    import importlib.util
+    return extras.available("mobile", ("executorch",))
 
-    return importlib.util.find_spec("executorch") is not None
+
+RUNTIMES = ("torch-cpu", "onnxruntime-cpu", "executorch-cpu", "torch-cuda")
+RUNTIME_EXTRAS = {"onnxruntime-cpu": "export", "executorch-cpu": "mobile"}
+
+
+def available_runtimes() -> list[str]:
+    """The runtimes this install can time: PyTorch always; ONNX Runtime with the export extra,
+    ExecuTorch with the mobile extra; CUDA when a GPU is visible."""
+    found = ["torch-cpu"]
+    if extras.available("export"):
+        found.append("onnxruntime-cpu")
+    if executorch_available():
+        found.append("executorch-cpu")
+    if torch.cuda.is_available():
+        found.append("torch-cuda")
+    return found
+
+
+def check_runtimes(runtimes=None) -> list[str]:
+    """`runtimes` (default: every available one), or one error naming what is missing and how to get it."""
+    if not runtimes:
+        return available_runtimes()
+    unknown = [r for r in runtimes if r not in RUNTIMES]
+    if unknown:
+        raise extras.ExtraMissing(f"unknown runtimes {unknown}; choose from {', '.join(RUNTIMES)}")
+    for runtime in runtimes:
+        if runtime in RUNTIME_EXTRAS:
+            extras.require(RUNTIME_EXTRAS[runtime], f"the {runtime} runtime",
+                           ("executorch",) if runtime == "executorch-cpu" else None)
+        elif runtime == "torch-cuda" and not torch.cuda.is_available():
+            raise extras.ExtraMissing("the torch-cuda runtime needs a CUDA GPU, and none is visible here")
+    return list(runtimes)
 
 
 def bench_executorch(path: Path, example: torch.Tensor, batch: int, threads: int, min_run_time: float) -> dict:
@@ -159,12 +191,7 @@ def bench_generator(generator: torch.nn.Module, batches=(1, 16), threads=None, r
     """{'environment': ..., 'results': [{runtime, device, batch_size, threads, median/iqr per image}]};
     with `profile`, also 'profiles': ONNX Runtime per-node times at every batch size and thread count."""
     threads = threads or sorted({1, os.cpu_count() or 1})
-    available = (["torch-cpu", "onnxruntime-cpu"] + (["executorch-cpu"] if executorch_available() else [])
-                 + (["torch-cuda"] if torch.cuda.is_available() else []))
-    runtimes = runtimes or available
-    unknown = set(runtimes) - set(available)
-    if unknown:
-        raise ValueError(f"runtimes not available here: {sorted(unknown)}; available: {', '.join(available)}")
+    runtimes = check_runtimes(runtimes)
     generator = generator.cpu().eval()
     module, example, _, _ = graph_for(generator, "full")
     results, export_record = [], None

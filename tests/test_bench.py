@@ -39,7 +39,7 @@ def test_bench_command_reports_speedups_against_the_first_generator(tmp_path, ca
 def test_unavailable_runtimes_are_a_clear_error(tmp_path, capsys):
     path = save_generator(tmp_path / "g.safetensors", tiny_generator())
     assert main(["bench", "--generator", str(path), "--runtimes", "tensorrt"]) == 2
-    assert "runtimes not available here: ['tensorrt']" in capsys.readouterr().err
+    assert "unknown runtimes ['tensorrt']; choose from torch-cpu" in capsys.readouterr().err
 
 
 def test_the_profile_splits_a_call_into_its_graph_nodes(tmp_path):
