@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from gancompress.errors import GancompressError
-from gancompress.io import atomic_path, save_generator, save_tensors, sha256_file
+from gancompress.io import atomic_path, atomic_write_text, save_generator, save_tensors, sha256_file
 
 CACHE_ENV = "GANCOMPRESS_CACHE"
 
@@ -79,6 +79,11 @@ class Asset:
     @property
     def cached_path(self) -> Path:
         return cache_dir() / "assets" / self.name / self.output
+
+    @property
+    def recorded_sha256_path(self) -> Path:
+        """Beside the converted file: its sha256, written when it was converted, checked at every load."""
+        return self.cached_path.with_name(self.output + ".sha256")
 
 
 # ----------------------------------------------------------------------------- conversions
@@ -325,27 +330,50 @@ def status(name: str) -> tuple[str, Path | None]:
     override = override_path(asset)
     if override is not None:
         return "user-supplied", override
-    if asset.cached_path.is_file():
+    # A converted file without its recorded sha256 (an interrupted conversion, or a cache written by
+    # an older gancompress) is not trusted: it counts as missing and is converted again.
+    if asset.cached_path.is_file() and asset.recorded_sha256_path.is_file():
         return "cached", asset.cached_path
     return "missing", None
 
 
+def verify_cached(asset: Asset) -> Path:
+    """The cached converted file, once its sha256 equals the one recorded at conversion (cheap after
+    the first call in a process: sha256_file remembers files by size and mtime)."""
+    path = asset.cached_path
+    recorded = asset.recorded_sha256_path.read_text().strip()
+    actual = sha256_file(path)
+    if actual != recorded:
+        raise AssetError(f"asset {asset.name!r}: the cached file {path} is damaged (sha256 {actual[:12]}..., recorded "
+                         f"{recorded[:12]}... when it was converted); run `gancompress assets fetch --force {asset.name}`")
+    return path
+
+
+def unusable(name: str, path: Path, err: BaseException) -> AssetError:
+    """The error for a file that was found but is not the asset it stands for (a wrong user file)."""
+    asset = get_asset(name)
+    reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+    fix = (f"point {asset.env_var} (or --asset {name}=PATH) at {asset.accepts}, or unset it to use the verified one"
+           if status(name)[0] == "user-supplied" else f"run `gancompress assets fetch --force {name}`")
+    return AssetError(f"asset {name!r}: {path} is not usable ({type(err).__name__}: {reason}); {fix}")
+
+
 def resolve(name: str, progress: bool = True) -> Path:
-    """Path of the ready-to-use file of asset `name`, fetching and converting it if needed."""
+    """Path of the ready-to-use file of asset `name`, fetching and converting it if needed; a cached
+    file is checked against the sha256 recorded when it was converted."""
     state, path = status(name)
-    if path is not None:
+    if state == "user-supplied":
         return path
-    fetch([name], progress=progress)
-    return get_asset(name).cached_path
+    if state == "missing":
+        fetch([name], progress=progress)
+    return verify_cached(get_asset(name))
 
 
 def provenance(name: str) -> dict:
     """What a metric record says about the asset it used."""
     asset = get_asset(name)
-    state, path = status(name)
-    if path is None:
-        path = resolve(name)
-        state = "cached"
+    state, _ = status(name)
+    path = resolve(name)
     record = {"asset": name, "file": str(path), "sha256": sha256_file(path) if path.is_file() else None}
     if state == "user-supplied":
         record["source"] = f"user-supplied via {asset.env_var} (not verified against the registry)"
@@ -469,7 +497,10 @@ def fetch(names: list[str] | None = None, progress: bool = True, force: bool = F
                 bar.update(1)
                 for asset in group:
                     bar.set_postfix_str(f"convert {asset.name}")
+                    asset.recorded_sha256_path.unlink(missing_ok=True)
                     with atomic_path(asset.cached_path) as out:
                         asset.convert({m: paths[m] for m in asset.members}, out)
+                        converted_sha256 = sha256_file(out)
+                    atomic_write_text(asset.recorded_sha256_path, converted_sha256 + "\n")
                     bar.update(1)
     return {a.name: status(a.name)[1] for a in assets}

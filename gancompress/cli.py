@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from gancompress import extras
 from gancompress.errors import GancompressError
 
 
@@ -148,12 +149,46 @@ def _train_config(args, mode: str):
     return TrainConfig(mode=mode, **values)
 
 
-def _launch(args, label: str, mode: str, teacher, plan) -> int:
+# Options that may be given with --resume whatever the run recorded (they do not change the run).
+_RESUME_FREE = {"resume", "device", "quiet", "asset"}
+# Option dest -> its key in run.json, for the options a resumed run is checked against.
+_STUDENT_KEYS = {name: f"student.{name}" for name in ("width", "channels", "criterion", "prune_seed", "init",
+                                                       "freeze_mapping")}
+
+
+def _train_value(args, name):
+    value = getattr(args, name)
+    if name == "diffaug":
+        return () if value == "none" else tuple(p for p in value.split(",") if p)
+    return value
+
+
+def _resume_given(args, keys: dict[str, str], free: set[str] = frozenset()) -> dict:
+    """What the command line set explicitly besides --resume (and the `free` options), keyed as in
+    run.json; an explicit option that a resumed run cannot take at all is refused here."""
+    given, ignored = {}, []
+    for dest in sorted(args.given - _RESUME_FREE - free):
+        option = "--" + dest.replace("_", "-")
+        if dest in _TRAIN_HELP:
+            given[f"train.{dest}"] = (option, _train_value(args, dest))
+        elif dest in keys:
+            value = getattr(args, dest)
+            given[keys[dest]] = (option, list(value) if isinstance(value, tuple) else value)
+        else:
+            ignored.append(option)
+    if ignored:
+        raise GancompressError(f"{', '.join(ignored)} cannot be used with --resume: a resumed run keeps the "
+                               "architecture, teacher and directory it was started with")
+    return given
+
+
+def _launch(args, label: str, mode: str, teacher, plan, keys: dict | None = None) -> int:
     from gancompress.evaluate import default_device
-    from gancompress.pipeline import run_training, start_run
+    from gancompress.pipeline import resume_run, run_training, start_run
 
     device = args.device or default_device()
     if args.resume:
+        resume_run(args.resume, _resume_given(args, keys or {}), device)
         student, trainer = run_training(args.resume, device, resume=True, progress=not args.quiet)
         run_dir = args.resume
     else:
@@ -196,7 +231,7 @@ def cmd_distill(args) -> int:
     else:
         plan["width"] = args.width
     label = f"distill-{Path(args.teacher).stem}-" + (f"w{args.width}" if not args.channels else "custom")
-    return _launch(args, label, "distill", args.teacher, plan)
+    return _launch(args, label, "distill", args.teacher, plan, {**_STUDENT_KEYS, "teacher": "teacher"})
 
 
 def cmd_train(args) -> int:
@@ -204,6 +239,8 @@ def cmd_train(args) -> int:
 
     from gancompress.config import DCGANConfig, StyleGAN2Config
 
+    if args.resume:  # the architecture comes from the run
+        return _launch(args, "", "gan", None, None)
     if args.like:
         from gancompress.teachers import resolve_generator
 
@@ -250,9 +287,10 @@ def cmd_import(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from gancompress.export import export
+    from gancompress.export import check_export_target, export
     from gancompress.teachers import resolve_generator
 
+    check_export_target(args.out)  # the extra and the output folder, before the generator is loaded
     generator, identity = resolve_generator(args.generator)
     stylegan2 = hasattr(generator, "mapping")
     parts = (["full", "mapping", "synthesis"] if stylegan2 else ["full"]) if args.part == "all" else [args.part]
@@ -296,7 +334,12 @@ def cmd_bench(args) -> int:
 
     if args.repeats < 1:
         raise GancompressError(f"--repeats must be at least 1, got {args.repeats}")
-    runtimes = args.runtimes.split(",") if args.runtimes else None
+    from gancompress.bench import available_runtimes, check_runtimes
+
+    runtimes = check_runtimes(args.runtimes.split(",") if args.runtimes else None)  # before any work
+    if not args.runtimes and "onnxruntime-cpu" not in runtimes:
+        print("ONNX Runtime is not installed: timing " + ", ".join(available_runtimes()) +
+              " only (pip install 'gancompress[export]' adds it)")
     generators = [resolve_generator(spec) for spec in args.generator]
     entries = [{"generator": identity["name"], "sha256": identity.get("sha256"), "macs_per_image": count_macs(generator)}
                for generator, identity in generators]
@@ -365,6 +408,7 @@ def cmd_sweep(args) -> int:
     from gancompress.pipeline import make_run_dir
     from gancompress.sweep import PLAN_FILE, SweepError, parse_plan, run_sweep
 
+    extras.require("sweep", "sweep (its plots and ONNX Runtime latency)")
     device = args.device or default_device()
     if args.resume:
         plan_file = args.resume / PLAN_FILE
@@ -385,12 +429,18 @@ def cmd_compress(args) -> int:
     from gancompress.compress import compress
     from gancompress.evaluate import default_device
 
-    overrides = {name: getattr(args, name) for name in _TRAIN_HELP if hasattr(args, name)}
-    if "diffaug" in overrides:
-        overrides["diffaug"] = () if overrides["diffaug"] == "none" else tuple(overrides["diffaug"].split(","))
+    from gancompress.pipeline import resume_run
+
+    overrides = {name: _train_value(args, name) for name in _TRAIN_HELP if hasattr(args, name)}
+    device = args.device or default_device()
+    if args.resume:
+        keys = {**_STUDENT_KEYS, "teacher": "teacher", "preset": "compress.preset"}
+        resume_run(args.resume, _resume_given(args, keys, free={"n_eval", "data"}), device, may_change={"compress.n_eval": ("--n-eval", args.n_eval if "n_eval" in args.given else None),
+                                       "compress.data": ("--data", None if "data" not in args.given else
+                                                         None if args.data == "none" else args.data)})
     run_dir = compress(
         args.teacher, args.width if not args.channels else None, args.channels, args.criterion, args.preset,
-        overrides, args.n_eval, args.run_root, args.resume, args.device or default_device(), not args.quiet,
+        overrides, args.n_eval, args.run_root, args.resume, device, not args.quiet,
         log=lambda msg: print(msg, file=sys.stderr), data=None if args.data == "none" else args.data,
     )
     report = run_dir / "report.md"
@@ -535,9 +585,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "override the preset.",
         epilog="examples:\n  gancompress compress --teacher dcgan-face64 --width 0.25\n"
                "  gancompress compress --teacher dcgan-face64 --width 0.5 --preset standard\n"
-               "  gancompress compress --teacher dcgan-face64 --resume runs/00004-compress-dcgan-face64-w0.25",
+               "  gancompress compress --resume runs/00004-compress-dcgan-face64-w0.25",
     )
-    p.add_argument("--teacher", default="dcgan-face64", help="registered name or checkpoint/state_dict file")
+    p.add_argument("--teacher", default=None,
+                   help="registered name or checkpoint/state_dict file (default: dcgan-face64; a resumed run uses its own)")
     _student_options(p, width_default=0.25)
     p.add_argument("--preset", choices=["quick", "standard"], default=None,
                    help="training and evaluation budget (default: quick; a resumed run keeps its own)")
@@ -631,8 +682,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _explicit_options(parser: argparse.ArgumentParser, argv: list[str], command: str) -> set[str]:
+    """The dests the user typed (not left at their defaults): the command's options parsed once more
+    with every default suppressed."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    saved = [(action, action.default) for action in sub._actions]
+    try:
+        for action, _ in saved:
+            action.default = argparse.SUPPRESS
+        typed, _ = sub.parse_known_args(argv[argv.index(command) + 1:])
+    finally:
+        for action, default in saved:
+            action.default = default
+    return set(vars(typed)) - set(sub._defaults)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.given = _explicit_options(parser, argv, args.command)
     try:
         from gancompress import assets
 

@@ -10,9 +10,10 @@ from pathlib import Path
 import torch
 
 from gancompress.distill.trainer import TrainConfig
-from gancompress.evaluate import evaluate, generate, latents
+from gancompress.data import check_image_source
+from gancompress.evaluate import EvaluationError, evaluate, generate, latents
 from gancompress.io import load_generator
-from gancompress.pipeline import RUN_FILE, STUDENT_FILE, run_training, start_run
+from gancompress.pipeline import RUN_FILE, STUDENT_FILE, read_run, run_training, start_run
 from gancompress.report import comparison, save_grid, write_report
 from gancompress.teachers import manifest, resolve_generator
 
@@ -49,8 +50,23 @@ def _started_with(run_dir: Path) -> dict:
     return {}
 
 
+DEFAULT_TEACHER = "dcgan-face64"
+
+
+def check_n_eval(n_eval) -> int:
+    if isinstance(n_eval, bool) or not isinstance(n_eval, int) or n_eval < 2:
+        raise EvaluationError(f"--n-eval must be an integer of at least 2 (FID needs a covariance), got {n_eval!r}")
+    return n_eval
+
+
+def check_data_reference(data: str | None) -> None:
+    """A reference for FID against real images, checked before any training."""
+    if data:
+        check_image_source(data)
+
+
 def compress(
-    teacher: str = "dcgan-face64",
+    teacher: str | None = None,
     width: float | None = 0.25,
     channels=None,
     criterion: str = "l1",
@@ -65,25 +81,41 @@ def compress(
     data: str | None = "auto",
 ) -> Path:
     """Returns the run directory holding student.safetensors, grid.png, report.json and report.md.
+    `teacher`: a registered name or a file (default dcgan-face64); a resumed run always uses its own.
     `data`: a reference (dataset[:split] or folder) for FID against real images as well; "auto" uses
-    the registered teacher's dataset when it has one, None skips it."""
+    the registered teacher's dataset when it has one, None skips it. Every argument is checked
+    before the first training step."""
     command = " ".join(shlex.quote(a) for a in ["gancompress", *sys.argv[1:]])
     started = {}
     if resume is None:
+        teacher = teacher or DEFAULT_TEACHER
         preset = preset or "quick"
-        n_eval = n_eval or PRESETS[preset]["n_eval"]
+        if preset not in PRESETS:
+            raise EvaluationError(f"unknown preset {preset!r}; choose {', '.join(PRESETS)}")
+        n_eval = check_n_eval(PRESETS[preset]["n_eval"] if n_eval is None else n_eval)
+        data = teacher_dataset(teacher) if data == "auto" else data
+        check_data_reference(data)
         config = TrainConfig(**{**PRESETS[preset]["train"], **(overrides or {})})
         plan = {"init": "inherit", "criterion": criterion, "prune_seed": 0}
         plan.update({"channels": list(channels)} if channels else {"width": width})
         label = f"compress-{Path(teacher).stem}-" + (f"w{width}" if not channels else "custom")
         run_dir = start_run(run_root, label, config, teacher, plan, device,
-                            extra={"compress": {"preset": preset, "n_eval": n_eval, "command": command}})
+                            extra={"compress": {"preset": preset, "n_eval": n_eval, "command": command, "data": data}})
     else:
         run_dir = Path(resume)
+        spec = read_run(run_dir)
+        if teacher is not None and teacher != spec["teacher"]:  # the CLI checks every option (resume_run)
+            raise EvaluationError(f"{run_dir} distils teacher {spec['teacher']!r}, not {teacher!r}; a resumed run keeps "
+                                  "its teacher (leave out --teacher)")
+        teacher = spec["teacher"]
         started = _started_with(run_dir)
         if preset is None:  # a resumed run keeps the evaluation budget it was started with
-            preset, n_eval = started.get("preset") or "quick", n_eval or started.get("n_eval")
-        n_eval = n_eval or PRESETS[preset]["n_eval"]
+            preset = started.get("preset") or "quick"
+            n_eval = started.get("n_eval") if n_eval is None else n_eval
+        n_eval = check_n_eval(PRESETS[preset]["n_eval"] if n_eval is None else n_eval)
+        if data == "auto":
+            data = started.get("data", teacher_dataset(teacher))
+        check_data_reference(data)
     _, trainer = run_training(run_dir, device, resume=resume is not None, progress=progress)
     if not trainer.rank.main:
         return run_dir
@@ -100,7 +132,6 @@ def compress(
     kwargs = dict(n=n_eval, device=device, progress=progress, log=log)
     teacher_record = evaluate(teacher, f"teacher:{teacher}", **kwargs)
     student_record = evaluate(str(student_path), f"teacher:{teacher}", **kwargs)
-    data = teacher_dataset(teacher) if data == "auto" else data
     data_records = None
     if data:
         log(f"evaluating teacher and student against {data} at n = {n_eval}")

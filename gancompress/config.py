@@ -26,6 +26,33 @@ def make_divisible(value: float, divisor: int = 8, min_value: int | None = None)
     return rounded
 
 
+def _has_type(value, annotation: str) -> bool:
+    """Does a JSON value fit a field annotation (as written in this module)? Unknown ones pass."""
+    def is_int(v):
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    def is_number(v):
+        return (is_int(v) or isinstance(v, float)) and math.isfinite(v)
+
+    if annotation == "int":
+        return is_int(value)
+    if annotation == "float":
+        return is_number(value)
+    if annotation == "float | None":
+        return value is None or is_number(value)
+    if annotation == "bool":
+        return isinstance(value, bool)
+    if annotation == "str":
+        return isinstance(value, str)
+    if annotation == "tuple[int, ...]":
+        return isinstance(value, (list, tuple)) and all(is_int(v) for v in value)
+    if annotation == "tuple[float, float]":
+        return isinstance(value, (list, tuple)) and len(value) == 2 and all(is_number(v) for v in value)
+    if annotation == "tuple[str, ...]":
+        return isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+    return True
+
+
 class _SerializableConfig:
     """JSON round trip for frozen config dataclasses; `family` names the network family."""
 
@@ -42,7 +69,15 @@ class _SerializableConfig:
         unknown = set(data) - names
         if unknown:
             raise ConfigError(f"unknown {cls.__name__} fields {sorted(unknown)}")
-        return cls(**data)
+        for f in dataclasses.fields(cls):  # JSON from a file: check types before any arithmetic on them
+            if f.name in data and not _has_type(data[f.name], f.type):
+                raise ConfigError(f"{cls.__name__}.{f.name} must be {f.type}, got {data[f.name]!r}")
+        try:
+            return cls(**data)
+        except (TypeError, ValueError, OverflowError) as err:
+            if isinstance(err, ConfigError):
+                raise
+            raise ConfigError(f"invalid {cls.__name__}: {err}") from None
 
 
 class _WidthMixin:

@@ -40,6 +40,20 @@ def load_dataset(name: str, split: str = "test") -> torch.Tensor:
     return tensors[key].unsqueeze(1)
 
 
+def check_image_source(spec: str) -> None:
+    """Fail now, with one line, if `spec` names no dataset split or image folder/tar (only a listing:
+    no image is decoded), so a run never trains for an hour before finding out."""
+    name, _, split = spec.partition(":")
+    if name in DATASETS:
+        if split and split not in DATASETS[name][1]:
+            raise DataError(f"dataset {name!r} has splits {', '.join(DATASETS[name][1])}, not {split!r}")
+        return
+    path = Path(spec[len("folder:"):] if spec.startswith("folder:") else spec).expanduser()
+    if not path.exists():
+        raise DataError(f"images {spec!r}: not a dataset ({', '.join(DATASETS)}) or an existing folder/tar")
+    ImageFiles.open(path)
+
+
 @dataclass
 class ImageFiles:
     """The images of a folder or a tar archive, in sorted path order."""
@@ -85,8 +99,12 @@ class ImageFiles:
             with tarfile.open(self.root) as tf:
                 raws = [tf.extractfile(self.names[i]).read() for i in indices]
         arrays = []
-        for raw in raws:
-            image = Image.open(io.BytesIO(raw)).convert(mode)
+        for index, raw in zip(indices, raws):
+            try:  # convert() decodes the whole file, so a truncated or corrupt image fails here
+                image = Image.open(io.BytesIO(raw)).convert(mode)
+            except (OSError, ValueError, Image.DecompressionBombError) as err:
+                where = self.root / self.names[index] if self.root.is_dir() else f"{self.root}:{self.names[index]}"
+                raise DataError(f"{where}: not a readable image ({err}); remove or replace that file") from None
             if size is not None and image.size != (size, size):
                 image = image.resize((size, size), Image.BICUBIC)
             arrays.append(np.asarray(image).reshape(image.size[1], image.size[0], channels))

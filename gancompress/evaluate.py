@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import platform
 import time
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from typing import Callable, Iterator
 
 import torch
 import torch_fidelity
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 from tqdm import tqdm
 
@@ -30,7 +32,7 @@ import gancompress
 from gancompress import assets
 from gancompress.data import DATASETS, ImageFiles, load_dataset
 from gancompress.errors import GancompressError
-from gancompress.io import save_tensors, sha256_file
+from gancompress.io import read_metadata, save_tensors, sha256_file
 from gancompress.metrics import fid as fid_metrics
 from gancompress.metrics.cost import MACS_RULE, count_macs, count_parameters
 from gancompress.metrics.images import GRAYSCALE_RULE, TO_UINT8_RULE, to_uint8
@@ -38,7 +40,7 @@ from gancompress.metrics.latency import measure_latency
 from gancompress.metrics.lpips import load_lpips, lpips_distance
 from gancompress.teachers import resolve_generator
 
-REFERENCE_CACHE_VERSION = 1
+REFERENCE_CACHE_VERSION = 2  # 2: entries record the sha256 of their features
 DEFAULT_REF_SEED = 1_000_003
 LATENCY_BATCHES = (1, 16)
 
@@ -74,7 +76,12 @@ def sample_images(generator, z: torch.Tensor, batch_size: int, device, noise_see
     generator.eval()
     for start in range(0, len(z), batch_size):
         stop = min(start + batch_size, len(z))
-        yield slice(start, stop), generate(generator, z[start:stop], device, noise_seed, start).float().cpu()
+        images = generate(generator, z[start:stop], device, noise_seed, start).float().cpu()
+        bad = int((~torch.isfinite(images)).flatten(1).any(1).sum())
+        if bad:  # to_uint8 would turn NaN into plausible pixels and FID into a plausible number
+            raise EvaluationError(f"the generator made {bad} images with non-finite values (NaN or inf) among images "
+                                  f"{start}-{stop - 1}; its weights are broken (a diverged training run?): retrain it")
+        yield slice(start, stop), images
 
 
 def latents(n: int, z_dim: int, seed: int) -> torch.Tensor:
@@ -181,13 +188,38 @@ def cached_features(reference, n_ref, ref_seed, extractor, batch_size, device, u
     path = assets.cache_dir() / "features" / f"{key}.safetensors"
     if use_cache and path.is_file():
         log(f"features of {reference.label} (n = {n_ref}, seed {ref_seed}): reused from cache {path}")
-        return load_file(str(path))["features"], {"cache": "reused", "key": key, "file": str(path)}
+        return load_cached_features(path, n_ref), {"cache": "reused", "key": key, "file": str(path)}
     batches = reference.loader(n_ref, ref_seed, batch_size)
     feats = _features(batches, extractor, n_ref, f"features {reference.label}", progress)
     if use_cache:
-        save_tensors(path, {"features": feats}, {"descriptor": descriptor})
+        save_tensors(path, {"features": feats}, {"descriptor": descriptor, "features_sha256": _tensor_sha256(feats)})
         log(f"features of {reference.label} (n = {n_ref}, seed {ref_seed}): computed and cached as {path}")
     return feats, {"cache": "computed" + ("" if use_cache else " (cache off)"), "key": key, "file": str(path)}
+
+
+def _tensor_sha256(t: torch.Tensor) -> str:
+    return hashlib.sha256(t.contiguous().numpy().tobytes()).hexdigest()
+
+
+def load_cached_features(path: Path, n: int) -> torch.Tensor:
+    """Cached features, once they are shown whole: readable, (n, 2048) float32, finite, and equal to
+    the sha256 recorded when they were written. Otherwise one error naming the file and the fix."""
+    def damaged(why: str) -> EvaluationError:
+        return EvaluationError(f"cached features {path} are damaged ({why}); delete the file (it is recomputed on "
+                               "the next run) or evaluate with --no-cache")
+
+    try:
+        recorded = read_metadata(path).get("features_sha256")
+        feats = load_file(str(path))["features"]
+    except (GancompressError, KeyError, OSError, SafetensorError) as err:
+        reason = (str(err).replace(f"{path}: ", "").strip().splitlines() or ["unreadable"])[0][:160]
+        raise damaged(f"{type(err).__name__}: {reason}") from None
+    if feats.dtype != torch.float32 or tuple(feats.shape) != (n, 2048):
+        raise damaged(f"{feats.dtype} {tuple(feats.shape)}, expected float32 ({n}, 2048)")
+    if recorded is None or _tensor_sha256(feats) != recorded:
+        raise damaged("their sha256 differs from the one recorded when they were written" if recorded
+                      else "no sha256 recorded")
+    return feats
 
 
 def evaluate(
@@ -212,6 +244,8 @@ def evaluate(
     n_ref = n if n_ref is None else n_ref
     if n_ref < 2:
         raise EvaluationError(f"--n-ref must be at least 2 (FID needs a covariance), got {n_ref}")
+    if batch_size < 1:
+        raise EvaluationError(f"--batch-size must be at least 1, got {batch_size}")
     timings = {}
     t0 = time.perf_counter()
     generator, gen_identity = resolve_generator(generator_spec, device)
@@ -248,6 +282,11 @@ def evaluate(
 
     fid = fid_metrics.fid_from_features(gen_feats, ref_feats)
     kid_mean, kid_std = fid_metrics.kid_from_features(gen_feats, ref_feats, seed=seed)
+    values = {"FID": fid, "KID": kid_mean, "LPIPS": lpips_record.get("mean", 0.0)}
+    bad = [name for name, value in values.items() if not math.isfinite(value)]
+    if bad:  # never print a metric that is not a number
+        raise EvaluationError(f"{', '.join(bad)} came out non-finite for {gen_identity['name']} against "
+                              f"{reference.label}; no record was written")
 
     t0 = time.perf_counter()
     cost = {"params": count_parameters(generator), "macs_per_image": count_macs(generator), "macs_rule": MACS_RULE}

@@ -22,6 +22,7 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -102,6 +103,12 @@ def _verify(run, module: nn.Module, example: torch.Tensor, batches=(1, 3), seed:
         got = run(x)
         if got.shape != expected.shape:
             raise ExportError(f"the runtime returned shape {got.shape} for batch {batch}, PyTorch {expected.shape}")
+        # max() would pass a NaN by (max(worst, nan) is worst), so non-finite values fail outright.
+        for who, values in (("PyTorch", expected), ("the runtime", got)):
+            bad = int((~np.isfinite(values)).sum())
+            if bad:
+                raise ExportError(f"{who} returned {bad} non-finite values (NaN or inf) of {values.size} at batch "
+                                  f"{batch}; the generator's weights are broken (retrain it), nothing was kept")
         worst = max(worst, float(abs(got - expected).max()))
     return worst
 
@@ -263,14 +270,28 @@ def export_coreml(generator: nn.Module, path: str | Path, part: str = "full", ps
 
 
 FORMATS = {".onnx": "onnx", ".pte": "executorch", ".mlpackage": "coreml"}
+FORMAT_EXTRAS = {"onnx": ("export", None), "executorch": ("mobile", ("executorch",)), "coreml": ("mobile", ("coremltools",))}
+
+
+def check_export_target(path: str | Path) -> str:
+    """The format `path` names, once its extra is installed and its folder can be written: every
+    reason an export would fail late is raised here, before any work."""
+    from gancompress import extras
+    from gancompress.io import check_writable
+
+    fmt = FORMATS.get(Path(path).suffix)
+    if fmt is None:
+        raise ExportError(f"{path}: unknown format; name the file .onnx (ONNX), .pte (ExecuTorch) or .mlpackage (Core ML)")
+    extra, modules = FORMAT_EXTRAS[fmt]
+    extras.require(extra, f"{Path(path).suffix} export", modules)
+    check_writable(path)
+    return fmt
 
 
 def export(generator: nn.Module, path: str | Path, part: str = "full", psi: float = 1.0, source: dict | None = None,
            opset: int = DEFAULT_OPSET, precision: str = "float32") -> dict:
     """Export to the format named by the file's suffix (.onnx, .pte, .mlpackage)."""
-    fmt = FORMATS.get(Path(path).suffix)
-    if fmt is None:
-        raise ExportError(f"{path}: unknown format; name the file .onnx (ONNX), .pte (ExecuTorch) or .mlpackage (Core ML)")
+    fmt = check_export_target(path)
     if fmt == "onnx":
         return export_onnx(generator, path, part, opset, psi, source)
     if fmt == "executorch":

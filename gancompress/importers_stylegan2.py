@@ -46,11 +46,18 @@ def load_foreign_checkpoint(path, allow_pickle: bool = False):
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for unsafe or unreadable files
+        text = str(err)
+        if "Unsupported global" in text or "GLOBAL" in text:  # readable, but it pickles objects
+            raise ForeignCheckpointError(
+                f"{path}: holds pickled objects that torch.load(weights_only=True) refuses "
+                f"({text[text.find('Unsupported global'):][:120] if 'Unsupported global' in text else 'GLOBAL'}); "
+                f"if you trust the file, convert it once with `gancompress import {path} --allow-pickle` (rosinality "
+                "StyleGAN2), or re-save its state_dict with torch.save"
+            ) from None
         raise ForeignCheckpointError(
-            f"{path}: cannot be read with torch.load(weights_only=True) ({type(err).__name__}: "
-            f"{str(err).splitlines()[0][:160]}); if the file holds pickled objects and you trust it, "
-            "pass --allow-pickle"
-        ) from err
+            f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}); the file is damaged or not written by "
+            "torch.save"
+        ) from None
 
 
 def is_rosinality_generator(state: dict) -> bool:

@@ -5,6 +5,7 @@ atomic (temporary file in the same directory, then `os.replace`)."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import hashlib
 import json
@@ -26,13 +27,58 @@ class CheckpointError(GancompressError, ValueError):
     """A checkpoint file cannot be used; the message says why and what to do."""
 
 
+class WriteError(GancompressError, OSError):
+    """A file cannot be written (no space, no permission, a file where a folder should be)."""
+
+
+class DiskFullError(WriteError):
+    pass
+
+
+def _is_disk_full(err: BaseException) -> bool:
+    """ENOSPC as the writers report it: OSError errno 28, safetensors' "StorageFull"/"No space left"
+    and torch.save's "[enforce fail at inline_container.cc] ... unexpected pos" (its zip writer)."""
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        return True
+    text = str(err)
+    return "No space left" in text or "StorageFull" in text or ("inline_container" in text and "unexpected pos" in text) \
+        or "file write failed" in text
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Raise WriteError unless `path` could be created: its nearest existing ancestor is a folder
+    we can create files in. Nothing is left on disk (the probe file is removed)."""
+    path = Path(path).expanduser()
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise WriteError(f"cannot write {path}: {ancestor} is a file, not a folder; choose another output path")
+    if path.is_dir() and path.suffix != ".mlpackage":
+        raise WriteError(f"cannot write {path}: it is a folder; name a file")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".gancompress-probe-", dir=ancestor)
+    except OSError as err:
+        raise WriteError(f"cannot write {path}: {ancestor}: {err.strerror}; choose another output path") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
     """Yield a temporary path next to `path`; on success it replaces `path` in one step, so a
-    reader never sees a half-written file and an interrupted write leaves the old file intact."""
+    reader never sees a half-written file and an interrupted write leaves the old file intact.
+    A full disk or an unwritable folder becomes a one-line WriteError naming the file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except (FileExistsError, NotADirectoryError):
+        raise WriteError(f"cannot write {path}: a file stands where a folder of its path should be") from None
+    except OSError as err:
+        if _is_disk_full(err):
+            raise DiskFullError(f"cannot write {path}: no space left on device") from None
+        raise WriteError(f"cannot write {path}: {err.strerror or err}") from None
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
@@ -40,9 +86,12 @@ def atomic_path(path: str | os.PathLike):
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file ordinary permissions
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if _is_disk_full(err):
+            raise DiskFullError(f"cannot write {path}: no space left on device"
+                                + ("; its previous version is intact" if path.exists() else "")) from err
         raise
 
 
@@ -93,7 +142,45 @@ def read_metadata(path: str | os.PathLike) -> dict:
             raw = (f.metadata() or {}).get(METADATA_KEY)
     except (SafetensorError, OSError) as err:
         raise CheckpointError(f"{path}: not a readable .safetensors file ({err})") from err
-    return json.loads(raw) if raw else {}
+    if not raw:
+        return {}
+    try:
+        metadata = json.loads(raw)
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}: its gancompress metadata is not valid JSON ({err}); the file is damaged or "
+                              "was not written by gancompress") from None
+    if not isinstance(metadata, dict):
+        raise CheckpointError(f"{path}: its gancompress metadata is a {type(metadata).__name__}, not an object")
+    return metadata
+
+
+def tensor_shapes(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every tensor in a .safetensors file, read from its header (no data loaded)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"{path}: not a readable .safetensors file ({err})") from err
+
+
+def shape_mismatches(expected: dict[str, tuple], found: dict[str, tuple]) -> str:
+    """'' when the two name -> shape maps agree, else a short description of the first differences."""
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    differ = [f"{k} {found[k]} (config implies {expected[k]})" for k in expected if k in found and found[k] != expected[k]]
+    parts = [f"missing {missing[:3]}" if missing else "", f"unexpected {unexpected[:3]}" if unexpected else "",
+             f"shapes {'; '.join(differ[:3])}" if differ else ""]
+    return ", ".join(p for p in parts if p)
+
+
+def config_of(metadata_config, path):
+    """The generator config stored in a checkpoint's metadata, or a CheckpointError saying what is wrong."""
+    if not isinstance(metadata_config, dict):
+        raise CheckpointError(f"{path}: the config in its metadata is {metadata_config!r}, not an object of fields")
+    try:
+        return config_from_dict(metadata_config)
+    except GancompressError as err:
+        raise CheckpointError(f"{path}: invalid generator config in its metadata: {err}") from None
 
 
 def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") -> torch.nn.Module:
@@ -107,10 +194,18 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") 
             f"{path}: not a gancompress generator checkpoint (no generator config in its metadata); "
             "pass a DCGAN state_dict as a .pt/.pth file instead, or save the network with save_generator"
         )
-    config = config_from_dict(metadata["config"])
+    config = config_of(metadata["config"], path)
+    # The config's tensor shapes are checked against the file's header before any real network is
+    # built: a wrong config (say z_dim 1e9) must fail here, not by allocating terabytes.
+    with torch.device("meta"):
+        skeleton = build_generator(config)
+    problem = shape_mismatches({k: tuple(v.shape) for k, v in skeleton.state_dict().items()}, tensor_shapes(path))
+    if problem:
+        raise CheckpointError(f"{path}: its tensors do not match the config in its metadata ({problem})")
     generator = build_generator(config)
-    state = load_file(str(path))
-    missing, unexpected = generator.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise CheckpointError(f"{path}: tensors do not match its config (missing {missing}, unexpected {unexpected})")
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"{path}: tensor data cannot be read ({err}); the file is truncated or damaged") from None
+    generator.load_state_dict(state)
     return generator.to(device).eval()

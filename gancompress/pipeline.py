@@ -8,16 +8,22 @@ checkpoint."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
+import os
 import re
+import socket
+import time
 from pathlib import Path
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
-from gancompress.data import DATASETS, ImageFiles, load_dataset
+from gancompress.data import DATASETS, ImageFiles, check_image_source, load_dataset
+from gancompress import extras
 from gancompress.distill.trainer import Rank, TrainConfig, Trainer, init_distributed
 from gancompress.errors import GancompressError
 from gancompress.io import atomic_write_text, save_generator
@@ -26,6 +32,7 @@ from gancompress.prune import prune_generator
 from gancompress.teachers import resolve_generator
 
 RUN_FILE = "run.json"
+LOCK_FILE = ".lock"
 STUDENT_FILE = "student.safetensors"
 
 
@@ -116,10 +123,12 @@ def start_run(
     {"init": "mapping-only", "width" | "channels", "freeze_mapping"} for StyleGAN2: fresh synthesis,
     the teacher's mapping network (StyleKD), or
     {"init": "random", "config": {...}} for any architecture (training from scratch).
-    `extra`: further top-level entries of run.json (e.g. the compress command's preset and command line)."""
+    `extra`: further top-level entries of run.json (e.g. the compress command's preset and command line).
+    Everything is validated first: a run that cannot start leaves no directory behind."""
     rank = init_distributed(device)
     run_dir = None
     if rank.main:
+        check_run(config, teacher_spec, student_plan, rank.device)
         run_dir = make_run_dir(run_root, label)
         record = {"teacher": teacher_spec, "student": student_plan, "train": config.to_dict(), "device": device,
                   **(extra or {})}
@@ -131,15 +140,151 @@ def start_run(
     return run_dir
 
 
+def check_run(config: TrainConfig, teacher_spec: str | None, plan: dict, device: str = "cpu") -> None:
+    """Raise the error a run would meet while it is being built (teacher, student plan, images), cheaply:
+    the student's shape is derived but nothing is trained or decoded."""
+    teacher = resolve_generator(teacher_spec, device)[0] if teacher_spec else None
+    if plan.get("init") not in ("inherit", "random", "mapping-only"):
+        raise RunError(f"unknown student init {plan.get('init')!r}; choose inherit, random or mapping-only")
+    if "config" in plan:
+        config_from_dict(plan["config"])
+    elif teacher is None:
+        raise RunError("a student derived from a teacher needs --teacher")
+    else:
+        prune_generator(teacher, width=plan.get("width"), channels=plan.get("channels"), criterion="l1")
+        if plan["init"] == "mapping-only" and not hasattr(teacher, "mapping"):
+            raise RunError("init 'mapping-only' needs a StyleGAN2 teacher; use inherit or random for DCGAN")
+    if config.real != "teacher":
+        check_image_source(config.real)
+    if config.tensorboard:
+        extras.require("tensorboard", "--tensorboard")
+
+
+def read_run(run_dir: str | Path) -> dict:
+    spec_file = Path(run_dir) / RUN_FILE
+    if not spec_file.is_file():
+        raise RunError(f"{run_dir}: not a gancompress run directory (no {RUN_FILE})")
+    try:
+        return json.loads(spec_file.read_text())
+    except json.JSONDecodeError as err:
+        raise RunError(f"{spec_file}: not valid JSON ({err})") from None
+
+
+def checkpoint_step(run_dir: str | Path) -> int:
+    """The step of the run's latest checkpoint (0 when it has none)."""
+    latest = Path(run_dir) / "checkpoints" / "latest"
+    match = re.fullmatch(r"step-(\d+)", latest.read_text().strip()) if latest.is_file() else None
+    return int(match.group(1)) if match else 0
+
+
+def _same(given, recorded) -> bool:
+    if isinstance(given, (list, tuple)) or isinstance(recorded, (list, tuple)):
+        return isinstance(given, (list, tuple)) and isinstance(recorded, (list, tuple)) and \
+            [float(g) if isinstance(g, (int, float)) else g for g in given] == \
+            [float(r) if isinstance(r, (int, float)) else r for r in recorded]
+    if isinstance(given, (int, float)) and isinstance(recorded, (int, float)) and not isinstance(given, bool):
+        return float(given) == float(recorded)
+    return given == recorded
+
+
+def resume_run(run_dir: str | Path, given: dict[str, tuple[str, object]], device: str, may_change: dict | None = None) -> dict:
+    """Check what a resume command says against the run's record, and record the resume.
+
+    `given`: what the command line set explicitly, as {key in run.json ('train.lr_g', 'student.width',
+    'teacher', ...): (option as typed, value)}. A value that differs from the record is refused, naming
+    every such option: a resumed run keeps the config it was started with. Only `train.steps` may grow
+    (to extend a run past its end), plus the keys of `may_change` ({key: (option, value)}, e.g. the
+    evaluation budget of compress); accepted changes and the device go into run.json's `history`.
+    Returns the updated run record."""
+    run_dir = Path(run_dir)
+    with run_lock(run_dir):
+        spec = read_run(run_dir)
+        conflicts, changed = [], {}
+        for key, (option, value) in given.items():
+            section, _, field_name = key.partition(".")
+            recorded = spec.get(section, {}).get(field_name) if field_name else spec.get(section)
+            if _same(value, recorded):
+                continue
+            if key == "train.steps":
+                done = checkpoint_step(run_dir)
+                if value < done:
+                    conflicts.append(f"{option} {value} (the run is at step {done} already)")
+                    continue
+                changed[key] = [recorded, value]
+                spec["train"]["steps"] = value
+                continue
+            conflicts.append(f"{option} {_show(value)} (the run has {_show(recorded)})")
+        if conflicts:
+            raise RunError(f"{run_dir} was started with other settings: {', '.join(conflicts)}. A resumed run keeps its "
+                           "recorded config (only a larger --steps and --device may change); start a new run to change it")
+        for key, (option, value) in (may_change or {}).items():
+            section, _, field_name = key.partition(".")
+            recorded = spec.setdefault(section, {}).get(field_name)
+            if value is not None and not _same(value, recorded):
+                changed[key] = [recorded, value]
+                spec[section][field_name] = value
+        spec.setdefault("history", []).append(
+            {"resumed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "at_step": checkpoint_step(run_dir), "device": device,
+             "changed": changed})
+        atomic_write_text(run_dir / RUN_FILE, json.dumps(spec, indent=2, sort_keys=True) + "\n")
+    return spec
+
+
+def _show(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value) or "none"
+    return str(value)
+
+
+_HELD_LOCKS: dict[Path, object] = {}
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: str | Path):
+    """Hold the run directory for this process (re-entrant). A second process gets a RunError at
+    once instead of racing for the same checkpoints and log. The lock is the kernel's (flock), so a
+    killed process releases it."""
+    key = Path(run_dir).resolve()
+    if key in _HELD_LOCKS:
+        yield
+        return
+    handle = open(key / LOCK_FILE, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise RunError(f"{run_dir} is in use by another gancompress process ({holder}); wait for it to finish "
+                       "(a second resume of the same run would corrupt it)") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+    handle.flush()
+    _HELD_LOCKS[key] = handle
+    try:
+        yield
+    finally:
+        del _HELD_LOCKS[key]
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
 def run_training(run_dir: str | Path, device: str = "cpu", resume: bool = False, progress: bool = True,
                  lpips_model=None):
     """Build (or rebuild) the run described by run.json and train it to the end. Returns the EMA student."""
     run_dir = Path(run_dir)
     rank = init_distributed(device)
-    spec_file = run_dir / RUN_FILE
-    if not spec_file.is_file():
-        raise RunError(f"{run_dir}: not a gancompress run directory (no {RUN_FILE})")
-    spec = json.loads(spec_file.read_text())
+    device = rank.device
+    spec = read_run(run_dir)
+    if rank.main:
+        with run_lock(run_dir):
+            return _train_run(run_dir, spec, rank, resume, progress, lpips_model)
+    return _train_run(run_dir, spec, rank, resume, progress, lpips_model)
+
+
+def _train_run(run_dir: Path, spec: dict, rank: Rank, resume: bool, progress: bool, lpips_model):
+    device = rank.device
     config = TrainConfig.from_dict(spec["train"])
     plan = spec["student"]
     teacher, kept = None, None

@@ -64,9 +64,17 @@ def _import_foreign(path: Path) -> torch.nn.Module:
     from gancompress.importers_nvlabs import import_nvlabs, is_plain_pickle
     from gancompress.importers_stylegan2 import import_rosinality, load_foreign_checkpoint, rosinality_generator_state
 
-    if is_plain_pickle(path):
-        return import_nvlabs(path)["generator"][0]
-    obj = load_foreign_checkpoint(path)
-    if rosinality_generator_state(obj) is not None:
-        return import_rosinality(obj)["generator"][0]
-    return dcgan_from_state_dict(obj)
+    try:
+        if is_plain_pickle(path):
+            return import_nvlabs(path)["generator"][0]
+        obj = load_foreign_checkpoint(path)
+        if rosinality_generator_state(obj) is not None:
+            return import_rosinality(obj)["generator"][0]
+        return dcgan_from_state_dict(obj)
+    except GancompressError:
+        raise
+    except (RuntimeError, KeyError, ValueError, TypeError, IndexError, AttributeError) as err:
+        # e.g. load_state_dict's "size mismatch": tensors whose shapes no generator of that family has
+        first = (str(err).strip().splitlines() or [""])[0][:200]
+        raise TeacherError(f"{path}: its tensors do not form a generator gancompress can rebuild "
+                           f"({type(err).__name__}: {first})") from None

@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -32,7 +33,8 @@ from gancompress.config import ConfigError, _SerializableConfig
 from gancompress.distill.augment import POLICIES, diff_augment
 from gancompress.distill.losses import (ADVERSARIAL_LOSSES, AdversarialLoss, FeatureLoss, OutputLoss,
                                         latent_direction_relation, path_length_penalty, r1_penalty)
-from gancompress.io import atomic_path, atomic_write_text, load_generator, save_generator, save_tensors
+from gancompress.errors import GancompressError
+from gancompress.io import WriteError, atomic_path, atomic_write_text, load_generator, save_generator, save_tensors
 from gancompress.models import build_discriminator_for
 
 
@@ -94,25 +96,51 @@ class TrainConfig(_SerializableConfig):
             raise ConfigError(f"style_mixing is a probability in [0, 1], got {self.style_mixing}")
         if not 0 < self.d_width <= 4 or not 0 <= self.ema_decay < 1:
             raise ConfigError(f"need 0 < d_width <= 4 and 0 <= ema_decay < 1, got {self.d_width}, {self.ema_decay}")
+        for name in ("lr_g", "lr_d"):  # `not x > 0` is also true for NaN
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"{name} must be a finite number > 0, got {value}")
+        for name in ("l1", "lpips", "mse", "feat", "adv", "r1_gamma", "pl_weight", "relation", "relation_strength"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"the weight {name} must be a finite number >= 0, got {value}")
+        for name in ("r1_interval", "log_every", "sample_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+
+class TrainingDiverged(GancompressError, RuntimeError):
+    """A loss or a weight became NaN or inf; nothing after the last good checkpoint was kept."""
 
 
 @dataclass(frozen=True)
 class Rank:
     rank: int = 0
     world: int = 1
+    device: str = "cpu"  # this process's device: under torchrun, cuda:LOCAL_RANK
 
     @property
     def main(self) -> bool:
         return self.rank == 0
 
 
+def rank_device(device: str, local_rank: int) -> str:
+    """The device of the torchrun process with LOCAL_RANK `local_rank`: plain "cuda" becomes
+    cuda:LOCAL_RANK (so every rank has a GPU of its own); cpu and an explicit cuda:N stay."""
+    return f"cuda:{local_rank}" if device == "cuda" else device
+
+
 def init_distributed(device: str) -> Rank:
-    """Join the process group when started by torchrun; a single process otherwise."""
+    """Join the process group when started by torchrun (each rank pinned to its own GPU); a single
+    process otherwise."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return Rank()
+        return Rank(device=device)
+    device = rank_device(device, int(os.environ.get("LOCAL_RANK", "0")))
+    if device.startswith("cuda"):
+        torch.cuda.set_device(torch.device(device))  # NCCL and torch.device("cuda") use the current device
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-    return Rank(dist.get_rank(), dist.get_world_size())
+    return Rank(dist.get_rank(), dist.get_world_size(), device)
 
 
 def _seeded(seed: int, rank: int, step: int, stream: str) -> torch.Generator:
@@ -335,6 +363,9 @@ class Trainer:
             terms = {}
             for _, phase in self.phases(step):
                 terms.update(phase(step))
+            bad = sorted(k for k, v in terms.items() if not math.isfinite(v))
+            if bad:
+                raise self._diverged(f"non-finite loss ({', '.join(bad)}) at step {step}")
             self.update_ema()
             self.step += 1
             n_window += 1
@@ -404,9 +435,35 @@ class Trainer:
             self._tb_writer.add_image("samples", grid_image(rows), self.step)
             self._tb_writer.flush()
 
+    def last_checkpoint(self) -> str | None:
+        latest = self.run_dir / "checkpoints" / "latest" if self.run_dir else None
+        return latest.read_text().strip() if latest is not None and latest.is_file() else None
+
+    def _diverged(self, what: str) -> TrainingDiverged:
+        last = self.last_checkpoint()
+        kept = (f"the last good checkpoint, {self.run_dir / 'checkpoints' / last}, is kept" if last
+                else "no checkpoint had been written")
+        return TrainingDiverged(f"training diverged: {what}; {kept}. Lower the learning rates (--lr-g, --lr-d) or the "
+                                "loss weights and start a new run")
+
+    def _check_finite_weights(self) -> None:
+        for name, net in (("student", self.G), ("student EMA", self.G_ema), ("discriminator", self.D)):
+            if not all(bool(torch.isfinite(t).all()) for t in net.state_dict().values() if t.is_floating_point()):
+                raise self._diverged(f"the {name}'s weights hold NaN or inf after step {self.step}")
+
     def save_checkpoint(self) -> None:
         if not (self.rank.main and self.run_dir):
             return
+        self._check_finite_weights()  # a broken network never replaces the last good checkpoint
+        try:
+            self._write_checkpoint()
+        except WriteError as err:
+            last = self.last_checkpoint()
+            raise WriteError(f"{err}; the checkpoint of step {self.step} was not written, " +
+                             (f"the previous one ({last}) is intact: free space and resume with --resume {self.run_dir}"
+                              if last else "and there is no earlier one")) from err
+
+    def _write_checkpoint(self) -> None:
         root = self.run_dir / "checkpoints"
         target = root / f"step-{self.step:07d}"
         target.mkdir(parents=True, exist_ok=True)
@@ -449,12 +506,23 @@ class Trainer:
         self.step = state["step"]
         self.elapsed_before = state["elapsed_s"]
         self.pl_mean = state.get("pl_mean", torch.zeros(())).to(self.device)
-        self._truncate_stats()
+        if self.rank.main:
+            self._truncate_stats()
+            for stale in root.rglob(".*.tmp"):  # temporary files of writes cut off by a crash
+                stale.unlink(missing_ok=True)
 
     def _truncate_stats(self) -> None:
-        """Drop log lines written after the checkpoint we resume from (they will be written again)."""
+        """Drop log lines written after the checkpoint we resume from (they will be written again),
+        and any line a crash or a full disk cut off (it does not parse)."""
         path = self.run_dir / "stats.jsonl" if self.run_dir else None
         if not (self.rank.main and path and path.is_file()):
             return
-        lines = [l for l in path.read_text().splitlines() if l and json.loads(l)["step"] <= self.step]
-        atomic_write_text(path, "".join(l + "\n" for l in lines))
+        kept = []
+        for line in path.read_text(errors="replace").splitlines():
+            try:
+                step = json.loads(line)["step"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue
+            if step <= self.step:
+                kept.append(line)
+        atomic_write_text(path, "".join(line + "\n" for line in kept))

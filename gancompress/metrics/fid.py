@@ -33,9 +33,12 @@ class InceptionFeatures:
     def __init__(self, device: str | torch.device = "cpu"):
         weights = assets.resolve("fid-inception")
         self.device = torch.device(device)
-        model = FeatureExtractorInceptionV3(
-            "inception-v3-compat", [FEATURE_LAYER], feature_extractor_weights_path=str(weights)
-        )
+        try:  # strict load: a file that is not this network's state_dict fails here
+            model = FeatureExtractorInceptionV3(
+                "inception-v3-compat", [FEATURE_LAYER], feature_extractor_weights_path=str(weights)
+            )
+        except Exception as err:  # torch.load and load_state_dict raise several types
+            raise assets.unusable("fid-inception", weights, err) from None
         # channels_last runs 1.6x faster on a CPU (oneDNN) with features equal to 1e-5.
         self.model = model.to(self.device, memory_format=torch.channels_last)
 

@@ -29,7 +29,11 @@ def load_lpips(net: str = "alex", device: str | torch.device = "cpu") -> torch.n
 
     if net not in NETS:
         raise ValueError(f"LPIPS net must be one of {sorted(NETS)}, got {net!r}")
-    trunk = _load_state(assets.resolve(NETS[net]))
+    path = assets.resolve(NETS[net])
+    try:
+        trunk = _load_state(path)
+    except Exception as err:  # torch.load and safetensors raise several types for a wrong or damaged file
+        raise assets.unusable(NETS[net], path, err) from None
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore", UserWarning)  # torchvision's deprecation note for `pretrained=`
         model = lpips.LPIPS(net=net, version="0.1", pnet_rand=True, verbose=False)
@@ -40,8 +44,8 @@ def load_lpips(net: str = "alex", device: str | torch.device = "cpu") -> torch.n
         if key.startswith("net.slice"):
             _, _, index, leaf = key.split(".")
             source = f"features.{index}.{leaf}"
-            if source not in trunk:
-                raise assets.AssetError(f"asset {NETS[net]!r}: trunk file lacks {source}")
+            if source not in trunk or tuple(trunk[source].shape) != tuple(model.state_dict()[key].shape):
+                raise assets.unusable(NETS[net], path, KeyError(f"no {source} of the {net} trunk's shape"))
             mapped[key] = trunk[source]
     missing = model.load_state_dict(mapped, strict=False).missing_keys
     if any(k.startswith("net.") for k in missing):

@@ -232,8 +232,9 @@ class DiscriminatorBlock(nn.Module):
         super().__init__()
         self.conv1 = ConvLayer(in_channels, in_channels, 3, blur_taps=blur_taps, conv_clamp=conv_clamp)
         self.conv2 = ConvLayer(in_channels, out_channels, 3, downsample=True, blur_taps=blur_taps, conv_clamp=conv_clamp)
+        # No clamp on the skip: NVlabs' DiscriminatorBlock clamps conv0/conv1 only (its skip Conv2dLayer has none).
         self.skip = ConvLayer(in_channels, out_channels, 1, downsample=True, activate=False, bias=False,
-                              blur_taps=blur_taps, conv_clamp=conv_clamp)
+                              blur_taps=blur_taps)
 
     def forward(self, x):
         return (self.conv2(self.conv1(x)) + self.skip(x)) / math.sqrt(2)
