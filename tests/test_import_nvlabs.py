@@ -64,11 +64,27 @@ def test_without_the_clamp_the_outputs_differ(expected):
 
 def test_discriminator_reproduces_the_original(imported, expected):
     discriminator = imported["discriminator"]
-    assert discriminator.config.channels == (16, 16, 16, 8) and discriminator.config.conv_clamp == 2.0
+    c = discriminator.config
+    assert (c.channels, c.conv_clamp, c.mbstd_group) == ((16, 16, 16, 8), 0.5, 2)
     with torch.no_grad():
         logits = discriminator(expected["d_input"])
-    assert expected["d_logits"].abs().max() > 0.01
+    assert expected["d_logits"].abs().max() > 0.1
     assert torch.allclose(logits, expected["d_logits"], atol=1e-4)
+
+
+def test_the_discriminator_clamp_is_active_and_spares_the_residual_skips(imported, expected):
+    """NVlabs clamps conv0/conv1 of a DiscriminatorBlock but not its skip. The fixture's small clamp
+    (0.5) is exceeded by the skips' outputs, so clamping them as well (the old bug) changes the logits."""
+    import copy
+
+    discriminator = copy.deepcopy(imported["discriminator"])
+    blocks = [m for m in discriminator.modules() if hasattr(m, "skip")]
+    assert blocks and all(block.skip.conv_clamp is None for block in blocks)
+    for block in blocks:
+        block.skip.conv_clamp = discriminator.config.conv_clamp
+    with torch.no_grad():
+        wrong = discriminator(expected["d_input"])
+    assert (wrong - expected["d_logits"]).abs().max() > 1e-2
 
 
 def test_unknown_globals_are_refused_without_running_them(tmp_path, monkeypatch):
