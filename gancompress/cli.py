@@ -426,7 +426,7 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_compress(args) -> int:
-    from gancompress.compress import compress
+    from gancompress.compress import check_data_reference, check_n_eval, compress
     from gancompress.evaluate import default_device
 
     from gancompress.pipeline import resume_run
@@ -435,9 +435,15 @@ def cmd_compress(args) -> int:
     device = args.device or default_device()
     if args.resume:
         keys = {**_STUDENT_KEYS, "teacher": "teacher", "preset": "compress.preset"}
-        resume_run(args.resume, _resume_given(args, keys, free={"n_eval", "data"}), device, may_change={"compress.n_eval": ("--n-eval", args.n_eval if "n_eval" in args.given else None),
-                                       "compress.data": ("--data", None if "data" not in args.given else
-                                                         None if args.data == "none" else args.data)})
+        if "n_eval" in args.given:  # checked before they are recorded in the run
+            check_n_eval(args.n_eval)
+        if "data" in args.given and args.data != "none":
+            check_data_reference(args.data)
+        evaluation = {"n_eval": ("compress.n_eval", "--n-eval", args.n_eval),
+                      "data": ("compress.data", "--data", None if args.data == "none" else args.data)}
+        resume_run(args.resume, _resume_given(args, keys, free=set(evaluation)), device,
+                   may_change={key: (option, value) for dest, (key, option, value) in evaluation.items()
+                               if dest in args.given})
     run_dir = compress(
         args.teacher, args.width if not args.channels else None, args.channels, args.criterion, args.preset,
         overrides, args.n_eval, args.run_root, args.resume, device, not args.quiet,

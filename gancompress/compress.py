@@ -13,7 +13,8 @@ from gancompress.distill.trainer import TrainConfig
 from gancompress.data import check_image_source
 from gancompress.evaluate import EvaluationError, evaluate, generate, latents
 from gancompress.io import load_generator
-from gancompress.pipeline import RUN_FILE, STUDENT_FILE, read_run, run_training, start_run
+from gancompress.distill.trainer import init_distributed
+from gancompress.pipeline import RUN_FILE, STUDENT_FILE, read_run, run_lock, run_training, start_run
 from gancompress.report import comparison, save_grid, write_report
 from gancompress.teachers import manifest, resolve_generator
 
@@ -116,10 +117,18 @@ def compress(
         if data == "auto":
             data = started.get("data", teacher_dataset(teacher))
         check_data_reference(data)
-    _, trainer = run_training(run_dir, device, resume=resume is not None, progress=progress)
-    if not trainer.rank.main:
+    if not init_distributed(device).main:
+        run_training(run_dir, device, resume=resume is not None, progress=progress)
         return run_dir
+    with run_lock(run_dir):  # through the evaluation too: a second process must not rewrite the report
+        _, trainer = run_training(run_dir, device, resume=resume is not None, progress=progress)
+        _evaluate_and_report(run_dir, trainer, teacher, preset, n_eval, data, device, progress, log, command,
+                             started, resume)
+    return run_dir
 
+
+def _evaluate_and_report(run_dir, trainer, teacher, preset, n_eval, data, device, progress, log, command, started,
+                         resume) -> None:
     student_path = run_dir / STUDENT_FILE
     teacher_net, teacher_identity = resolve_generator(teacher, device)
     student = load_generator(student_path, device)
@@ -155,4 +164,3 @@ def compress(
                 "(n = 2000) for numbers to compare with other runs." if preset == "quick" else None,
     }
     write_report(run_dir, summary)
-    return run_dir

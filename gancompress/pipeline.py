@@ -22,8 +22,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from gancompress.data import DATASETS, ImageFiles, check_image_source, load_dataset
 from gancompress import extras
+from gancompress.data import DATASETS, ImageFiles, check_image_source, load_dataset
 from gancompress.distill.trainer import Rank, TrainConfig, Trainer, init_distributed
 from gancompress.errors import GancompressError
 from gancompress.io import atomic_write_text, save_generator
@@ -193,10 +193,12 @@ def resume_run(run_dir: str | Path, given: dict[str, tuple[str, object]], device
     `given`: what the command line set explicitly, as {key in run.json ('train.lr_g', 'student.width',
     'teacher', ...): (option as typed, value)}. A value that differs from the record is refused, naming
     every such option: a resumed run keeps the config it was started with. Only `train.steps` may grow
-    (to extend a run past its end), plus the keys of `may_change` ({key: (option, value)}, e.g. the
-    evaluation budget of compress); accepted changes and the device go into run.json's `history`.
+    (to extend a run past its end), plus the keys of `may_change` ({key: (option, value)} for options
+    the user gave, e.g. the evaluation budget of compress); accepted changes and the device go into
+    run.json's `history`.
     Returns the updated run record."""
     run_dir = Path(run_dir)
+    read_run(run_dir)  # a clear error for a folder that is not a run, before it is locked
     with run_lock(run_dir):
         spec = read_run(run_dir)
         conflicts, changed = [], {}
@@ -220,7 +222,7 @@ def resume_run(run_dir: str | Path, given: dict[str, tuple[str, object]], device
         for key, (option, value) in (may_change or {}).items():
             section, _, field_name = key.partition(".")
             recorded = spec.setdefault(section, {}).get(field_name)
-            if value is not None and not _same(value, recorded):
+            if not _same(value, recorded):
                 changed[key] = [recorded, value]
                 spec[section][field_name] = value
         spec.setdefault("history", []).append(
@@ -275,7 +277,6 @@ def run_training(run_dir: str | Path, device: str = "cpu", resume: bool = False,
     """Build (or rebuild) the run described by run.json and train it to the end. Returns the EMA student."""
     run_dir = Path(run_dir)
     rank = init_distributed(device)
-    device = rank.device
     spec = read_run(run_dir)
     if rank.main:
         with run_lock(run_dir):

@@ -54,8 +54,28 @@ def parse_plan(teacher: str, widths, methods, preset: str, overrides: dict | Non
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         raise SweepError(f"unknown methods {unknown or methods}; choose from {', '.join(METHODS)}")
-    return {"teacher": teacher, "widths": widths, "methods": list(methods), "preset": preset,
+    plan = {"teacher": teacher, "widths": widths, "methods": list(methods), "preset": preset,
             "overrides": overrides or {}, "n_eval": n_eval, "data": data}
+    check_plan(plan)
+    return plan
+
+
+def check_plan(plan: dict) -> None:
+    """Every error a sweep would meet in one of its pairs, raised before the first pair trains."""
+    from gancompress.compress import PRESETS, check_data_reference, check_n_eval, teacher_dataset
+    from gancompress.distill.trainer import TrainConfig
+    from gancompress.pipeline import check_run
+
+    if plan["preset"] not in PRESETS:
+        raise SweepError(f"unknown preset {plan['preset']!r}; choose {', '.join(PRESETS)}")
+    if plan["n_eval"] is not None:
+        check_n_eval(plan["n_eval"])
+    check_data_reference(teacher_dataset(plan["teacher"]) if plan["data"] == "auto" else plan["data"])
+    for method in plan["methods"]:
+        student_plan, overrides = METHODS[method]
+        config = TrainConfig(**{**PRESETS[plan["preset"]]["train"], **overrides, **plan["overrides"]})
+        for width in plan["widths"]:
+            check_run(config, plan["teacher"], {"width": width, "criterion": "l1", "prune_seed": 0, **student_plan})
 
 
 def _latency(generator, threads: int) -> dict:

@@ -4,7 +4,6 @@ config, two processes on one run, cut-off log lines, full disks, and torchrun de
 
 from __future__ import annotations
 
-import errno
 import json
 import shutil
 import subprocess
