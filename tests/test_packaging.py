@@ -166,6 +166,14 @@ def test_the_installed_wheel_is_a_working_base_install(fresh_env, tmp_path, read
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(next((elsewhere / "runs").glob("*/report.json")).read_text())
     assert report["student_eval"]["protocol"]["n_generated"] == 8 and report["student_channels"] == [16, 8, 8]
+    for args in (("prune", "--teacher", teacher, "--width", "0.5", "--out", elsewhere / "pruned.safetensors"),
+                 ("train", "--real", "mnist", "--resolution", "16", "--channels", "8,8", "--out-channels", "1",
+                  "--steps", "2", "--batch-size", "4", "--run-root", elsewhere / "trained", "--quiet"),
+                 ("eval", "--generator", elsewhere / "pruned.safetensors", "--reference", "mnist", "--n", "4",
+                  "--no-latency", "--quiet")):
+        result = _run(fresh_env, *args, cwd=elsewhere, env=env)
+        assert result.returncode == 0, result.stderr[-3000:]
+    assert list((elsewhere / "trained").glob("*/student.safetensors"))
 
     bench = _run(fresh_env, "bench", "--generator", teacher, "--batches", "1", "--threads", "1", "--min-run-time",
                  "0.05", cwd=elsewhere, env=env)
