@@ -14,7 +14,9 @@ import torch
 from PIL import Image
 
 from gancompress import assets
-from gancompress.config import DCGANConfig
+from gancompress.config import DCGANConfig, StyleGAN2Config
+from gancompress.cli import main
+from gancompress.io import save_generator
 from gancompress.models import build_generator
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -69,3 +71,51 @@ def tiny_generator(seed: int = 0, channels=(16, 8, 8), out_channels: int = 3, **
             module.running_mean.uniform_(-0.1, 0.1)
             module.running_var.uniform_(0.5, 1.5)
     return generator.eval()
+
+
+TINY_STYLEGAN2 = dict(resolution=32, channels=(32, 32, 16, 8), z_dim=16, w_dim=16, mapping_layers=2)
+
+
+def tiny_stylegan2(seed=0, **kwargs):
+    torch.manual_seed(seed)
+    generator = build_generator(StyleGAN2Config(**{**TINY_STYLEGAN2, **kwargs}))
+    with torch.no_grad():  # non-zero noise strengths, biases and w average, so every path matters
+        for name, p in generator.named_parameters():
+            if name.endswith("noise_strength") or name.endswith(".bias") and "affine" not in name:
+                p.normal_(0, 0.3)
+        generator.w_avg.normal_(0, 0.5)
+    return generator.eval()
+
+
+@pytest.fixture
+def work(tmp_path, monkeypatch, ready_assets):
+    """A working folder (the cwd) with two tiny teachers; the user's assets, and a cache of its own."""
+    for name, path in ready_assets.items():
+        monkeypatch.setenv(assets.get_asset(name).env_var, str(path))
+    monkeypatch.setenv(assets.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    save_generator(tmp_path / "teacher.safetensors", tiny_generator(channels=(32, 16, 16)))
+    save_generator(tmp_path / "other.safetensors", tiny_generator(seed=3, channels=(32, 16, 16)))
+    return tmp_path
+
+
+def snapshot(root: Path) -> dict:
+    """Every file's size and mtime, but the asset cache's and a run's lock file (it names its last holder)."""
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")
+            if "cache" not in p.relative_to(root).parts and p.name != ".lock"}
+
+
+def one_line_error(capsys, argv, *, unchanged: Path | None = None) -> str:
+    """Run `gancompress argv`; assert the bad-input contract (exit 2; one error line, the last one,
+    after at most the command's ordinary progress notes; no traceback); return the message."""
+    before = snapshot(unchanged) if unchanged else None
+    code = main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    lines = [line for line in err.strip().splitlines() if line]
+    assert code == 2, err
+    errors = [line for line in lines if line.startswith("gancompress: error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0], err
+    assert "Traceback" not in err
+    if unchanged:
+        assert snapshot(unchanged) == before
+    return errors[0]

@@ -15,43 +15,10 @@ from safetensors.torch import save_file
 
 from gancompress import assets
 from gancompress.cli import main
-from gancompress.io import METADATA_KEY, save_generator
-from tests.conftest import tiny_generator
+from gancompress.io import METADATA_KEY
+from tests.conftest import one_line_error, tiny_generator
 
 TINY = ["--batch-size", "4", "--lpips", "0", "--quiet"]
-
-
-@pytest.fixture
-def work(tmp_path, monkeypatch, ready_assets):
-    """A working folder with a tiny teacher; the user's assets, and a cache of its own."""
-    for name, path in ready_assets.items():
-        monkeypatch.setenv(assets.get_asset(name).env_var, str(path))
-    monkeypatch.setenv(assets.CACHE_ENV, str(tmp_path / "cache"))
-    monkeypatch.chdir(tmp_path)
-    save_generator(tmp_path / "teacher.safetensors", tiny_generator(channels=(32, 16, 16)))
-    return tmp_path
-
-
-def snapshot(root: Path) -> dict:
-    """Every file's size and mtime, but the asset cache's and a run's lock file (it names its last holder)."""
-    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")
-            if "cache" not in p.relative_to(root).parts and p.name != ".lock"}
-
-
-def one_line_error(capsys, argv, *, unchanged: Path | None = None) -> str:
-    """Run `gancompress argv`; assert the bad-input contract (exit 2; one error line, the last one,
-    after at most the command's ordinary progress notes; no traceback); return the message."""
-    before = snapshot(unchanged) if unchanged else None
-    code = main([str(a) for a in argv])
-    err = capsys.readouterr().err
-    lines = [line for line in err.strip().splitlines() if line]
-    assert code == 2, err
-    errors = [line for line in lines if line.startswith("gancompress: error: ")]
-    assert len(errors) == 1 and lines[-1] == errors[0], err
-    assert "Traceback" not in err
-    if unchanged:
-        assert snapshot(unchanged) == before
-    return errors[0]
 
 
 def safetensors_with(path: Path, tensors: dict, metadata) -> Path:

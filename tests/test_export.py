@@ -11,7 +11,7 @@ from gancompress.cli import main
 from gancompress.export import ExportError, export_onnx
 from gancompress.io import save_generator
 from tests.conftest import tiny_generator
-from tests.test_stylegan2 import tiny_stylegan2
+from tests.conftest import tiny_stylegan2
 
 
 def _run(path, x):

@@ -16,21 +16,9 @@ from gancompress import assets
 from gancompress.cli import main
 from gancompress.distill import trainer as trainer_module
 from gancompress.io import DiskFullError, atomic_path, load_generator, save_generator
-from tests.conftest import tiny_generator
-from tests.test_bad_inputs import one_line_error, snapshot
+from tests.conftest import one_line_error, snapshot, tiny_generator
 
 TINY = ["--batch-size", "4", "--lpips", "0", "--quiet"]
-
-
-@pytest.fixture
-def work(tmp_path, monkeypatch, ready_assets):
-    for name, path in ready_assets.items():
-        monkeypatch.setenv(assets.get_asset(name).env_var, str(path))
-    monkeypatch.setenv(assets.CACHE_ENV, str(tmp_path / "cache"))
-    monkeypatch.chdir(tmp_path)
-    save_generator(tmp_path / "teacher.safetensors", tiny_generator(channels=(32, 16, 16)))
-    save_generator(tmp_path / "other.safetensors", tiny_generator(seed=3, channels=(32, 16, 16)))
-    return tmp_path
 
 
 def distill(work, *extra, steps=6):

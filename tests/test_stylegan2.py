@@ -13,20 +13,7 @@ from gancompress.metrics.cost import count_macs
 from gancompress.models import build_generator
 from gancompress.models.layers import Upsample, upfirdn2d
 from gancompress.models.stylegan2 import modulated_conv2d
-
-TINY = dict(resolution=32, channels=(32, 32, 16, 8), z_dim=16, w_dim=16, mapping_layers=2)
-
-
-def tiny_stylegan2(seed=0, **kwargs):
-    torch.manual_seed(seed)
-    generator = build_generator(StyleGAN2Config(**{**TINY, **kwargs}))
-    with torch.no_grad():  # non-zero noise strengths, biases and w average, so every path matters
-        for name, p in generator.named_parameters():
-            if name.endswith("noise_strength") or name.endswith(".bias") and "affine" not in name:
-                p.normal_(0, 0.3)
-        generator.w_avg.normal_(0, 0.5)
-    return generator.eval()
-
+from tests.conftest import TINY_STYLEGAN2 as TINY, tiny_stylegan2
 
 def test_fused_and_non_fused_modulated_convolution_agree():
     generator = tiny_stylegan2()
