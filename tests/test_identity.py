@@ -15,7 +15,7 @@ from safetensors import safe_open
 
 from gancompress.cli import main
 from gancompress.io import read_metadata, save_generator
-from tests.conftest import tiny_generator, tiny_stylegan2
+from tests.conftest import tiny_stylegan2
 
 TINY = ["--batch-size", "4", "--lpips", "0", "--quiet", "--seed", "7"]
 
