@@ -26,13 +26,13 @@ from pathlib import Path
 
 import torch
 
-from gancompress.distill.trainer import TrainConfig
-from gancompress.evaluate import evaluate, latents
+from gancompress.distillation.trainer import TrainConfig
+from gancompress.evaluation import evaluate, latents
 from gancompress.io import atomic_write_text, load_generator, save_generator
 from gancompress.pipeline import STUDENT_FILE, train_or_resume
-from gancompress.prune import prune_generator
+from gancompress.pruning import prune_generator
 from gancompress.report import save_grid
-from gancompress.sweep import METHODS
+from gancompress.sweeps import METHODS
 from gancompress.teachers import resolve_generator
 
 RECIPES = {

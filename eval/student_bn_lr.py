@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from gancompress.cli import main as gancompress
-from gancompress.evaluate import latents, lpips_to_teacher
+from gancompress.evaluation import latents, lpips_to_teacher
 from gancompress.io import atomic_write_text, load_generator
 from gancompress.metrics.lpips import load_lpips
 from gancompress.teachers import resolve_generator

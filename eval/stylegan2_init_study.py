@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from dcgan_study import train_row  # eval/ is on sys.path when this file is run as a script
-from gancompress.evaluate import evaluate, latents
+from gancompress.evaluation import evaluate, latents
 from gancompress.io import atomic_write_text, load_generator
 from gancompress.report import save_grid
 from gancompress.teachers import resolve_generator

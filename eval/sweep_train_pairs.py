@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from gancompress.sweep import parse_plan, prepare_sweep_dir, train_pair
+from gancompress.sweeps import parse_plan, prepare_sweep_dir, train_pair
 
 
 def main(argv=None) -> int:

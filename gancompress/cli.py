@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
+import gancompress
 from gancompress import extras
+from gancompress.families import FAMILIES
 from gancompress.errors import GancompressError
 
 
@@ -53,7 +56,7 @@ def cmd_assets(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from gancompress.evaluate import evaluate, format_table
+    from gancompress.evaluation import evaluate, format_table
     from gancompress.io import atomic_write_text
 
     record = evaluate(
@@ -142,7 +145,7 @@ def _train_options(p, base):
 
 
 def _train_config(args, mode: str):
-    from gancompress.distill.trainer import TrainConfig
+    from gancompress.distillation.trainer import TrainConfig
 
     values = {name: getattr(args, name) for name in _TRAIN_HELP}
     values["diffaug"] = () if args.diffaug == "none" else tuple(p for p in args.diffaug.split(",") if p)
@@ -183,7 +186,7 @@ def _resume_given(args, keys: dict[str, str], free: set[str] = frozenset()) -> d
 
 
 def _launch(args, label: str, mode: str, teacher, plan, keys: dict | None = None) -> int:
-    from gancompress.evaluate import default_device
+    from gancompress.evaluation import default_device
     from gancompress.pipeline import resume_run, run_training, start_run
 
     device = args.device or default_device()
@@ -235,9 +238,7 @@ def cmd_distill(args) -> int:
 
 
 def cmd_train(args) -> int:
-    import math
-
-    from gancompress.config import DCGANConfig, StyleGAN2Config
+    from gancompress.families import get_family
 
     if args.resume:  # the architecture comes from the run
         return _launch(args, "", "gan", None, None)
@@ -246,13 +247,9 @@ def cmd_train(args) -> int:
 
         reference, _ = resolve_generator(args.like)
         config = reference.config.with_width(args.width) if args.width else reference.config
-    elif args.family == "stylegan2":
-        channels = args.channels or (128,) * (int(math.log2(args.resolution)) - 1)
-        config = StyleGAN2Config(resolution=args.resolution, channels=channels, z_dim=args.z_dim or 512,
-                                 w_dim=args.w_dim, mapping_layers=args.mapping_layers, out_channels=args.out_channels)
-    else:
-        config = DCGANConfig(z_dim=args.z_dim or 100, channels=args.channels or (256, 128, 64),
-                             out_channels=args.out_channels, resolution=args.resolution)
+    else:  # the family's defaults for what is not given
+        config = get_family(args.family).scratch_config(args.resolution, args.channels, args.z_dim, args.out_channels,
+                                                        w_dim=args.w_dim, mapping_layers=args.mapping_layers)
     teacher = args.real[len("teacher:"):] if args.real.startswith("teacher:") else None
     if teacher:
         args.real = "teacher"
@@ -287,13 +284,13 @@ def cmd_import(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from gancompress.export import check_export_target, export
+    from gancompress.exporting import check_export_target, export
+    from gancompress.families import family_of
     from gancompress.teachers import resolve_generator
 
     check_export_target(args.out)  # the extra and the output folder, before the generator is loaded
     generator, identity = resolve_generator(args.generator)
-    stylegan2 = hasattr(generator, "mapping")
-    parts = (["full", "mapping", "synthesis"] if stylegan2 else ["full"]) if args.part == "all" else [args.part]
+    parts = list(family_of(generator).export_parts) if args.part == "all" else [args.part]
     source = {"generator": identity["name"], "sha256": identity.get("sha256")}
     for part in parts:
         out = args.out if part == "full" or len(parts) == 1 else args.out.with_name(f"{args.out.stem}-{part}{args.out.suffix}")
@@ -325,7 +322,7 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 
 def cmd_bench(args) -> int:
-    from gancompress.bench import bench_generator
+    from gancompress.benchmark import bench_generator
     from gancompress.io import atomic_write_text
     from gancompress.metrics.cost import count_macs
     from gancompress.teachers import resolve_generator
@@ -334,7 +331,7 @@ def cmd_bench(args) -> int:
 
     if args.repeats < 1:
         raise GancompressError(f"--repeats must be at least 1, got {args.repeats}")
-    from gancompress.bench import available_runtimes, check_runtimes
+    from gancompress.benchmark import available_runtimes, check_runtimes
 
     runtimes = check_runtimes(args.runtimes.split(",") if args.runtimes else None)  # before any work
     if not args.runtimes and "onnxruntime-cpu" not in runtimes:
@@ -404,9 +401,9 @@ def cmd_bench(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from gancompress.evaluate import default_device
+    from gancompress.evaluation import default_device
     from gancompress.pipeline import make_run_dir
-    from gancompress.sweep import PLAN_FILE, SweepError, parse_plan, run_sweep
+    from gancompress.sweeps import PLAN_FILE, SweepError, parse_plan, run_sweep
 
     extras.require("sweep", "sweep (its plots and ONNX Runtime latency)")
     device = args.device or default_device()
@@ -426,8 +423,8 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_compress(args) -> int:
-    from gancompress.compress import check_data_reference, check_n_eval, compress
-    from gancompress.evaluate import default_device
+    from gancompress.compression import check_data_reference, check_n_eval, compress
+    from gancompress.evaluation import default_device
 
     from gancompress.pipeline import resume_run
 
@@ -448,6 +445,7 @@ def cmd_compress(args) -> int:
         args.teacher, args.width if not args.channels else None, args.channels, args.criterion, args.preset,
         overrides, args.n_eval, args.run_root, args.resume, device, not args.quiet,
         log=lambda msg: print(msg, file=sys.stderr), data=None if args.data == "none" else args.data,
+        command=" ".join(shlex.quote(a) for a in ["gancompress", *args.argv]),
     )
     report = run_dir / "report.md"
     if report.is_file():
@@ -462,6 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Shrink image GAN generators into small, fast students, and measure what was lost.",
         epilog="example:\n  gancompress eval --generator dcgan-face64 --reference teacher:dcgan-face64 --n 500",
     )
+    parser.add_argument("--version", action="version", version=f"gancompress {gancompress.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser(
@@ -518,7 +517,7 @@ def build_parser() -> argparse.ArgumentParser:
     _asset_option(p)
     p.set_defaults(func=cmd_prune)
 
-    from gancompress.distill.trainer import TrainConfig
+    from gancompress.distillation.trainer import TrainConfig
 
     p = sub.add_parser(
         "distill", formatter_class=_Formatter, help="train a pruned student to imitate its teacher",
@@ -550,7 +549,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--like", default=None, help="copy the architecture of this generator (name or file)")
     p.add_argument("--width", type=float, default=None, help="with --like: scale its channels")
-    p.add_argument("--family", choices=["dcgan", "stylegan2"], default="dcgan", help="generator family (without --like)")
+    p.add_argument("--family", choices=sorted(FAMILIES), default="dcgan", help="generator family (without --like)")
     p.add_argument("--resolution", type=int, default=32, help="output size (without --like)")
     p.add_argument("--channels", type=_channels, default=None,
                    help="per-block channels (without --like; default: dcgan 256,128,64; stylegan2 128 per block from 4px)")
@@ -708,6 +707,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.given = _explicit_options(parser, argv, args.command)
+    args.argv = argv
     try:
         from gancompress import assets
 

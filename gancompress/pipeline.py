@@ -24,11 +24,12 @@ import torch.nn.functional as F
 
 from gancompress import extras
 from gancompress.data import DATASETS, ImageFiles, check_image_source, load_dataset
-from gancompress.distill.trainer import Rank, TrainConfig, Trainer, init_distributed
+from gancompress.distillation.trainer import Rank, TrainConfig, Trainer, init_distributed
 from gancompress.errors import GancompressError
+from gancompress.families import family_of
 from gancompress.io import atomic_write_text, save_generator
 from gancompress.models import build_generator, config_from_dict
-from gancompress.prune import prune_generator
+from gancompress.pruning import prune_generator
 from gancompress.teachers import resolve_generator
 
 RUN_FILE = "run.json"
@@ -83,14 +84,8 @@ def prune_teacher(teacher_spec: str, width=None, channels=None, criterion="l1", 
 
 
 def copy_mapping(teacher, student, freeze: bool = False) -> None:
-    """StyleKD's initialisation: the student's mapping network (and w average) are the teacher's,
-    so both map a z to the same w; the synthesis keeps its fresh weights."""
-    if not hasattr(teacher, "mapping") or not hasattr(student, "mapping"):
-        raise RunError("init 'mapping-only' needs StyleGAN2 teacher and student; use inherit or random for DCGAN")
-    with torch.no_grad():
-        student.mapping.load_state_dict(teacher.mapping.state_dict())
-        student.w_avg.copy_(teacher.w_avg)
-    student.mapping.requires_grad_(not freeze)
+    """StyleKD's initialisation (the family's): the student's mapping network is the teacher's."""
+    family_of(teacher).copy_mapping(teacher, student, freeze)
 
 
 def save_student(path: Path, student, pruning: dict | None) -> Path:
@@ -152,8 +147,10 @@ def check_run(config: TrainConfig, teacher_spec: str | None, plan: dict, device:
         raise RunError("a student derived from a teacher needs --teacher")
     else:
         prune_generator(teacher, width=plan.get("width"), channels=plan.get("channels"), criterion="l1")
-        if plan["init"] == "mapping-only" and not hasattr(teacher, "mapping"):
-            raise RunError("init 'mapping-only' needs a StyleGAN2 teacher; use inherit or random for DCGAN")
+        family = family_of(teacher)
+        if plan["init"] not in family.init_modes:
+            raise RunError(f"init {plan['init']!r} does not apply to {family.title} teachers; choose "
+                           f"{', '.join(family.init_modes)}")
     if config.real != "teacher":
         check_image_source(config.real)
     if config.tensorboard:

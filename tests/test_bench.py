@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
-from gancompress.bench import bench_generator, profile_onnxruntime
-from gancompress.export import export_onnx
+from gancompress.benchmark import bench_generator, profile_onnxruntime
+from gancompress.exporting import export_onnx
 from gancompress.cli import main
 from gancompress.io import save_generator
 from tests.conftest import tiny_generator

@@ -148,7 +148,7 @@ def test_compress_end_to_end(teacher_file, tmp_path, env):
 
 
 def test_resumed_compress_runs_keep_their_preset(tmp_path):
-    from gancompress.compress import _started_with
+    from gancompress.compression import _started_with
 
     run = tmp_path / "00000-compress-old"
     run.mkdir()
@@ -163,7 +163,7 @@ def test_resumed_compress_runs_keep_their_preset(tmp_path):
 
 
 def test_compress_measures_fid_vs_data_for_teachers_with_a_dataset():
-    from gancompress.compress import teacher_dataset
+    from gancompress.compression import teacher_dataset
 
     assert teacher_dataset("dcgan-fmnist32") == "fashion-mnist"
     assert teacher_dataset("dcgan-face64") is None  # data-free: FID vs teacher samples only

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from gancompress.cli import main
-from gancompress.export import ExportError, export_onnx
+from gancompress.exporting import ExportError, export_onnx
 from gancompress.io import save_generator
 from tests.conftest import tiny_generator
 from tests.conftest import tiny_stylegan2
@@ -75,7 +75,7 @@ def test_truncation_is_baked_into_the_full_graph(tmp_path):
 
 
 def test_a_graph_that_disagrees_is_not_kept(tmp_path, monkeypatch):
-    import gancompress.export as export
+    import gancompress.exporting as export
 
     monkeypatch.setattr(export, "MAX_ABS_DIFF", -1.0)  # any difference (even 0) now fails
     with pytest.raises(ExportError, match="differs from PyTorch"):
@@ -110,7 +110,7 @@ def test_an_imported_nvlabs_generator_exports_with_its_clamp(tmp_path):
 
 
 def test_executorch_programs_run_in_executorch_with_a_dynamic_batch(tmp_path):
-    from gancompress.export import export_executorch, load_executorch
+    from gancompress.exporting import export_executorch, load_executorch
 
     generator = tiny_generator()
     record = export_executorch(generator, tmp_path / "g.pte")
@@ -122,7 +122,7 @@ def test_executorch_programs_run_in_executorch_with_a_dynamic_batch(tmp_path):
 
 
 def test_stylegan2_executorch_convolutions_are_delegated(tmp_path):
-    from gancompress.export import export_executorch
+    from gancompress.exporting import export_executorch
 
     record = export_executorch(tiny_stylegan2(), tmp_path / "s.pte")
     assert record["verification"]["max_abs_diff"] < 1e-4

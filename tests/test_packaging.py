@@ -48,7 +48,7 @@ def wheel(tmp_path_factory) -> Path:
 def test_the_wheel_holds_every_package_and_the_shipped_teachers(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     packages = sorted(str(p.parent.relative_to(ROOT)) for p in (ROOT / "gancompress").rglob("__init__.py"))
-    assert "gancompress/distill" in packages and len(packages) >= 4
+    assert "gancompress/distillation" in packages and len(packages) >= 4
     missing = [p for p in packages if f"{p}/__init__.py" not in names]
     assert not missing, f"packages left out of the wheel: {missing}"
     modules = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "gancompress").rglob("*.py"))
@@ -151,7 +151,7 @@ def test_the_installed_wheel_is_a_working_base_install(fresh_env, tmp_path, read
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     python = fresh_env / "bin" / "python"
-    where = subprocess.run([str(python), "-c", "import gancompress.distill.trainer as t, gancompress.teachers as m; "
+    where = subprocess.run([str(python), "-c", "import gancompress.distillation.trainer as t, gancompress.teachers as m; "
                             "print(t.__file__); print(m.teacher_path('dcgan-fmnist32'))"],
                            cwd=elsewhere, env=env, capture_output=True, text=True)
     assert where.returncode == 0, where.stderr

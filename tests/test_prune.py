@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from gancompress.config import ConfigError
-from gancompress.prune import CRITERIA, channel_importance, prune_generator, student_channels
+from gancompress.pruning import CRITERIA, channel_importance, prune_generator, student_channels
 from tests.conftest import tiny_generator
 
 

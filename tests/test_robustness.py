@@ -14,7 +14,7 @@ import torch
 
 from gancompress import assets
 from gancompress.cli import main
-from gancompress.distill import trainer as trainer_module
+from gancompress.distillation import trainer as trainer_module
 from gancompress.io import DiskFullError, atomic_path, load_generator, save_generator
 from tests.conftest import one_line_error, snapshot, tiny_generator
 

@@ -169,7 +169,7 @@ def test_discriminator_groups_minibatch_stddev_and_supports_r1():
 
 @pytest.mark.parametrize("criterion", ["l1", "random"])
 def test_width_one_pruning_reproduces_the_teacher(criterion):
-    from gancompress.prune import prune_generator
+    from gancompress.pruning import prune_generator
 
     teacher = tiny_stylegan2()
     student, kept = prune_generator(teacher, width=1.0, criterion=criterion)
@@ -182,7 +182,8 @@ def test_width_one_pruning_reproduces_the_teacher(criterion):
 def test_pruned_stylegan2_equals_the_teacher_with_dropped_channels_silenced():
     """Zero the style rows that feed the dropped channels into every consumer: the teacher then
     computes exactly the student's function (demodulation included), which checks every slice."""
-    from gancompress.prune import prune_generator, stylegan2_spaces
+    from gancompress.families.stylegan2 import stylegan2_spaces
+    from gancompress.pruning import prune_generator
 
     teacher = tiny_stylegan2()
     student, kept = prune_generator(teacher, channels=(24, 16, 8, 4), criterion="l1")
@@ -209,7 +210,7 @@ def test_pruned_stylegan2_equals_the_teacher_with_dropped_channels_silenced():
 
 
 def test_l1_importance_weights_magnitude_by_style():
-    from gancompress.prune import channel_importance
+    from gancompress.pruning import channel_importance
 
     teacher = tiny_stylegan2()
     with torch.no_grad():  # make one output channel of b16 irrelevant to both of its consumers
@@ -226,7 +227,7 @@ def test_distill_a_stylegan2_student_with_shared_noise_and_mapping_only_init(tmp
     """The DCGAN trainer drives StyleGAN2 unchanged: student-sized StyleGAN2 discriminator, feature
     losses on the kept channels and the toRGB taps, teacher and student on the same z and noise,
     and StyleKD's mapping-only initialisation (mapping copied and frozen)."""
-    from gancompress.distill.trainer import TrainConfig
+    from gancompress.distillation.trainer import TrainConfig
     from gancompress.models.stylegan2 import StyleGAN2Discriminator
     from gancompress.pipeline import run_training, start_run
 
@@ -264,7 +265,7 @@ def test_distill_a_stylegan2_student_with_shared_noise_and_mapping_only_init(tmp
 
 
 def test_evaluation_noise_is_per_image_and_shared_with_the_teacher(ready_assets):
-    from gancompress.evaluate import latents, lpips_to_teacher, sample_images
+    from gancompress.evaluation import latents, lpips_to_teacher, sample_images
     from gancompress.metrics.lpips import load_lpips
 
     generator = tiny_stylegan2()
@@ -279,7 +280,7 @@ def test_evaluation_noise_is_per_image_and_shared_with_the_teacher(ready_assets)
 
 
 def test_diversity_criterion_keeps_channels_that_follow_the_latent():
-    from gancompress.prune import channel_importance, prune_generator
+    from gancompress.pruning import channel_importance, prune_generator
 
     teacher = tiny_stylegan2()
     top = int(channel_importance(teacher, "l1")["b16"].argmax())
@@ -298,8 +299,8 @@ def test_diversity_criterion_keeps_channels_that_follow_the_latent():
 
 
 def test_path_length_regularisation_is_logged_and_resumes_exactly(tmp_path):
-    from gancompress.distill.trainer import TrainConfig, Trainer
-    from gancompress.prune import prune_generator
+    from gancompress.distillation.trainer import TrainConfig, Trainer
+    from gancompress.pruning import prune_generator
 
     config = TrainConfig(steps=6, batch_size=4, lpips=0.0, r1_interval=2, pl_weight=2.0, pl_interval=2, style_mixing=0.5,
                          log_every=1, sample_every=3, checkpoint_every=3)
@@ -326,9 +327,9 @@ def test_path_length_regularisation_is_logged_and_resumes_exactly(tmp_path):
 
 
 def test_latent_direction_relation_loss():
-    from gancompress.distill.losses import latent_direction_relation
-    from gancompress.distill.trainer import TrainConfig, Trainer
-    from gancompress.prune import prune_generator
+    from gancompress.distillation.losses import latent_direction_relation
+    from gancompress.distillation.trainer import TrainConfig, Trainer
+    from gancompress.pruning import prune_generator
 
     g = torch.Generator().manual_seed(0)
     teacher_feats = {"b4": torch.randn(8, 6, 4, 4, generator=g)}

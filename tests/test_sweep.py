@@ -11,7 +11,7 @@ from PIL import Image
 
 from gancompress.cli import main
 from gancompress.io import save_generator
-from gancompress.sweep import SweepError, pareto_front, parse_plan, prepare_sweep_dir, run_sweep, train_pair
+from gancompress.sweeps import SweepError, pareto_front, parse_plan, prepare_sweep_dir, run_sweep, train_pair
 from tests.conftest import tiny_generator
 
 TINY = {"steps": 3, "batch_size": 4}

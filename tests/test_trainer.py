@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from gancompress.config import ConfigError
-from gancompress.distill.trainer import TrainConfig, Trainer
+from gancompress.distillation.trainer import TrainConfig, Trainer
 from gancompress.metrics.lpips import load_lpips
-from gancompress.prune import prune_generator
+from gancompress.pruning import prune_generator
 from tests.conftest import tiny_generator
 
 SMALL = dict(steps=6, batch_size=4, r1_interval=2, log_every=1, sample_every=3, checkpoint_every=3)

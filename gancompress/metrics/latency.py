@@ -19,7 +19,7 @@ import torch.utils.benchmark as benchmark  # noqa: E402
 def measure_latency(
     generator: torch.nn.Module, batch_size: int, min_run_time: float = 1.0, warmup: int = 3
 ) -> dict:
-    from gancompress.export import graph_for  # export imports the models; keep metrics importable alone
+    from gancompress.exporting import graph_for  # export imports the models; keep metrics importable alone
 
     device = next(generator.parameters()).device
     module, _, _, _ = graph_for(generator, "full")

@@ -28,7 +28,7 @@ from torch import nn
 
 from gancompress.errors import GancompressError
 from gancompress.io import atomic_path, atomic_write_text
-from gancompress.models.dcgan import DCGANInferenceGenerator
+from gancompress.families import family_of
 
 DEFAULT_OPSET = 17
 MAX_ABS_DIFF = 1e-3
@@ -39,54 +39,15 @@ class ExportError(GancompressError, RuntimeError):
     """An export failed, or its graph does not match PyTorch."""
 
 
-def _is_stylegan2(generator) -> bool:
-    return hasattr(generator, "mapping") and hasattr(generator, "synthesis")
-
-
-class _StyleGAN2Full(nn.Module):
-    def __init__(self, generator, psi: float):
-        super().__init__()
-        self.generator, self.psi = generator, psi
-
-    def forward(self, z):
-        return self.generator(z, noise="const", psi=self.psi)
-
-
-class _StyleGAN2Mapping(nn.Module):
-    def __init__(self, generator, psi: float):
-        super().__init__()
-        self.generator, self.psi = generator, psi
-
-    def forward(self, z):
-        return self.generator.ws(z, self.psi, update_w_avg=False)[:, 0]  # every layer's w is the same
-
-
-class _StyleGAN2Synthesis(nn.Module):
-    def __init__(self, generator):
-        super().__init__()
-        self.generator = generator
-
-    def forward(self, ws):
-        return self.generator(None, noise="const", ws=ws)
-
-
 def graph_for(generator: nn.Module, part: str = "full", psi: float = 1.0) -> tuple[nn.Module, torch.Tensor, str, str]:
-    """The module to export for `part`, an example input, and the input and output names."""
+    """The module to export for `part`, an example input, and the input and output names (the family's graph)."""
     if part not in PARTS:
         raise ExportError(f"unknown part {part!r}; choose from {', '.join(PARTS)}")
-    generator = generator.eval()
-    if not _is_stylegan2(generator):
-        if part != "full" or psi != 1:
-            raise ExportError(f"a {generator.config.family} generator has only the 'full' graph and no truncation")
-        return DCGANInferenceGenerator.from_generator(generator), torch.randn(2, generator.z_dim), "z", "image"
-    if part == "full":
-        return _StyleGAN2Full(generator, psi).eval(), torch.randn(2, generator.z_dim), "z", "image"
-    if part == "mapping":
-        return _StyleGAN2Mapping(generator, psi).eval(), torch.randn(2, generator.z_dim), "z", "w"
-    if psi != 1:
-        raise ExportError("the synthesis graph takes ws: apply truncation to ws before it (psi applies to full/mapping)")
-    ws = generator.ws(torch.randn(2, generator.z_dim), update_w_avg=False).detach()
-    return _StyleGAN2Synthesis(generator).eval(), ws, "ws", "image"
+    return family_of(generator).graph(generator.eval(), part, psi)
+
+
+def _reference(generator: nn.Module, graph: nn.Module) -> nn.Module:
+    return family_of(generator).reference_module(generator, graph)
 
 
 def _verify(run, module: nn.Module, example: torch.Tensor, batches=(1, 3), seed: int = 0) -> float:
@@ -147,7 +108,7 @@ def export_onnx(generator: nn.Module, path: str | Path, part: str = "full", opse
                           input_names=[input_name], output_names=[output_name],
                           dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}})
         # Against the model as trained (for DCGAN that also checks the BatchNorm folding).
-        check = verify_onnx(tmp, module if _is_stylegan2(generator) else generator, example)
+        check = verify_onnx(tmp, _reference(generator, module), example)
         if check["max_abs_diff"] > MAX_ABS_DIFF:
             raise ExportError(f"{path.name}: ONNX Runtime differs from PyTorch by {check['max_abs_diff']:.2e} "
                               f"(> {MAX_ABS_DIFF}); the graph was not kept")
@@ -157,11 +118,9 @@ def export_onnx(generator: nn.Module, path: str | Path, part: str = "full", opse
 
 def _write_record(path: Path, generator, part, psi, example, input_name, output_name, source, t0, extra,
                   batch="batch") -> dict:
-    stylegan2 = _is_stylegan2(generator)
     record = {"file": path.name, "part": part, **extra,
               "input": {"name": input_name, "shape": [batch, *example.shape[1:]]}, "output": {"name": output_name},
-              "psi": psi if stylegan2 and part != "synthesis" else None,
-              "noise": "stored per-layer buffers (noise_const)" if stylegan2 and part != "mapping" else None,
+              **family_of(generator).export_notes(part, psi),
               "export_s": round(time.perf_counter() - t0, 2), "torch": torch.__version__,
               "config": generator.config.to_dict(), "source": source}
     atomic_write_text(path.with_name(path.name + ".json"), json.dumps(record, indent=2) + "\n")
@@ -215,7 +174,7 @@ def export_executorch(generator: nn.Module, path: str | Path, part: str = "full"
     with atomic_path(path) as tmp:
         tmp.write_bytes(program.buffer)
         method = load_executorch(tmp)
-        worst = _verify(lambda x: method.execute([x])[0].numpy(), module if _is_stylegan2(generator) else generator, example)
+        worst = _verify(lambda x: method.execute([x])[0].numpy(), _reference(generator, module), example)
         if worst > MAX_ABS_DIFF:
             raise ExportError(f"{path.name}: ExecuTorch differs from PyTorch by {worst:.2e} (> {MAX_ABS_DIFF}); "
                               "the program was not kept")
@@ -262,7 +221,7 @@ def export_coreml(generator: nn.Module, path: str | Path, part: str = "full", ps
     if platform.system() == "Darwin":
         got = model.predict({model.get_spec().description.input[0].name: example[:1].numpy()})
         with torch.no_grad():
-            expected = (module if _is_stylegan2(generator) else generator)(example[:1]).numpy()
+            expected = _reference(generator, module)(example[:1]).numpy()
         check = {"ran": True, "max_abs_diff": float(abs(next(iter(got.values())) - expected).max()),
                  "batches": [1], "runtime": f"Core ML via coremltools {ct.__version__}"}
     return _write_record(path, generator, part, psi, example, input_name, output_name, source, t0,

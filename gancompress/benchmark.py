@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from gancompress import extras
-from gancompress.export import export_executorch, export_onnx, graph_for
+from gancompress.exporting import export_executorch, export_onnx, graph_for
 from gancompress.metrics.latency import benchmark
 
 WARMUP = 3
@@ -141,7 +141,7 @@ def bench_executorch(path: Path, example: torch.Tensor, batch: int, threads: int
     (resizing under a live method crashed the process now and then)."""
     from executorch.extension.pybindings.portable_lib import _threadpool_get_thread_count, _unsafe_reset_threadpool
 
-    from gancompress.export import load_executorch
+    from gancompress.exporting import load_executorch
 
     x = _batch_of(example, batch)
     previous = _threadpool_get_thread_count()

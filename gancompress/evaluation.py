@@ -32,6 +32,7 @@ import gancompress
 from gancompress import assets
 from gancompress.data import DATASETS, ImageFiles, load_dataset
 from gancompress.errors import GancompressError
+from gancompress.families import family_of
 from gancompress.io import read_metadata, save_tensors, sha256_file
 from gancompress.metrics import fid as fid_metrics
 from gancompress.metrics.cost import MACS_RULE, count_macs, count_parameters
@@ -64,10 +65,11 @@ def generate(generator, z: torch.Tensor, device, noise_seed: int = 0, first_inde
     (noise_seed, image index): independent of the batch size, and the same for a teacher and its
     students, so evaluations repeat exactly and LPIPS compares like with like."""
     z = z.to(device)
-    if not hasattr(generator, "make_noise"):
+    family = family_of(generator)
+    if not family.has_shared_inputs:
         return generator(z)
-    per_image = [generator.make_noise(1, _noise_rng(noise_seed, first_index + i), device) for i in range(len(z))]
-    return generator(z, noise=[torch.cat(layer) for layer in zip(*per_image)])
+    rngs = [_noise_rng(noise_seed, first_index + i) for i in range(len(z))]
+    return generator(z, **family.shared_inputs_per_image(generator, rngs, device))
 
 
 @torch.inference_mode()
@@ -222,8 +224,31 @@ def load_cached_features(path: Path, n: int) -> torch.Tensor:
     return feats
 
 
+def in_memory_identity(generator: torch.nn.Module) -> dict:
+    """What a record (and the feature cache key) says about a generator passed as an object: its
+    family and config, and a sha256 of its tensors (so a changed network is never a cache hit)."""
+    digest = hashlib.sha256()
+    for key, tensor in sorted(generator.state_dict().items()):
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes())
+    config = getattr(generator, "config", None)
+    family = getattr(config, "family", type(generator).__name__)
+    return {"name": f"{family} generator (in memory)", "file": None, "sha256": digest.hexdigest(),
+            "config": config.to_dict() if config is not None else None}
+
+
+def _generator_and_identity(generator, device) -> tuple[torch.nn.Module, dict]:
+    if isinstance(generator, torch.nn.Module):
+        return generator.to(device), in_memory_identity(generator)
+    if isinstance(generator, (str, Path)):
+        return resolve_generator(str(generator), device)
+    raise EvaluationError(f"a generator is a registered name, a checkpoint path or an nn.Module, not a "
+                          f"{type(generator).__name__}")
+
+
 def evaluate(
-    generator_spec: str,
+    generator_spec,
     reference_spec: str,
     n: int = 2000,
     n_ref: int | None = None,
@@ -238,6 +263,9 @@ def evaluate(
     inception_score: bool = False,
     log: Callable[[str], None] = print,
 ) -> dict:
+    """Evaluate `generator_spec` (a registered name, a checkpoint path, or a generator nn.Module)
+    against `reference_spec` (teacher:NAME|PATH, a dataset[:split], or an image folder/tar): a record
+    of FID, KID, LPIPS, cost and latency that carries its protocol."""
     device = device or default_device()
     if n < 2:
         raise EvaluationError(f"--n must be at least 2 (FID needs a covariance), got {n}")
@@ -248,7 +276,7 @@ def evaluate(
         raise EvaluationError(f"--batch-size must be at least 1, got {batch_size}")
     timings = {}
     t0 = time.perf_counter()
-    generator, gen_identity = resolve_generator(generator_spec, device)
+    generator, gen_identity = _generator_and_identity(generator_spec, device)
     reference = parse_reference(reference_spec, device, generator.resolution, generator.out_channels)
     if reference.kind == "teacher" and seed == ref_seed:
         raise EvaluationError("--seed equals --ref-seed: the teacher reference would reuse the generator's latents")
@@ -290,9 +318,7 @@ def evaluate(
 
     t0 = time.perf_counter()
     cost = {"params": count_parameters(generator), "macs_per_image": count_macs(generator), "macs_rule": MACS_RULE}
-    if hasattr(generator, "mapping"):  # StyleGAN2: the mapping network runs once per z, synthesis per image
-        cost["params_mapping"] = count_parameters(generator.mapping)
-        cost["params_synthesis"] = count_parameters(generator.synthesis)
+    cost.update(family_of(generator).cost_split(generator))
     if latency:
         cost["latency"] = [measure_latency(generator, b) for b in LATENCY_BATCHES]
     timings["cost_s"] = time.perf_counter() - t0
@@ -310,7 +336,8 @@ def evaluate(
             if inception_score else None,
         },
         "cost": cost,
-        "protocol": protocol(n, n_ref, seed, ref_seed, batch_size, device, reference, hasattr(generator, "make_noise")),
+        "protocol": protocol(n, n_ref, seed, ref_seed, batch_size, device, reference,
+                             family_of(generator).has_shared_inputs),
         "timings": timings,
     }
     if not inception_score:

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from gancompress.errors import GancompressError
+from gancompress.families import family_of
 from gancompress.io import atomic_path, atomic_write_text
 
 # (student plan, TrainConfig overrides): the methods a sweep compares.
@@ -62,8 +63,8 @@ def parse_plan(teacher: str, widths, methods, preset: str, overrides: dict | Non
 
 def check_plan(plan: dict) -> None:
     """Every error a sweep would meet in one of its pairs, raised before the first pair trains."""
-    from gancompress.compress import PRESETS, check_data_reference, check_n_eval, teacher_dataset
-    from gancompress.distill.trainer import TrainConfig
+    from gancompress.compression import PRESETS, check_data_reference, check_n_eval, teacher_dataset
+    from gancompress.distillation.trainer import TrainConfig
     from gancompress.pipeline import check_run
 
     if plan["preset"] not in PRESETS:
@@ -79,7 +80,7 @@ def check_plan(plan: dict) -> None:
 
 
 def _latency(generator, threads: int) -> dict:
-    from gancompress.bench import bench_generator
+    from gancompress.benchmark import bench_generator
 
     result = bench_generator(generator, LATENCY_BATCHES, [threads], list(LATENCY_RUNTIMES), min_run_time=0.5)
     cells = {(c["runtime"], c["batch_size"]): c["median_ms_per_image"] for c in result["results"]}
@@ -91,7 +92,7 @@ def _latency(generator, threads: int) -> dict:
 
 def _row(model: str, method: str | None, width: float | None, generator_spec: str, plan: dict, n: int, data, device,
          threads: int, train_info: dict, log) -> dict:
-    from gancompress.evaluate import evaluate
+    from gancompress.evaluation import evaluate
     from gancompress.teachers import resolve_generator
 
     teacher = plan["teacher"]
@@ -129,8 +130,8 @@ def train_pair(plan: dict, out_dir: Path, width: float, method: str, device: str
     """Train (or resume, or find finished) the run of one (width, method) pair of `plan` under
     `out_dir/runs`. Returns (run_dir, trainer). Training a sweep's pairs in separate processes or on
     another machine, then `sweep --resume` on the sweep directory, gives the same sweep."""
-    from gancompress.compress import PRESETS
-    from gancompress.distill.trainer import TrainConfig
+    from gancompress.compression import PRESETS
+    from gancompress.distillation.trainer import TrainConfig
     from gancompress.pipeline import train_or_resume
 
     student_plan, overrides = METHODS[method]
@@ -143,7 +144,7 @@ def train_pair(plan: dict, out_dir: Path, width: float, method: str, device: str
 
 def run_sweep(plan: dict, out_dir: Path, device: str = "cpu", progress: bool = True, log=print) -> Path:
     """Run (or resume) every pair of `plan` in `out_dir`, then write the table, plots and report."""
-    from gancompress.compress import PRESETS, teacher_dataset
+    from gancompress.compression import PRESETS, teacher_dataset
     from gancompress.pipeline import STUDENT_FILE
 
     out_dir = prepare_sweep_dir(plan, out_dir)
@@ -229,15 +230,14 @@ def _plot(rows: list[dict], x_key: str, x_label: str, path: Path) -> Path:
 
 
 def _grid(rows: list[dict], path: Path, device: str) -> Path:
-    from gancompress.evaluate import latents
+    from gancompress.evaluation import latents
     from gancompress.report import save_grid
     from gancompress.teachers import resolve_generator
 
     generators = [resolve_generator(r["generator"], device)[0] for r in rows]
     z = latents(8, generators[0].z_dim, seed=0).to(device)
-    kwargs = {}
-    if hasattr(generators[0], "make_noise"):  # StyleGAN2: the same noise for every row
-        kwargs["noise"] = generators[0].make_noise(8, torch.Generator().manual_seed(0), device)
+    # The same extra inputs (StyleGAN2's noise) for every row
+    kwargs = family_of(generators[0]).shared_inputs(generators[0], 8, torch.Generator().manual_seed(0), device)
     with torch.inference_mode():
         images = [g.eval()(z, **kwargs) for g in generators]
     return save_grid(path, images)

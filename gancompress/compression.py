@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import shlex
-import sys
 from pathlib import Path
 
 import torch
 
-from gancompress.distill.trainer import TrainConfig
+from gancompress.distillation.trainer import TrainConfig
 from gancompress.data import check_image_source
-from gancompress.evaluate import EvaluationError, evaluate, generate, latents
+from gancompress.evaluation import EvaluationError, evaluate, generate, latents
 from gancompress.io import load_generator
-from gancompress.distill.trainer import init_distributed
+from gancompress.distillation.trainer import init_distributed
 from gancompress.pipeline import RUN_FILE, STUDENT_FILE, read_run, run_lock, run_training, start_run
 from gancompress.report import comparison, save_grid, write_report
 from gancompress.teachers import manifest, resolve_generator
@@ -80,13 +78,18 @@ def compress(
     progress: bool = True,
     log=print,
     data: str | None = "auto",
+    command: str | None = None,
 ) -> Path:
     """Returns the run directory holding student.safetensors, grid.png, report.json and report.md.
     `teacher`: a registered name or a file (default dcgan-face64); a resumed run always uses its own.
     `data`: a reference (dataset[:split] or folder) for FID against real images as well; "auto" uses
     the registered teacher's dataset when it has one, None skips it. Every argument is checked
-    before the first training step."""
-    command = " ".join(shlex.quote(a) for a in ["gancompress", *sys.argv[1:]])
+    before the first training step. `command`: how the run was asked for, for its record (the CLI
+    passes its command line; by default the Python call)."""
+    if command is None:
+        shown = {"width": width, "channels": channels, "preset": preset, "n_eval": n_eval, "resume": resume}
+        command = f"gancompress.compression({teacher!r}, " + ", ".join(
+            f"{k}={str(v) if isinstance(v, Path) else v!r}" for k, v in shown.items() if v is not None) + ")"
     started = {}
     if resume is None:
         teacher = teacher or DEFAULT_TEACHER

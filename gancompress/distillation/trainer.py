@@ -30,10 +30,11 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from gancompress.config import ConfigError, _SerializableConfig
-from gancompress.distill.augment import POLICIES, diff_augment
-from gancompress.distill.losses import (ADVERSARIAL_LOSSES, AdversarialLoss, FeatureLoss, OutputLoss,
+from gancompress.distillation.augment import POLICIES, diff_augment
+from gancompress.distillation.losses import (ADVERSARIAL_LOSSES, AdversarialLoss, FeatureLoss, OutputLoss,
                                         latent_direction_relation, path_length_penalty, r1_penalty)
 from gancompress.errors import GancompressError
+from gancompress.families import family_of
 from gancompress.io import WriteError, atomic_path, atomic_write_text, load_generator, save_generator, save_tensors
 from gancompress.models import build_discriminator_for
 
@@ -199,8 +200,11 @@ class Trainer:
                 if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
                     module.eval()
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
-        if (config.style_mixing or config.pl_weight or config.relation) and not hasattr(student, "num_ws"):
-            raise ConfigError("style_mixing, pl_weight and relation need a StyleGAN2 generator; set them to 0 for DCGAN")
+        self.family = family_of(student)
+        unsupported = [t for t in ("style_mixing", "pl_weight", "relation")
+                       if getattr(config, t) and t not in self.family.training_terms]
+        if unsupported:
+            raise ConfigError(f"{', '.join(unsupported)} need a StyleGAN2 generator; set them to 0 for {self.family.title}")
         self.pl_mean = torch.zeros((), device=self.device)  # running mean of path lengths (checkpointed)
         self.D = build_discriminator_for(student.config, config.d_width).to(self.device)
         distill = config.mode == "distill"
@@ -245,15 +249,14 @@ class Trainer:
     def _generate(self, net, z, step: int, stream: str, return_features: bool = False):
         """net(z), with per-layer noise (StyleGAN2) drawn from the (seed, rank, step, stream) generator:
         the same stream gives teacher and student the same noise, and a resumed run the same draws."""
-        if not hasattr(net, "make_noise"):
+        if not self.family.has_shared_inputs:
             return net(z, return_features=return_features)
         gen = _seeded(self.config.seed, self.rank.rank, step, stream + "-noise")
-        kwargs = {"noise": net.make_noise(z.shape[0], gen, self.device)}
+        kwargs = self.family.shared_inputs(net, z.shape[0], gen, self.device)
         if self.config.style_mixing and step >= 0:  # the sample bank (step -1) is never mixed
             mix = _seeded(self.config.seed, self.rank.rank, step, stream + "-mix")
             if float(torch.rand((), generator=mix)) < self.config.style_mixing:
-                kwargs["mix_z"] = torch.randn(z.shape, generator=mix).to(self.device)
-                kwargs["mix_cutoff"] = int(torch.randint(1, net.num_ws, (), generator=mix))
+                kwargs.update(self.family.style_mixing_inputs(net, z, mix, self.device))
         return net(z, return_features=return_features, **kwargs)
 
     def _real(self, step: int) -> torch.Tensor:

@@ -1,0 +1,116 @@
+"""Generator families behind one protocol.
+
+A family is everything that differs between DCGAN and StyleGAN2: how a generator and a student-sized
+discriminator are built from a config, how a teacher is pruned (its criteria and the slicing), which
+extra inputs a teacher and its student must share (StyleGAN2's per-layer noise), how its cost is
+split, which graphs it exports, which training terms and student initialisations it supports, and a
+tiny config for tests. The rest of gancompress asks `family_of(x)` and calls the protocol; it never
+tests which family it holds. A third family is a new module here and one line in `FAMILIES`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from gancompress.config import ConfigError
+
+
+class Family:
+    """The protocol. Subclasses set the class attributes and implement the methods."""
+
+    name: str = ""  # as in configs and checkpoints
+    title: str = ""  # as in messages
+    config_class: type = type(None)
+    criteria: tuple[str, ...] = ()  # pruning criteria, the default first
+    export_parts: tuple[str, ...] = ("full",)
+    init_modes: tuple[str, ...] = ("inherit", "random")
+    training_terms: frozenset[str] = frozenset()  # TrainConfig weights only this family supports
+    has_shared_inputs: bool = False  # extra inputs (noise) that teacher and student must share
+
+    # -- networks
+    def build_generator(self, config) -> nn.Module:
+        raise NotImplementedError
+
+    def build_discriminator(self, generator_config, width: float = 1.0) -> nn.Module:
+        """The discriminator sized like a (student) generator, scaled by `width`."""
+        raise NotImplementedError
+
+    def scratch_config(self, resolution: int, channels=None, z_dim=None, out_channels: int = 3, **extra):
+        """A config for training from scratch, with this family's defaults for what is not given."""
+        raise NotImplementedError
+
+    def tiny_config(self, **changes):
+        """A config small enough for tests (a second or two per training step on a CPU)."""
+        raise NotImplementedError
+
+    # -- pruning
+    def channel_importance(self, generator, criterion: str, seed: int = 0, n_samples: int = 256) -> dict:
+        raise NotImplementedError
+
+    def prune(self, teacher, widths: tuple[int, ...], importance: dict) -> tuple[nn.Module, dict[str, list[int]]]:
+        """A student with `widths` channels per block, sliced from the teacher by `importance`; the kept indices."""
+        raise NotImplementedError
+
+    # -- running a generator
+    def shared_inputs(self, generator, batch: int, rng: torch.Generator, device) -> dict:
+        """Keyword arguments of `generator(z, ...)` that teacher and student must share (drawn from `rng`)."""
+        return {}
+
+    def shared_inputs_per_image(self, generator, rngs: list[torch.Generator], device) -> dict:
+        """The same, with image i's inputs drawn from rngs[i] (independent of the batch size)."""
+        return {}
+
+    def style_mixing_inputs(self, generator, z: torch.Tensor, rng: torch.Generator, device) -> dict:
+        raise ConfigError(f"style mixing needs a StyleGAN2 generator, not {self.title}")
+
+    def copy_mapping(self, teacher, student, freeze: bool = False) -> None:
+        raise ConfigError(f"init 'mapping-only' needs StyleGAN2 teacher and student; use inherit or random for {self.title}")
+
+    # -- cost and export
+    def cost_split(self, generator) -> dict:
+        """Parameter counts of the parts that run at different rates (StyleGAN2: mapping, synthesis)."""
+        return {}
+
+    def graph(self, generator, part: str = "full", psi: float = 1.0) -> tuple[nn.Module, torch.Tensor, str, str]:
+        """(module to export, example input, input name, output name) for `part`."""
+        raise NotImplementedError
+
+    def reference_module(self, generator, graph: nn.Module) -> nn.Module:
+        """What an exported graph is verified against (the model as trained, where that is the same function)."""
+        return graph
+
+    def export_notes(self, part: str, psi: float) -> dict:
+        """Fields of an export record that describe this family's graph (truncation, noise)."""
+        return {"psi": None, "noise": None}
+
+
+def _registry() -> dict[str, Family]:
+    from gancompress.families.dcgan import DCGANFamily
+    from gancompress.families.stylegan2 import StyleGAN2Family
+
+    return {family.name: family for family in (DCGANFamily(), StyleGAN2Family())}
+
+
+FAMILIES: dict[str, Family] = _registry()
+
+
+def get_family(name: str) -> Family:
+    if name not in FAMILIES:
+        raise ConfigError(f"unknown generator family {name!r}; known: {sorted(FAMILIES)}")
+    return FAMILIES[name]
+
+
+def family_of(thing) -> Family:
+    """The family of a generator, a generator config (object or dict) or a checkpoint file."""
+    if isinstance(thing, (str, os.PathLike)) and Path(thing).is_file():
+        from gancompress.io import read_metadata
+
+        thing = read_metadata(thing).get("config", {})
+    if isinstance(thing, dict):
+        return get_family(thing.get("family"))
+    config = getattr(thing, "config", thing)
+    return get_family(getattr(config, "family", None))
