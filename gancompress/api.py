@@ -115,12 +115,18 @@ def export(generator, path: str | Path, part: str = "full", psi: float = 1.0, **
     return _export(_module(generator), path, part=part, psi=psi, **options)
 
 
-def bench(generators, batches=(1, 16), threads=None, runtimes=None, min_run_time: float = 1.0) -> list[dict]:
+def bench(generators, batches=(1, 16), threads=None, runtimes=None, min_run_time: float = 1.0, repeats: int = 1,
+          profile: bool = False) -> list[dict]:
     """Latency of each generator (nn.Module, name or checkpoint) on every available runtime (or
-    `runtimes`), batch size and thread count: one result dict per generator, in the given order.
+    `runtimes`), batch size and thread count, side by side: one entry per generator in the given
+    order; later entries get speedups over the first and their MACs reduction.
 
-    >>> [r["results"][0]["median_ms_per_image"] for r in gc.bench([teacher, student], batches=(1,))]"""
-    from gancompress.benchmark import bench_generator, check_runtimes
+    >>> entries = gc.bench([teacher, student], batches=(1,))
+    >>> entries[1]["best_speedup"][0]["speedup"]"""
+    from gancompress.benchmark import bench_generators
+    from gancompress.evaluation import in_memory_identity
+    from gancompress.teachers import resolve_generator
 
-    runtimes = check_runtimes(runtimes)
-    return [bench_generator(_module(g), batches, threads, runtimes, min_run_time) for g in generators]
+    pairs = [(g, in_memory_identity(g)) if isinstance(g, torch.nn.Module) else resolve_generator(str(g))
+             for g in generators]
+    return bench_generators(pairs, batches, threads, runtimes, min_run_time, repeats, profile)

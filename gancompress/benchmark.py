@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import os
 import platform
+import statistics
 import tempfile
 from pathlib import Path
 
 import torch
 
 from gancompress import extras
+from gancompress.errors import GancompressError
 from gancompress.exporting import export_executorch, export_onnx, graph_for
+from gancompress.metrics.cost import count_macs
 from gancompress.metrics.latency import benchmark
 
 WARMUP = 3
@@ -224,3 +227,86 @@ def bench_generator(generator: torch.nn.Module, batches=(1, 16), threads=None, r
             **({"profiles": profiles} if profiles else {}),
             "protocol": f"torch.utils.benchmark blocked_autorange (min_run_time {min_run_time} s) after {WARMUP} "
                         "warm-up calls; one fixed input per batch size; per-image = per-call / batch size"}
+
+
+def bench_generators(generators, batches=(1, 16), threads=None, runtimes=None, min_run_time: float = 1.0,
+                     repeats: int = 1, profile: bool = False, log=lambda msg: None) -> list[dict]:
+    """Several generators timed side by side: `generators` is [(module, identity), ...] (identity as
+    `teachers.resolve_generator` returns it). One entry per generator: its MACs and every cell of
+    `bench_generator`. Rounds go over all generators in turn, so a drift in the machine's state
+    (clock, caches, other load) falls on every generator alike; each cell reports the median over
+    `repeats` rounds (`rounds_ms_per_image` keeps them). With several generators, each later entry
+    gains its MACs reduction, a speedup per cell over the first generator, and `best_speedup`: each
+    generator on its fastest runtime and thread count against the first on its fastest."""
+    if repeats < 1:
+        raise GancompressError(f"--repeats must be at least 1, got {repeats}")
+    runtimes = check_runtimes(runtimes)
+    entries = [{"generator": identity["name"], "sha256": identity.get("sha256"), "macs_per_image": count_macs(g)}
+               for g, identity in generators]
+    for round_index in range(repeats):
+        for entry, (generator, identity) in zip(entries, generators):
+            log(f"{identity['name']}" + (f" (round {round_index + 1} of {repeats})" if repeats > 1 else "") + ":")
+            result = bench_generator(generator, batches, threads, runtimes, min_run_time,
+                                     log=lambda msg: log("  " + msg), profile=profile and round_index == 0)
+            for prof in result.get("profiles", []):
+                log(f"  ONNX Runtime profile, batch {prof['batch_size']} threads {prof['threads']}: "
+                    f"{prof['call_median_us']:.0f} us per call, {prof['outside_nodes_us']:.0f} us outside the nodes")
+                for node in prof["nodes"]:
+                    log(f"    {node['median_us']:8.0f} us  {node['op']:18s} {node['node']}")
+            if round_index == 0:
+                entry.update(result)
+                for cell in entry["results"]:
+                    cell["rounds_ms_per_image"] = [cell["median_ms_per_image"]]
+            else:
+                for cell, new in zip(entry["results"], result["results"]):
+                    cell["rounds_ms_per_image"].append(new["median_ms_per_image"])
+                    cell["median_ms_per_image"] = statistics.median(cell["rounds_ms_per_image"])
+    if len(entries) > 1:
+        _add_speedups(entries)
+    return entries
+
+
+def _add_speedups(entries: list[dict]) -> None:
+    first = entries[0]
+    base = {(c["runtime"], c["batch_size"], c["threads"]): c["median_ms_per_image"] for c in first["results"]}
+    for entry in entries[1:]:
+        entry["macs_reduction"] = first["macs_per_image"] / entry["macs_per_image"]
+        for cell in entry["results"]:
+            cell["speedup"] = base[(cell["runtime"], cell["batch_size"], cell["threads"])] / cell["median_ms_per_image"]
+        entry["best_speedup"] = []
+        for batch in sorted({c["batch_size"] for c in entry["results"]}):
+            mine, theirs = (min((c for c in e["results"] if c["batch_size"] == batch),
+                                key=lambda c: c["median_ms_per_image"]) for e in (entry, first))
+            speedup = theirs["median_ms_per_image"] / mine["median_ms_per_image"]
+            entry["best_speedup"].append({"batch_size": batch, "speedup": speedup,
+                                          "ratio_to_macs_reduction": speedup / entry["macs_reduction"],
+                                          "student": [mine["runtime"], mine["threads"]],
+                                          "reference": [theirs["runtime"], theirs["threads"]]})
+
+
+def summary_lines(entries: list[dict], repeats: int = 1) -> list[str]:
+    """The human summary of `bench_generators`' entries: medians over rounds, speedups, best against best."""
+    lines = []
+    if repeats > 1:
+        lines.append(f"median over {repeats} rounds (ms/image):")
+        for entry in entries:
+            for c in entry["results"]:
+                lines.append(f"  {entry['generator']}: {c['runtime']:16s} batch {c['batch_size']:3d} threads "
+                             f"{c['threads']}: {c['median_ms_per_image']:.3f} (rounds: "
+                             f"{', '.join(f'{t:.3f}' for t in c['rounds_ms_per_image'])})")
+    if len(entries) > 1:
+        lines.append(f"speedup over {entries[0]['generator']} (median latency ratio; MACs reduction in brackets):")
+        for entry in entries[1:]:
+            reduction = entry["macs_reduction"]
+            for cell in entry["results"]:
+                lines.append(f"  {entry['generator']}: {cell['runtime']} batch {cell['batch_size']} threads "
+                             f"{cell['threads']}: {cell['speedup']:.2f}x [{reduction:.1f}x MACs; ratio "
+                             f"{cell['speedup'] / reduction:.2f}]")
+        lines.append("best against best (each generator on its fastest runtime and thread count per batch size):")
+        for entry in entries[1:]:
+            for best in entry["best_speedup"]:
+                (mine_rt, mine_th), (theirs_rt, theirs_th) = best["student"], best["reference"]
+                lines.append(f"  {entry['generator']}: batch {best['batch_size']}: {best['speedup']:.2f}x ({mine_rt}, "
+                             f"{mine_th} threads, vs {theirs_rt}, {theirs_th} threads) [{entry['macs_reduction']:.1f}x "
+                             f"MACs; ratio {best['ratio_to_macs_reduction']:.2f}]")
+    return lines

@@ -322,80 +322,24 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 
 def cmd_bench(args) -> int:
-    from gancompress.benchmark import bench_generator
+    from gancompress.benchmark import available_runtimes, bench_generators, check_runtimes, summary_lines
     from gancompress.io import atomic_write_text
-    from gancompress.metrics.cost import count_macs
     from gancompress.teachers import resolve_generator
-
-    import statistics
-
-    if args.repeats < 1:
-        raise GancompressError(f"--repeats must be at least 1, got {args.repeats}")
-    from gancompress.benchmark import available_runtimes, check_runtimes
 
     runtimes = check_runtimes(args.runtimes.split(",") if args.runtimes else None)  # before any work
     if not args.runtimes and "onnxruntime-cpu" not in runtimes:
         print("ONNX Runtime is not installed: timing " + ", ".join(available_runtimes()) +
               " only (pip install 'gancompress[export]' adds it)")
+    if args.repeats < 1:
+        raise GancompressError(f"--repeats must be at least 1, got {args.repeats}")
     generators = [resolve_generator(spec) for spec in args.generator]
-    entries = [{"generator": identity["name"], "sha256": identity.get("sha256"), "macs_per_image": count_macs(generator)}
-               for generator, identity in generators]
-    # Rounds go over all generators in turn, so a drift in the machine's state (clock, caches,
-    # other load) falls on every generator alike; each cell reports the median over rounds.
-    for round_index in range(args.repeats):
-        for entry, (generator, identity) in zip(entries, generators):
-            print(f"{identity['name']}" + (f" (round {round_index + 1} of {args.repeats})" if args.repeats > 1 else "") + ":")
-            try:
-                result = bench_generator(generator, args.batches, args.threads, runtimes, args.min_run_time,
-                                         log=lambda msg: print("  " + msg), profile=args.profile and round_index == 0)
-            except ValueError as err:
-                raise GancompressError(str(err)) from err
-            for prof in result.get("profiles", []):
-                print(f"  ONNX Runtime profile, batch {prof['batch_size']} threads {prof['threads']}: "
-                      f"{prof['call_median_us']:.0f} us per call, {prof['outside_nodes_us']:.0f} us outside the nodes")
-                for node in prof["nodes"]:
-                    print(f"    {node['median_us']:8.0f} us  {node['op']:18s} {node['node']}")
-            if round_index == 0:
-                entry.update(result)
-                for cell in entry["results"]:
-                    cell["rounds_ms_per_image"] = [cell["median_ms_per_image"]]
-            else:
-                for cell, new in zip(entry["results"], result["results"]):
-                    cell["rounds_ms_per_image"].append(new["median_ms_per_image"])
-                    cell["median_ms_per_image"] = statistics.median(cell["rounds_ms_per_image"])
-    if args.repeats > 1:
-        print(f"median over {args.repeats} rounds (ms/image):")
-        for entry in entries:
-            for c in entry["results"]:
-                print(f"  {entry['generator']}: {c['runtime']:16s} batch {c['batch_size']:3d} threads {c['threads']}: "
-                      f"{c['median_ms_per_image']:.3f} (rounds: {', '.join(f'{t:.3f}' for t in c['rounds_ms_per_image'])})")
-    if len(entries) > 1:
-        base = {(c["runtime"], c["batch_size"], c["threads"]): c["median_ms_per_image"] for c in entries[0]["results"]}
-        print(f"speedup over {entries[0]['generator']} (median latency ratio; MACs reduction in brackets):")
-        for entry in entries[1:]:
-            reduction = entries[0]["macs_per_image"] / entry["macs_per_image"]
-            entry["macs_reduction"] = reduction
-            for cell in entry["results"]:
-                cell["speedup"] = base[(cell["runtime"], cell["batch_size"], cell["threads"])] / cell["median_ms_per_image"]
-                print(f"  {entry['generator']}: {cell['runtime']} batch {cell['batch_size']} threads {cell['threads']}: "
-                      f"{cell['speedup']:.2f}x [{reduction:.1f}x MACs; ratio {cell['speedup'] / reduction:.2f}]")
-        print("best against best (each generator on its fastest runtime and thread count per batch size):")
-        for entry in entries[1:]:
-            entry["best_speedup"] = []
-            for batch in sorted({c["batch_size"] for c in entry["results"]}):
-                mine, theirs = (min((c for c in e["results"] if c["batch_size"] == batch),
-                                    key=lambda c: c["median_ms_per_image"]) for e in (entry, entries[0]))
-                speedup = theirs["median_ms_per_image"] / mine["median_ms_per_image"]
-                entry["best_speedup"].append({"batch_size": batch, "speedup": speedup,
-                                              "ratio_to_macs_reduction": speedup / entry["macs_reduction"],
-                                              "student": [mine["runtime"], mine["threads"]],
-                                              "reference": [theirs["runtime"], theirs["threads"]]})
-                print(f"  {entry['generator']}: batch {batch}: {speedup:.2f}x ({mine['runtime']}, {mine['threads']} "
-                      f"threads, vs {theirs['runtime']}, {theirs['threads']} threads) [{entry['macs_reduction']:.1f}x "
-                      f"MACs; ratio {speedup / entry['macs_reduction']:.2f}]")
+    entries = bench_generators(generators, args.batches, args.threads, runtimes, args.min_run_time, args.repeats,
+                               args.profile, log=print)
+    for line in summary_lines(entries, args.repeats):
+        print(line)
     if args.out:
-        atomic_write_text(args.out, json.dumps({"command": "gancompress " + " ".join(sys.argv[1:]), "entries": entries},
-                                               indent=2) + "\n")
+        command = " ".join(["gancompress", *args.argv])
+        atomic_write_text(args.out, json.dumps({"command": command, "entries": entries}, indent=2) + "\n")
         print(f"wrote {args.out}")
     return 0
 

@@ -67,3 +67,16 @@ def test_bench_command_compares_the_fastest_cells(tmp_path, capsys):
     for cell in small_entry["results"]:  # each cell is the median of its three rounds
         assert len(cell["rounds_ms_per_image"]) == 3
         assert cell["median_ms_per_image"] == sorted(cell["rounds_ms_per_image"])[1]
+
+
+def test_the_library_times_generators_side_by_side():
+    import gancompress as gc
+
+    big, small = tiny_generator(channels=(64, 32, 16)), tiny_generator(channels=(8, 8, 8))
+    entries = gc.bench([big, small], batches=(8,), threads=(1,), runtimes=["torch-cpu"], min_run_time=0.1, repeats=2)
+    assert [e["generator"] for e in entries] == ["dcgan generator (in memory)"] * 2
+    (cell,) = entries[1]["results"]
+    assert entries[1]["macs_reduction"] > 5 and cell["speedup"] > 1 and len(cell["rounds_ms_per_image"]) == 2
+    (best,) = entries[1]["best_speedup"]
+    assert best["ratio_to_macs_reduction"] == pytest.approx(best["speedup"] / entries[1]["macs_reduction"])
+    assert "macs_reduction" not in entries[0]
