@@ -9,12 +9,12 @@ import torch
 
 from gancompress.distillation.trainer import TrainConfig
 from gancompress.data import check_image_source
-from gancompress.evaluation import EvaluationError, evaluate, generate, latents
+from gancompress.evaluation import EvaluationError, evaluate, generate, generator_reference, latents
 from gancompress.io import load_generator
 from gancompress.distillation.trainer import init_distributed
 from gancompress.pipeline import RUN_FILE, STUDENT_FILE, read_run, run_lock, run_training, start_run
 from gancompress.report import comparison, save_grid, write_report
-from gancompress.teachers import manifest, resolve_generator
+from gancompress.teachers import file_identity, manifest, resolve_generator
 
 # Budgets. quick: finishes on a 2-core CPU in under 10 minutes with evaluation (its FID uses few
 # samples and says so); standard: the budget of the published-quality results, for a GPU or a
@@ -132,9 +132,13 @@ def compress(
 
 def _evaluate_and_report(run_dir, trainer, teacher, preset, n_eval, data, device, progress, log, command, started,
                          resume) -> None:
+    # Teacher and student are loaded once here and passed on as objects (with the identities their
+    # files give them, so records and feature caches are the same as for a spec).
     student_path = run_dir / STUDENT_FILE
     teacher_net, teacher_identity = resolve_generator(teacher, device)
     student = load_generator(student_path, device)
+    student_identity = file_identity(student_path.name, student_path, student)
+    teacher_samples = generator_reference(teacher_net, teacher_identity, device)
     z = latents(16, student.z_dim, seed=0)
     with torch.inference_mode():
         grid = save_grid(run_dir / "grid.png", [generate(teacher_net, z, device), generate(student, z, device)])
@@ -142,13 +146,14 @@ def _evaluate_and_report(run_dir, trainer, teacher, preset, n_eval, data, device
     log(f"evaluating teacher and student at n = {n_eval}" + (" (quick preset: a small n, FID is biased upwards "
                                                            "and noisy; compare only at equal n)" if preset == "quick" else ""))
     kwargs = dict(n=n_eval, device=device, progress=progress, log=log)
-    teacher_record = evaluate(teacher, f"teacher:{teacher}", **kwargs)
-    student_record = evaluate(str(student_path), f"teacher:{teacher}", **kwargs)
+    teacher_record = evaluate(teacher_net, teacher_samples, identity=teacher_identity, **kwargs)
+    student_record = evaluate(student, teacher_samples, identity=student_identity, **kwargs)
     data_records = None
     if data:
         log(f"evaluating teacher and student against {data} at n = {n_eval}")
         kwargs["latency"] = False  # measured above
-        data_records = (evaluate(teacher, data, **kwargs), evaluate(str(student_path), data, **kwargs))
+        data_records = (evaluate(teacher_net, data, identity=teacher_identity, **kwargs),
+                        evaluate(student, data, identity=student_identity, **kwargs))
     summary = {
         "command": started.get("command", command),
         "resumed_with": command if resume is not None else None,

@@ -238,9 +238,9 @@ def in_memory_identity(generator: torch.nn.Module) -> dict:
             "config": config.to_dict() if config is not None else None}
 
 
-def _generator_and_identity(generator, device) -> tuple[torch.nn.Module, dict]:
+def _generator_and_identity(generator, device, identity: dict | None = None) -> tuple[torch.nn.Module, dict]:
     if isinstance(generator, torch.nn.Module):
-        return generator.to(device), in_memory_identity(generator)
+        return generator.to(device), identity or in_memory_identity(generator)
     if isinstance(generator, (str, Path)):
         return resolve_generator(str(generator), device)
     raise EvaluationError(f"a generator is a registered name, a checkpoint path or an nn.Module, not a "
@@ -262,10 +262,13 @@ def evaluate(
     progress: bool = True,
     inception_score: bool = False,
     log: Callable[[str], None] = print,
+    identity: dict | None = None,
 ) -> dict:
     """Evaluate `generator_spec` (a registered name, a checkpoint path, or a generator nn.Module)
-    against `reference_spec` (teacher:NAME|PATH, a dataset[:split], or an image folder/tar): a record
-    of FID, KID, LPIPS, cost and latency that carries its protocol."""
+    against `reference_spec` (teacher:NAME|PATH, a dataset[:split], an image folder/tar, or a
+    `Reference` already built, e.g. `generator_reference(teacher, ...)`): a record of FID, KID,
+    LPIPS, cost and latency that carries its protocol. `identity`: how the record names a generator
+    passed as an object (default: its family, config and a sha256 of its tensors)."""
     device = device or default_device()
     if n < 2:
         raise EvaluationError(f"--n must be at least 2 (FID needs a covariance), got {n}")
@@ -276,8 +279,9 @@ def evaluate(
         raise EvaluationError(f"--batch-size must be at least 1, got {batch_size}")
     timings = {}
     t0 = time.perf_counter()
-    generator, gen_identity = _generator_and_identity(generator_spec, device)
-    reference = parse_reference(reference_spec, device, generator.resolution, generator.out_channels)
+    generator, gen_identity = _generator_and_identity(generator_spec, device, identity)
+    reference = reference_spec if isinstance(reference_spec, Reference) else \
+        parse_reference(reference_spec, device, generator.resolution, generator.out_channels)
     if reference.kind == "teacher" and seed == ref_seed:
         raise EvaluationError("--seed equals --ref-seed: the teacher reference would reuse the generator's latents")
     extractor = fid_metrics.InceptionFeatures(device)
@@ -325,7 +329,8 @@ def evaluate(
 
     record = {
         "generator": gen_identity,
-        "reference": {"spec": reference_spec, "label": reference.label, "kind": reference.kind,
+        "reference": {"spec": reference_spec if isinstance(reference_spec, str) else reference.label,
+                      "label": reference.label, "kind": reference.kind,
                       "identity": reference.identity, "features": ref_cache},
         "generator_features": gen_cache,
         "metrics": {

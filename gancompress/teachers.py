@@ -53,8 +53,12 @@ def resolve_generator(spec: str, device: str | torch.device = "cpu") -> tuple[to
         generator = load_generator(path, device)
     else:
         generator = _import_foreign(path).to(device)
-    identity = {"name": name, "file": str(path), "sha256": sha256_file(path), "config": generator.config.to_dict()}
-    return generator, identity
+    return generator, file_identity(name, path, generator)
+
+
+def file_identity(name: str, path: Path, generator) -> dict:
+    """What records say about a generator read from `path` (its sha256 also keys cached features)."""
+    return {"name": name, "file": str(path), "sha256": sha256_file(path), "config": generator.config.to_dict()}
 
 
 def _import_foreign(path: Path) -> torch.nn.Module:
