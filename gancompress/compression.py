@@ -54,7 +54,7 @@ DEFAULT_TEACHER = "dcgan-face64"
 
 def check_n_eval(n_eval) -> int:
     if isinstance(n_eval, bool) or not isinstance(n_eval, int) or n_eval < 2:
-        raise EvaluationError(f"--n-eval must be an integer of at least 2 (FID needs a covariance), got {n_eval!r}")
+        raise EvaluationError(f"--n must be an integer of at least 2 (FID needs a covariance), got {n_eval!r}")
     return n_eval
 
 
@@ -62,6 +62,25 @@ def check_data_reference(data: str | None) -> None:
     """A reference for FID against real images, checked before any training."""
     if data:
         check_image_source(data)
+
+
+def resolve_plan(teacher=None, width=0.25, channels=None, criterion="l1", preset=None, overrides=None, n_eval=None,
+                 data="auto") -> dict:
+    """What a new compress run will do, checked, before anything is created: {"teacher", "student"
+    (the plan), "train" (the TrainConfig: the preset's numbers with `overrides`), "compress" (preset,
+    n_eval, data)}. `compress --dry-run` prints it."""
+    teacher = teacher or DEFAULT_TEACHER
+    preset = preset or "quick"
+    if preset not in PRESETS:
+        raise EvaluationError(f"unknown preset {preset!r}; choose {', '.join(PRESETS)}")
+    n_eval = check_n_eval(PRESETS[preset]["n_eval"] if n_eval is None else n_eval)
+    data = teacher_dataset(teacher) if data == "auto" else data
+    check_data_reference(data)
+    config = TrainConfig(**{**PRESETS[preset]["train"], **(overrides or {})})
+    plan = {"init": "inherit", "criterion": criterion, "prune_seed": 0}
+    plan.update({"channels": list(channels)} if channels else {"width": width})
+    return {"teacher": teacher, "student": plan, "train": config,
+            "compress": {"preset": preset, "n_eval": n_eval, "data": data}}
 
 
 def compress(
@@ -92,19 +111,12 @@ def compress(
             f"{k}={str(v) if isinstance(v, Path) else v!r}" for k, v in shown.items() if v is not None) + ")"
     started = {}
     if resume is None:
-        teacher = teacher or DEFAULT_TEACHER
-        preset = preset or "quick"
-        if preset not in PRESETS:
-            raise EvaluationError(f"unknown preset {preset!r}; choose {', '.join(PRESETS)}")
-        n_eval = check_n_eval(PRESETS[preset]["n_eval"] if n_eval is None else n_eval)
-        data = teacher_dataset(teacher) if data == "auto" else data
-        check_data_reference(data)
-        config = TrainConfig(**{**PRESETS[preset]["train"], **(overrides or {})})
-        plan = {"init": "inherit", "criterion": criterion, "prune_seed": 0}
-        plan.update({"channels": list(channels)} if channels else {"width": width})
+        resolved = resolve_plan(teacher, width, channels, criterion, preset, overrides, n_eval, data)
+        teacher, config, plan = resolved["teacher"], resolved["train"], resolved["student"]
+        preset, n_eval, data = (resolved["compress"][k] for k in ("preset", "n_eval", "data"))
         label = f"compress-{Path(teacher).stem}-" + (f"w{width}" if not channels else "custom")
         run_dir = start_run(run_root, label, config, teacher, plan, device,
-                            extra={"compress": {"preset": preset, "n_eval": n_eval, "command": command, "data": data}})
+                            extra={"compress": {**resolved["compress"], "command": command}})
     else:
         run_dir = Path(resume)
         spec = read_run(run_dir)

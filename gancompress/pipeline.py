@@ -308,7 +308,7 @@ def _train_run(run_dir: Path, spec: dict, rank: Rank, resume: bool, progress: bo
         real = real_image_source(config.real, student.resolution, student.out_channels)
     log = _logger(run_dir, rank)
     trainer = Trainer(config, student, teacher, real, run_dir, device=device, kept=kept,
-                      lpips_model=lpips_model, rank=rank, progress=progress)
+                      lpips_model=lpips_model, rank=rank, progress=progress, log_line=log.info)
     if resume:
         trainer.load_checkpoint(run_dir)
         log.info("resumed at step %d", trainer.step)

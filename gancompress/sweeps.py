@@ -283,7 +283,7 @@ def plan_command(plan: dict) -> str:
     for key, value in plan["overrides"].items():
         args += ["--" + key.replace("_", "-"), str(value)]
     if plan["n_eval"]:
-        args += ["--n-eval", str(plan["n_eval"])]
+        args += ["--n", str(plan["n_eval"])]
     if plan["data"] != "auto":
         args += ["--data", plan["data"] or "none"]
     return " ".join(shlex.quote(a) for a in args)

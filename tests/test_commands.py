@@ -121,7 +121,7 @@ def test_bad_betas_are_a_one_line_usage_error(tmp_path, env):
 
 def test_compress_end_to_end(teacher_file, tmp_path, env):
     result = _gc("compress", "--teacher", str(teacher_file), "--width", "0.5", "--steps", "4", "--batch-size", "4",
-                 "--n-eval", "16", "--data", "mnist", "--run-root", str(tmp_path / "runs"), "--quiet", env=env)
+                 "--n", "16", "--data", "mnist", "--run-root", str(tmp_path / "runs"), "--quiet", env=env)
     run = next((tmp_path / "runs").iterdir())
     report = json.loads((run / "report.json").read_text())
     cmp = report["comparison"]

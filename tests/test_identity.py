@@ -88,7 +88,7 @@ def test_students_keep_their_bytes(name, work, teachers):
 
 def test_a_compress_report_keeps_its_numbers(work, capsys):
     argv = ["compress", "--teacher", str(work / "teacher.safetensors"), "--width", "0.5", "--steps", "3",
-            "--batch-size", "4", "--n-eval", "8", "--data", "mnist", "--seed", "7", "--run-root", str(work / "runs"),
+            "--batch-size", "4", "--n", "8", "--data", "mnist", "--seed", "7", "--run-root", str(work / "runs"),
             "--quiet"]
     assert main(argv) == 0
     report = json.loads(next((work / "runs").glob("*/report.json")).read_text())

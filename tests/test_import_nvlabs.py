@@ -144,7 +144,7 @@ def test_torch_save_files_are_not_taken_for_nvlabs_pickles(tmp_path):
 
 
 def test_import_command_and_teacher_option_take_a_pkl(tmp_path, imported, expected, capsys):
-    assert main(["import", str(PKL), "--out-dir", str(tmp_path)]) == 0
+    assert main(["import", str(PKL), "--out", str(tmp_path)]) == 0
     assert "mapping.w_avg from the checkpoint" in capsys.readouterr().out
     converted = load_generator(tmp_path / "nvlabs_tiny-G.safetensors")
     assert (tmp_path / "nvlabs_tiny-D.safetensors").is_file()

@@ -162,7 +162,7 @@ def test_the_installed_wheel_is_a_working_base_install(fresh_env, tmp_path, read
     assert _run(fresh_env, "--help", cwd=elsewhere, env=env).returncode == 0
     teacher = save_generator(elsewhere / "teacher.safetensors", tiny_generator(channels=(32, 16, 16)))
     result = _run(fresh_env, "compress", "--teacher", teacher, "--width", "0.5", "--steps", "2", "--batch-size", "4",
-                  "--n-eval", "8", "--data", "none", "--quiet", cwd=elsewhere, env=env)
+                  "--n", "8", "--data", "none", "--quiet", cwd=elsewhere, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(next((elsewhere / "runs").glob("*/report.json")).read_text())
     assert report["student_eval"]["protocol"]["n_generated"] == 8 and report["student_channels"] == [16, 8, 8]

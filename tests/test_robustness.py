@@ -113,7 +113,7 @@ def test_export_verification_fails_on_nan(work, capsys, nan_student):
 
 def test_compress_resume_takes_the_runs_own_teacher(work, capsys):
     argv = ["compress", "--teacher", str(work / "teacher.safetensors"), "--width", "0.5", "--steps", "2",
-            "--batch-size", "4", "--n-eval", "8", "--data", "none", "--run-root", str(work / "runs"), "--quiet"]
+            "--batch-size", "4", "--n", "8", "--data", "none", "--run-root", str(work / "runs"), "--quiet"]
     assert main(argv) == 0
     run = next((work / "runs").iterdir())
     capsys.readouterr()

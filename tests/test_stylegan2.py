@@ -133,7 +133,7 @@ def test_stylegan2_compresses_end_to_end_through_the_cli(tmp_path, ready_assets)
     env = dict(os.environ, **{assets.get_asset(n).env_var: str(p) for n, p in ready_assets.items()})
     env[assets.CACHE_ENV] = str(tmp_path / "cache")
     subprocess.run([sys.executable, "-m", "gancompress", "compress", "--teacher", str(teacher_path), "--width", "0.5",
-                    "--steps", "3", "--batch-size", "4", "--n-eval", "8", "--lpips", "0", "--run-root",
+                    "--steps", "3", "--batch-size", "4", "--n", "8", "--lpips", "0", "--run-root",
                     str(tmp_path / "runs"), "--quiet"], env=env, check=True, capture_output=True, text=True)
     run = next((tmp_path / "runs").iterdir())
     report = json.loads((run / "report.json").read_text())

@@ -58,7 +58,7 @@ def test_plots_grid_and_report_are_written_with_their_data(finished_sweep):
     assert f"{speedup:.2f}x ({ratio:.2f})" in line and "1.00x (1.00)" in report
     plan, _ = finished_sweep
     assert f"Command: gancompress sweep --teacher {plan['teacher']} --widths 0.5,0.25 --methods distill,scratch " \
-           "--preset quick --steps 3 --batch-size 4 --n-eval 16 --data none." in report
+           "--preset quick --steps 3 --batch-size 4 --n 16 --data none." in report
 
 
 def test_a_resumed_sweep_redoes_only_what_is_missing(finished_sweep):

@@ -20,6 +20,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,12 +178,16 @@ class Trainer:
         lpips_model: torch.nn.Module | None = None,
         rank: Rank = Rank(),
         progress: bool = True,
+        log_line: Callable[[str], None] | None = None,
     ):
         if config.mode == "distill" and teacher is None:
             raise ConfigError("distillation needs a teacher")
         if config.real == "teacher" and teacher is None:
             raise ConfigError("real images come from the teacher (data-free) but there is no teacher; pass a dataset")
         self.config, self.rank, self.device, self.progress = config, rank, torch.device(device), progress
+        # Progress on a terminal is a bar; elsewhere (a log file, CI) a plain line every log_every steps.
+        self.plain_progress = progress and not sys.stderr.isatty()
+        self.log_line = log_line  # also gets every progress line (the run's log.txt)
         self._tb_writer = None
         self.run_dir = Path(run_dir) if run_dir is not None else None
         if self.run_dir is not None and rank.main:
@@ -360,7 +365,7 @@ class Trainer:
         window, t_window, n_window = {}, time.perf_counter(), 0
         self._open_tensorboard()
         bar = tqdm(total=end, initial=self.step, desc=self.config.mode, unit="step",
-                   disable=not (self.progress and self.rank.main), dynamic_ncols=True)
+                   disable=not (self.progress and self.rank.main) or self.plain_progress, dynamic_ncols=True)
         while self.step < end:
             step = self.step
             terms = {}
@@ -380,7 +385,10 @@ class Trainer:
                 stats.update(step=self.step, img_per_s=n_window * self.config.batch_size / max(elapsed, 1e-9),
                              time_s=self.elapsed())
                 self._log(stats)
-                bar.set_postfix({k: f"{v:.3g}" for k, v in stats.items() if k not in ("step", "time_s")}, refresh=False)
+                shown = {k: f"{v:.3g}" for k, v in stats.items() if k not in ("step", "time_s")}
+                bar.set_postfix(shown, refresh=False)
+                self._progress_line(f"{self.config.mode} step {self.step}/{end}: " +
+                                    ", ".join(f"{k} {v}" for k, v in shown.items()))
                 window, t_window, n_window = {}, time.perf_counter(), 0
             if self.step % self.config.sample_every == 0 or self.step == end:
                 self.write_samples()
@@ -393,6 +401,14 @@ class Trainer:
             self._tb_writer = None
         self._t_end = time.perf_counter()
         return self.G_ema
+
+    def _progress_line(self, line: str) -> None:
+        if not self.rank.main:
+            return
+        if self.plain_progress:
+            print(line, file=sys.stderr, flush=True)
+        if self.log_line is not None:
+            self.log_line(line)
 
     def elapsed(self) -> float:
         """Training seconds, summed over resumed sessions."""
