@@ -325,21 +325,21 @@ def cmd_train(args) -> int:
 
 
 def cmd_import(args) -> int:
-    from gancompress.importers_nvlabs import import_nvlabs, is_plain_pickle
-    from gancompress.importers_stylegan2 import describe, import_rosinality, load_foreign_checkpoint
+    from gancompress.families import family_of
     from gancompress.io import save_generator, save_tensors
+    from gancompress.teachers import read_foreign
 
-    if is_plain_pickle(args.checkpoint):  # NVlabs .pkl: read by a restricted unpickler, no opt-in needed
-        imported = import_nvlabs(args.checkpoint)
-    else:
-        imported = import_rosinality(load_foreign_checkpoint(args.checkpoint, allow_pickle=args.allow_pickle))
+    imported = read_foreign(args.checkpoint, allow_pickle=args.allow_pickle)
     generator, notes = imported["generator"]
     out_dir = args.out_dir or args.checkpoint.parent
     stem = args.checkpoint.stem
     g_path = save_generator(out_dir / f"{stem}-G.safetensors", generator,
                             {"imported_from": {"file": args.checkpoint.name, **notes}})
-    print(f"generator: {describe(generator)} -> {g_path}")
-    print(f"  w average: {notes['w_avg']}")
+    c = generator.config
+    print(f"generator ({imported['format']}): {family_of(generator).title} {c.resolution}px, channels {c.channels}, "
+          f"z {c.z_dim} -> {g_path}")
+    if "w_avg" in notes:
+        print(f"  w average: {notes['w_avg']}")
     if imported["discriminator"] is not None:
         d = imported["discriminator"]
         d_path = out_dir / f"{stem}-D.safetensors"
@@ -604,7 +604,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="convert a StyleGAN2 checkpoint (rosinality .pt, NVlabs .pkl) to gancompress files",
         description="Read a rosinality/stylegan2-pytorch .pt (g_ema, and d when present; any size and channel "
                     "multiplier) or an NVlabs stylegan2-ada-pytorch / stylegan3 (config stylegan2) .pkl snapshot "
-                    "(G_ema, and D) and write CHECKPOINT-G.safetensors (and -D) that every gancompress command takes. "
+                    "(G_ema, and D), or a DCGAN state_dict (recognised by its tensor shapes), and write "
+                    "CHECKPOINT-G.safetensors (and -D) that every gancompress command takes. "
                     ".pt files load with torch.load(weights_only=True), allowing only argparse.Namespace besides "
                     "tensors; .pkl files load through a restricted unpickler that reads weights and never runs the "
                     "source code stored in them (no source tree needed).",

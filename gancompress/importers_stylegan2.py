@@ -23,7 +23,6 @@ final_linear.0 / .1, with the blur kernels (buffers) checked against the [1, 3, 
 from __future__ import annotations
 
 import argparse
-import math
 import re
 
 import torch
@@ -193,9 +192,3 @@ def import_rosinality(obj: dict) -> dict:
     generator = rosinality_generator(state, w_avg if torch.is_tensor(w_avg) else None, lr_mlp)
     discriminator = rosinality_discriminator(obj["d"]) if isinstance(obj.get("d"), dict) else None
     return {"generator": generator, "discriminator": discriminator}
-
-
-def describe(generator: StyleGAN2Generator) -> str:
-    c = generator.config
-    return (f"StyleGAN2 {c.resolution}px, channels {c.channels}, z {c.z_dim}, w {c.w_dim}, "
-            f"{c.mapping_layers}-layer mapping, {int(math.log2(c.resolution)) - 1} blocks")

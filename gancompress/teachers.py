@@ -62,19 +62,27 @@ def file_identity(name: str, path: Path, generator) -> dict:
 
 
 def _import_foreign(path: Path) -> torch.nn.Module:
-    """A generator from a checkpoint saved by other code: NVlabs StyleGAN2 `.pkl` snapshots,
-    rosinality StyleGAN2 `.pt` files, or DCGAN state_dicts recognised by shape."""
+    return read_foreign(path)["generator"][0]
+
+
+def read_foreign(path: str | Path, allow_pickle: bool = False) -> dict:
+    """A checkpoint saved by other code, read by the importer its format needs; the one place that
+    decides which: NVlabs StyleGAN2 `.pkl` snapshots (restricted unpickler), rosinality StyleGAN2
+    `.pt` files, or DCGAN state_dicts recognised by shape. Returns {"format", "generator":
+    (generator, notes), "discriminator": the network or None}."""
     from gancompress.importers import dcgan_from_state_dict
     from gancompress.importers_nvlabs import import_nvlabs, is_plain_pickle
     from gancompress.importers_stylegan2 import import_rosinality, load_foreign_checkpoint, rosinality_generator_state
 
+    path = Path(path)
     try:
         if is_plain_pickle(path):
-            return import_nvlabs(path)["generator"][0]
-        obj = load_foreign_checkpoint(path)
+            return {"format": "nvlabs", **import_nvlabs(path)}
+        obj = load_foreign_checkpoint(path, allow_pickle=allow_pickle)
         if rosinality_generator_state(obj) is not None:
-            return import_rosinality(obj)["generator"][0]
-        return dcgan_from_state_dict(obj)
+            return {"format": "rosinality", **import_rosinality(obj)}
+        generator = dcgan_from_state_dict(obj)
+        return {"format": "dcgan", "generator": (generator, {"format": "DCGAN state_dict"}), "discriminator": None}
     except GancompressError:
         raise
     except (RuntimeError, KeyError, ValueError, TypeError, IndexError, AttributeError) as err:

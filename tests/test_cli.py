@@ -99,3 +99,21 @@ def test_plain_progress_lines_without_a_terminal(work, capsys):
     assert [line.split(":")[0] for line in lines] == ["distill step 2/4", "distill step 4/4"] and "\r" not in err
     log = next((work / "runs").glob("*/log.txt")).read_text()
     assert all(line in log for line in lines)  # log.txt records the same lines
+
+
+def test_import_reads_every_foreign_format_the_teacher_option_reads(work, capsys):
+    """`import` and `--teacher FILE` choose the importer in one place (teachers.read_foreign), so a
+    DCGAN state_dict imports too."""
+    import torch
+
+    from gancompress.io import load_generator
+    from tests.conftest import tiny_generator
+
+    original = tiny_generator(channels=(16, 8, 8))
+    torch.save(original.state_dict(), work / "netG.pth")
+    assert main(["import", str(work / "netG.pth"), "--out", str(work / "imported")]) == 0
+    assert "generator (dcgan): DCGAN 32px, channels (16, 8, 8)" in capsys.readouterr().out
+    imported = load_generator(work / "imported" / "netG-G.safetensors")
+    z = torch.randn(3, 8)
+    with torch.no_grad():
+        assert torch.equal(imported(z), original(z))
