@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ def test_every_public_name_exists_with_a_docstring():
         value = getattr(gc, name)
         assert name == "FAMILIES" or value.__doc__, name
     assert set(gc.FAMILIES) == {"dcgan", "stylegan2"}
-    assert gc.__version__ == "0.1.0"
+    assert gc.__version__ == tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]  # one source
 
 
 def test_version_flag(capsys):
