@@ -127,13 +127,13 @@ def check_runtimes(runtimes=None) -> list[str]:
         return available_runtimes()
     unknown = [r for r in runtimes if r not in RUNTIMES]
     if unknown:
-        raise extras.ExtraMissing(f"unknown runtimes {unknown}; choose from {', '.join(RUNTIMES)}")
+        raise GancompressError(f"unknown runtimes {unknown}; choose from {', '.join(RUNTIMES)}")
     for runtime in runtimes:
         if runtime in RUNTIME_EXTRAS:
             extras.require(RUNTIME_EXTRAS[runtime], f"the {runtime} runtime",
                            ("executorch",) if runtime == "executorch-cpu" else None)
         elif runtime == "torch-cuda" and not torch.cuda.is_available():
-            raise extras.ExtraMissing("the torch-cuda runtime needs a CUDA GPU, and none is visible here")
+            raise GancompressError("the torch-cuda runtime needs a CUDA GPU, and none is visible here")
     return list(runtimes)
 
 

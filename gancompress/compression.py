@@ -7,11 +7,10 @@ from pathlib import Path
 
 import torch
 
-from gancompress.distillation.trainer import TrainConfig
 from gancompress.data import check_image_source
+from gancompress.distillation.trainer import TrainConfig, init_distributed
 from gancompress.evaluation import EvaluationError, evaluate, generate, generator_reference, latents
 from gancompress.io import load_generator
-from gancompress.distillation.trainer import init_distributed
 from gancompress.pipeline import RUN_FILE, STUDENT_FILE, read_run, run_lock, run_training, start_run
 from gancompress.report import comparison, save_grid, write_report
 from gancompress.teachers import file_identity, manifest, resolve_generator
@@ -107,7 +106,7 @@ def compress(
     passes its command line; by default the Python call)."""
     if command is None:
         shown = {"width": width, "channels": channels, "preset": preset, "n_eval": n_eval, "resume": resume}
-        command = f"gancompress.compression({teacher!r}, " + ", ".join(
+        command = f"gancompress.compress({teacher!r}, " + ", ".join(
             f"{k}={str(v) if isinstance(v, Path) else v!r}" for k, v in shown.items() if v is not None) + ")"
     started = {}
     if resume is None:

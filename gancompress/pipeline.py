@@ -26,7 +26,7 @@ from gancompress import extras
 from gancompress.data import DATASETS, ImageFiles, check_image_source, load_dataset
 from gancompress.distillation.trainer import Rank, TrainConfig, Trainer, init_distributed
 from gancompress.errors import GancompressError
-from gancompress.families import family_of
+from gancompress.families import FAMILIES, family_of
 from gancompress.io import atomic_write_text, save_generator
 from gancompress.models import build_generator, config_from_dict
 from gancompress.pruning import prune_generator
@@ -135,12 +135,15 @@ def start_run(
     return run_dir
 
 
-def check_run(config: TrainConfig, teacher_spec: str | None, plan: dict, device: str = "cpu") -> None:
+def check_run(config: TrainConfig, teacher, plan: dict, device: str = "cpu") -> None:
     """Raise the error a run would meet while it is being built (teacher, student plan, images), cheaply:
-    the student's shape is derived but nothing is trained or decoded."""
-    teacher = resolve_generator(teacher_spec, device)[0] if teacher_spec else None
-    if plan.get("init") not in ("inherit", "random", "mapping-only"):
-        raise RunError(f"unknown student init {plan.get('init')!r}; choose inherit, random or mapping-only")
+    the student's shape is derived but nothing is trained or decoded. `teacher`: a spec, an already
+    loaded generator (a sweep checks many plans against one teacher), or None."""
+    if teacher is not None and not isinstance(teacher, torch.nn.Module):
+        teacher = resolve_generator(teacher, device)[0]
+    init_modes = sorted({mode for family in FAMILIES.values() for mode in family.init_modes})
+    if plan.get("init") not in init_modes:
+        raise RunError(f"unknown student init {plan.get('init')!r}; choose {', '.join(init_modes)}")
     if "config" in plan:
         config_from_dict(plan["config"])
     elif teacher is None:

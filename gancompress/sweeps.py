@@ -66,17 +66,19 @@ def check_plan(plan: dict) -> None:
     from gancompress.compression import PRESETS, check_data_reference, check_n_eval, teacher_dataset
     from gancompress.distillation.trainer import TrainConfig
     from gancompress.pipeline import check_run
+    from gancompress.teachers import resolve_generator
 
     if plan["preset"] not in PRESETS:
         raise SweepError(f"unknown preset {plan['preset']!r}; choose {', '.join(PRESETS)}")
     if plan["n_eval"] is not None:
         check_n_eval(plan["n_eval"])
     check_data_reference(teacher_dataset(plan["teacher"]) if plan["data"] == "auto" else plan["data"])
+    teacher = resolve_generator(plan["teacher"])[0]  # loaded once for every pair's check
     for method in plan["methods"]:
         student_plan, overrides = METHODS[method]
         config = TrainConfig(**{**PRESETS[plan["preset"]]["train"], **overrides, **plan["overrides"]})
         for width in plan["widths"]:
-            check_run(config, plan["teacher"], {"width": width, "criterion": "l1", "prune_seed": 0, **student_plan})
+            check_run(config, teacher, {"width": width, "criterion": "l1", "prune_seed": 0, **student_plan})
 
 
 def _latency(generator, threads: int) -> dict:

