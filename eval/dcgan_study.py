@@ -9,8 +9,10 @@ Rows, at each width:
 Ablations (at --ablation-width): ours without feature loss / adversarial loss / LPIPS, and ours
 with random init instead of inherited weights.
 
-Resumable: each finished row is stored in OUT/rows/<row>.json and skipped on the next run; a row
-whose training was interrupted resumes from its run directory. Usage:
+Built on gancompress.study: the plan (teacher, widths, budget, n) is OUT/plan.json and a resumed
+study must keep it; each finished row is stored in OUT/rows/<row>.json and skipped on the next run
+(the teacher's floor too, as rows/floor.json); a row whose training was interrupted resumes from its
+run directory. Usage:
 
   python eval/dcgan_study.py --widths 0.5,0.25 --steps 2000 --batch-size 32 --n 2000
 
@@ -27,11 +29,12 @@ from pathlib import Path
 import torch
 
 from gancompress.distillation.trainer import TrainConfig
-from gancompress.evaluation import evaluate, latents
+from gancompress.evaluation import evaluate
 from gancompress.io import atomic_write_text, load_generator, save_generator
 from gancompress.pipeline import STUDENT_FILE, train_or_resume
 from gancompress.pruning import prune_generator
-from gancompress.report import save_grid
+from gancompress.report import markdown_table, sample_grid
+from gancompress.study import Study, StudyError, select
 from gancompress.sweeps import METHODS
 from gancompress.teachers import resolve_generator
 
@@ -69,77 +72,94 @@ def train_row(name, width, plan_extra, overrides, args, run_root: Path, device) 
     return student_path, train_info
 
 
-def run_row(name, width, plan_extra, overrides, args, out: Path, device) -> dict:
-    row_file = out / "rows" / f"{name}-w{width}.json"
-    if row_file.is_file():
-        print(f"{name} w{width}: done before, skipped", file=sys.stderr)
-        return json.loads(row_file.read_text())
-    student_path, train_info = train_row(name, width, plan_extra, overrides, args, out / "runs", device)
-    record = evaluate(str(student_path), f"teacher:{args.teacher}", n=args.n, device=device, latency=False)
-    row = {"row": name, "width": width, "channels": list(record["generator"]["config"]["channels"]),
-           "fid_vs_teacher": record["metrics"]["fid"], "kid_vs_teacher": record["metrics"]["kid"]["mean"],
-           "lpips_mean": record["metrics"]["lpips"]["mean"], "lpips_std": record["metrics"]["lpips"]["std"],
-           "params": record["cost"]["params"], "macs": record["cost"]["macs_per_image"], "training": train_info,
-           "student": str(student_path), "protocol": record["protocol"]}
-    atomic_write_text(row_file, json.dumps(row, indent=2) + "\n")
-    return row
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--teacher", default="dcgan-face64")
+def study_options(parser: argparse.ArgumentParser, teacher: str, out: str) -> None:
+    """The options every eval/ study shares (the plan's budget, where it lives, how it runs)."""
+    parser.add_argument("--teacher", default=teacher)
     parser.add_argument("--widths", default="0.5,0.25")
-    parser.add_argument("--ablation-width", type=float, default=0.25)
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--n", type=int, default=2000, help="samples for FID/LPIPS")
-    parser.add_argument("--out", type=Path, default=Path("eval/results/dcgan_face64_study"))
+    parser.add_argument("--n", type=int, default=2000, help="samples for FID/KID/LPIPS")
+    parser.add_argument("--out", type=Path, default=Path(out))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--only", default="", help="comma-separated ROW-wWIDTH names to run (default: all); "
                         "lets several processes share the study, e.g. one per width")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    args = parser.parse_args(argv)
+
+
+def widths(args) -> list[float]:
+    return [float(w) for w in args.widths.split(",")]
+
+
+def open_study(args, **plan) -> Study:
+    """The study in args.out; its plan is the budget (a resumed study must keep it) plus `plan`."""
     if args.threads:
         torch.set_num_threads(args.threads)
-    widths = [float(w) for w in args.widths.split(",")]
-    planned = [(name, width, *RECIPES[name]) for width in widths for name in RECIPES]
-    planned += [(name, args.ablation_width, *ABLATIONS[name]) for name in ABLATIONS]
-    only = {item for item in args.only.split(",") if item}
-    unknown = only - {f"{name}-w{width}" for name, width, _, _ in planned}
-    if unknown:
-        parser.error(f"--only names no planned row: {sorted(unknown)}")
-    rows = [run_row(name, width, plan, overrides, args, args.out, args.device)
-            for name, width, plan, overrides in planned if not only or f"{name}-w{width}" in only]
-    if len(rows) < len(planned):
-        done = [n for n, w, _, _ in planned if (args.out / "rows" / f"{n}-w{w}.json").is_file()]
-        print(f"{len(done)}/{len(planned)} rows done; run without --only to write the tables", file=sys.stderr)
+    return Study(args.out, {"teacher": args.teacher, "widths": widths(args),
+                            "steps": args.steps, "batch_size": args.batch_size, "seed": args.seed, "n": args.n, **plan},
+                 plan_file="plan.json", rows_dir="rows").open()
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def evaluated_row(name, width, plan_extra, overrides, args, study: Study) -> dict:
+    student_path, train_info = train_row(name, width, plan_extra, overrides, args, study.out_dir / "runs", args.device)
+    record = evaluate(str(student_path), f"teacher:{args.teacher}", n=args.n, device=args.device, latency=False)
+    return {"row": name, "width": width, "channels": list(record["generator"]["config"]["channels"]),
+            "fid_vs_teacher": record["metrics"]["fid"], "kid_vs_teacher": record["metrics"]["kid"]["mean"],
+            "lpips_mean": record["metrics"]["lpips"]["mean"], "lpips_std": record["metrics"]["lpips"]["std"],
+            "params": record["cost"]["params"], "macs": record["cost"]["macs_per_image"], "training": train_info,
+            "student": str(student_path), "protocol": record["protocol"]}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    study_options(parser, "dcgan-face64", "eval/results/dcgan_face64_study")
+    parser.add_argument("--ablation-width", type=float, default=0.25)
+    args = parser.parse_args(argv)
+    planned = {f"{name}-w{width}": (name, width, *RECIPES[name]) for width in widths(args) for name in RECIPES}
+    planned |= {f"{name}-w{args.ablation_width}": (name, args.ablation_width, *ABLATIONS[name]) for name in ABLATIONS}
+    try:
+        chosen = select(planned, args.only)
+    except StudyError as error:
+        parser.error(str(error))
+    study = open_study(args, ablation_width=args.ablation_width)
+    for key in chosen:
+        study.row(key, lambda: evaluated_row(*planned[key], args, study), log)
+    if len(chosen) < len(planned):
+        print(f"{sum(map(study.done, planned))}/{len(planned)} rows done; run without --only to write the tables",
+              file=sys.stderr)
         return 0
-    floor = evaluate(args.teacher, f"teacher:{args.teacher}", n=args.n, device=args.device, latency=False)
-    write_tables(rows, floor, args)
+    floor = study.row("floor", lambda: evaluate(args.teacher, f"teacher:{args.teacher}", n=args.n, device=args.device,
+                                                latency=False), log)
+    write_tables(study.rows(planned), floor, args)
     return 0
+
+
+def table_lines(rows, floor, args, command: str) -> list[str]:
+    """study.md, from the rows and the floor alone (so it can be rewritten from rows/)."""
+    fid_floor = floor["metrics"]["fid"]
+    body = [[r["row"], str(r["width"]), str(tuple(r["channels"])), f"{r['fid_vs_teacher']:.2f}",
+             f"{r['fid_vs_teacher'] / fid_floor:.2f}", f"{r['lpips_mean']:.4f}", f"{r['params']:,}",
+             f"{r['macs'] / 1e6:.1f}"] for r in rows]
+    return [f"# {args.teacher} compression study", "", f"Command: `{command}`", "",
+            f"FID vs {args.n} fresh teacher samples (floor: teacher vs itself = {fid_floor:.2f}); "
+            f"LPIPS (AlexNet) to the teacher on the same latents; budget {args.steps} steps of batch {args.batch_size}.",
+            "", *markdown_table(["row", "width", "channels", "FID", "FID / floor", "LPIPS", "params", "MACs (M)"], body),
+            "", "Grid (`grid.png`): teacher first, then one row per table row, same latents."]
 
 
 def write_tables(rows, floor, args) -> None:
     out = args.out
     teacher, _ = resolve_generator(args.teacher, args.device)
-    z = latents(8, teacher.z_dim, seed=0).to(args.device)
-    with torch.inference_mode():
-        images = [teacher(z)] + [load_generator(r["student"], args.device)(z) for r in rows]
-    save_grid(out / "grid.png", images)
+    sample_grid(out / "grid.png", [teacher] + [load_generator(r["student"], args.device) for r in rows],
+                device=args.device)
     summary = {"floor_fid": floor["metrics"]["fid"], "n": args.n, "steps": args.steps, "batch_size": args.batch_size,
                "command": "python eval/dcgan_study.py " + " ".join(sys.argv[1:]), "rows": rows}
     atomic_write_text(out / "study.json", json.dumps(summary, indent=2) + "\n")
-    lines = [f"# {args.teacher} compression study", "", f"Command: `{summary['command']}`", "",
-             f"FID vs {args.n} fresh teacher samples (floor: teacher vs itself = {floor['metrics']['fid']:.2f}); "
-             f"LPIPS (AlexNet) to the teacher on the same latents; budget {args.steps} steps of batch {args.batch_size}.",
-             "", "| row | width | channels | FID | FID / floor | LPIPS | params | MACs (M) |", "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['row']} | {r['width']} | {tuple(r['channels'])} | {r['fid_vs_teacher']:.2f} | "
-                     f"{r['fid_vs_teacher'] / floor['metrics']['fid']:.2f} | {r['lpips_mean']:.4f} | {r['params']:,} | "
-                     f"{r['macs'] / 1e6:.1f} |")
-    lines += ["", "Grid (`grid.png`): teacher first, then one row per table row, same latents."]
-    atomic_write_text(out / "study.md", "\n".join(lines) + "\n")
+    atomic_write_text(out / "study.md", "\n".join(table_lines(rows, floor, args, summary["command"])) + "\n")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from gancompress.sweeps import parse_plan, prepare_sweep_dir, train_pair
+from gancompress.study import StudyError, select
+from gancompress.sweeps import pair_name, parse_plan, prepare_sweep_dir, train_pair
 
 
 def main(argv=None) -> int:
@@ -36,17 +37,16 @@ def main(argv=None) -> int:
     overrides = {k: getattr(args, k) for k in ("steps", "batch_size") if hasattr(args, k)}
     plan = parse_plan(args.teacher, args.widths.split(","), args.methods.split(","), args.preset, overrides,
                       args.n_eval, None if args.data == "none" else args.data)
-    planned = [(w, m) for w in plan["widths"] for m in plan["methods"]]
-    wanted = {p for p in args.pairs.split(",") if p}
-    unknown = wanted - {f"{m}-w{w}" for w, m in planned}
-    if unknown:
-        parser.error(f"--pairs names no planned pair: {sorted(unknown)}")
+    planned = {pair_name(m, w): (w, m) for w in plan["widths"] for m in plan["methods"]}
+    try:
+        chosen = select(planned, args.pairs, option="--pairs")
+    except StudyError as error:
+        parser.error(str(error))
     out = prepare_sweep_dir(plan, args.out)
-    for width, method in planned:
-        if not wanted or f"{method}-w{width}" in wanted:
-            run_dir, trainer = train_pair(plan, out, width, method, args.device, progress=False,
-                                          log=lambda m: print(m, file=sys.stderr))
-            print(f"{run_dir}: step {trainer.step}")
+    for name in chosen:
+        run_dir, trainer = train_pair(plan, out, *planned[name], args.device, progress=False,
+                                      log=lambda m: print(m, file=sys.stderr))
+        print(f"{run_dir}: step {trainer.step}")
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Grids, plots and reports."""
+"""Grids, tables and reports: the one number formatter, markdown tables, sample grids on shared
+inputs, and the compress report (the sweep's plots and pages are in sweeps.py, built from these)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,37 @@ def save_grid(path: str | Path, rows: list[torch.Tensor]) -> Path:
     with atomic_path(path) as tmp:
         save_image(grid_image(rows), tmp, format="png")
     return path
+
+
+def sample_grid(path: str | Path, generators: list, n: int = 8, seed: int = 0, device="cpu") -> Path:
+    """One row per generator on the same `n` latents (`seed`) and the same extra inputs (StyleGAN2's
+    noise, drawn from `seed` for the first generator), so the rows differ by the network only."""
+    from gancompress.evaluation import latents
+    from gancompress.families import family_of
+
+    first = generators[0]
+    z = latents(n, first.z_dim, seed=seed).to(device)
+    extra = family_of(first).shared_inputs(first, n, torch.Generator().manual_seed(seed), device)
+    with torch.inference_mode():
+        images = [g.eval()(z, **extra) for g in generators]
+    return save_grid(path, images)
+
+
+def format_number(value, digits: int = 4) -> str:
+    """How every table shows a number: integers with thousands separators, floats to `digits`
+    significant digits below 1000 and as rounded integers from 1000 up, None as n/a."""
+    if value is None:
+        return "n/a"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)
+
+
+def markdown_table(head: list[str], body: list[list[str]]) -> list[str]:
+    """The lines of a markdown table (cells already formatted)."""
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(r) + " |" for r in body]
 
 
 def _ratio(student: float, teacher: float) -> float | None:
@@ -72,13 +104,6 @@ def write_report(run_dir: Path, summary: dict) -> tuple[Path, Path]:
         "latency_ms_b1": "latency, batch 1 (ms/img)", "latency_ms_b16": "latency, batch 16 (ms/img)",
     }
 
-    def fmt(v):
-        if v is None:
-            return "n/a"
-        if isinstance(v, int) or (isinstance(v, float) and v >= 1000):
-            return f"{v:,.0f}"
-        return f"{v:.4g}"
-
     lines = [
         f"# Compression report: {summary['teacher']} -> student {tuple(summary['student_channels'])}",
         "",
@@ -89,8 +114,8 @@ def write_report(run_dir: Path, summary: dict) -> tuple[Path, Path]:
         "|---|---|---|---|",
     ]
     for key, row in cmp.items():
-        lines.append(f"| {names.get(key, key)} | {fmt(row['teacher'])} | {fmt(row['student'])} | "
-                     f"{fmt(row['student_over_teacher'])} |")
+        lines.append(f"| {names.get(key, key)} | {format_number(row['teacher'])} | {format_number(row['student'])} | "
+                     f"{format_number(row['student_over_teacher'])} |")
     lines += [
         "",
         "The teacher's FID vs teacher samples is the sampling-noise floor: the teacher against fresh samples of "

@@ -21,11 +21,9 @@ import shlex
 import time
 from pathlib import Path
 
-import torch
-
-from gancompress.errors import GancompressError
-from gancompress.families import family_of
 from gancompress.io import atomic_path, atomic_write_text
+from gancompress.report import format_number, markdown_table, sample_grid
+from gancompress.study import Study, StudyError
 
 # (student plan, TrainConfig overrides): the methods a sweep compares.
 METHODS = {
@@ -41,9 +39,7 @@ COLUMNS = ["model", "method", "width", "channels", "params", "macs", "fid_vs_tea
            "latency_ort_b16_ms", "threads", "steps", "batch_size", "train_time_s"]
 
 
-class SweepError(GancompressError, ValueError):
-    """A sweep plan is invalid or does not match the directory it resumes."""
-
+SweepError = StudyError  # a sweep plan is invalid or does not match the directory it resumes
 
 def parse_plan(teacher: str, widths, methods, preset: str, overrides: dict | None, n_eval: int | None, data) -> dict:
     try:
@@ -112,19 +108,23 @@ def _row(model: str, method: str | None, width: float | None, generator_spec: st
     return row
 
 
+def sweep_study(plan: dict, out_dir: Path) -> Study:
+    """The study of `plan` in `out_dir` (its rows are pairs/<method>-w<width>.json and pairs/teacher.json)."""
+    return Study(out_dir, plan, PLAN_FILE, "pairs", what="sweep")
+
+
 def prepare_sweep_dir(plan: dict, out_dir: Path) -> Path:
     """Write `plan` to a new sweep directory, or check that an existing one holds the same plan."""
-    out_dir = Path(out_dir)
-    plan_file = out_dir / PLAN_FILE
-    if plan_file.is_file():
-        stored = json.loads(plan_file.read_text())
-        if stored != plan:
-            raise SweepError(f"{out_dir} holds a different sweep ({PLAN_FILE}: {stored}); resume it with the same "
-                             "options or start a new one")
-    else:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(plan_file, json.dumps(plan, indent=2) + "\n")
-    return out_dir
+    return sweep_study(plan, out_dir).open().out_dir
+
+
+def pair_names(plan: dict) -> list[str]:
+    """The (method, width) pairs of `plan` by name, in table order."""
+    return [pair_name(method, width) for width in plan["widths"] for method in plan["methods"]]
+
+
+def pair_name(method: str, width: float) -> str:
+    return f"{method}-w{width}"
 
 
 def train_pair(plan: dict, out_dir: Path, width: float, method: str, device: str = "cpu", progress: bool = True,
@@ -139,7 +139,7 @@ def train_pair(plan: dict, out_dir: Path, width: float, method: str, device: str
     student_plan, overrides = METHODS[method]
     config = TrainConfig(**{**PRESETS[plan["preset"]]["train"], **overrides, **plan["overrides"]})
     full_plan = {"width": width, "criterion": "l1", "prune_seed": 0, **student_plan}
-    name = f"{method}-w{width}"
+    name = pair_name(method, width)
     log(f"{name}: training {config.steps} steps of batch {config.batch_size}")
     return train_or_resume(Path(out_dir) / "runs", name, config, plan["teacher"], full_plan, device, progress)
 
@@ -149,37 +149,32 @@ def run_sweep(plan: dict, out_dir: Path, device: str = "cpu", progress: bool = T
     from gancompress.compression import PRESETS, teacher_dataset
     from gancompress.pipeline import STUDENT_FILE
 
-    out_dir = prepare_sweep_dir(plan, out_dir)
-    budget = PRESETS[plan["preset"]]
-    n = plan["n_eval"] or budget["n_eval"]
+    study = sweep_study(plan, out_dir).open()
+    n = plan["n_eval"] or PRESETS[plan["preset"]]["n_eval"]
     data = teacher_dataset(plan["teacher"]) if plan["data"] == "auto" else plan["data"]
     threads = os.cpu_count() or 1
-    pairs = out_dir / "pairs"
-    teacher_file = pairs / "teacher.json"
-    if not teacher_file.is_file():
+
+    def teacher_row():
         log(f"teacher {plan['teacher']}: evaluating (n = {n})")
-        row = _row("teacher", None, 1.0, plan["teacher"], plan, n, data, device, threads, {}, log)
-        atomic_write_text(teacher_file, json.dumps(row, indent=2) + "\n")
+        return _row("teacher", None, 1.0, plan["teacher"], plan, n, data, device, threads, {}, log)
+
+    def student_row(method, width):
+        run_dir, trainer = train_pair(plan, study.out_dir, width, method, device, progress, log)
+        train_info = {"steps": trainer.step, "batch_size": trainer.config.batch_size,
+                      "train_time_s": trainer.elapsed(), "run_dir": str(run_dir.relative_to(study.out_dir))}
+        return _row(pair_name(method, width), method, width, str(run_dir / STUDENT_FILE), plan, n, data, device,
+                    threads, train_info, log)
+
+    study.row("teacher", teacher_row)  # silently reused: the teacher has nothing to resume
     for width in plan["widths"]:
         for method in plan["methods"]:
-            name = f"{method}-w{width}"
-            row_file = pairs / f"{name}.json"
-            if row_file.is_file():
-                log(f"{name}: done before, skipped")
-                continue
-            run_dir, trainer = train_pair(plan, out_dir, width, method, device, progress, log)
-            train_info = {"steps": trainer.step, "batch_size": trainer.config.batch_size,
-                          "train_time_s": trainer.elapsed(), "run_dir": str(run_dir.relative_to(out_dir))}
-            row = _row(name, method, width, str(run_dir / STUDENT_FILE), plan, n, data, device, threads, train_info, log)
-            atomic_write_text(row_file, json.dumps(row, indent=2) + "\n")
-    write_outputs(out_dir, plan, device)
-    return out_dir
+            study.row(pair_name(method, width), lambda: student_row(method, width), log)
+    write_outputs(study.out_dir, plan, device)
+    return study.out_dir
 
 
 def load_rows(out_dir: Path, plan: dict) -> list[dict]:
-    pairs = Path(out_dir) / "pairs"
-    names = ["teacher"] + [f"{m}-w{w}" for w in plan["widths"] for m in plan["methods"]]
-    return [json.loads((pairs / f"{name}.json").read_text()) for name in names]
+    return sweep_study(plan, out_dir).rows(["teacher"] + pair_names(plan))
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
@@ -232,27 +227,9 @@ def _plot(rows: list[dict], x_key: str, x_label: str, path: Path) -> Path:
 
 
 def _grid(rows: list[dict], path: Path, device: str) -> Path:
-    from gancompress.evaluation import latents
-    from gancompress.report import save_grid
     from gancompress.teachers import resolve_generator
 
-    generators = [resolve_generator(r["generator"], device)[0] for r in rows]
-    z = latents(8, generators[0].z_dim, seed=0).to(device)
-    # The same extra inputs (StyleGAN2's noise) for every row
-    kwargs = family_of(generators[0]).shared_inputs(generators[0], 8, torch.Generator().manual_seed(0), device)
-    with torch.inference_mode():
-        images = [g.eval()(z, **kwargs) for g in generators]
-    return save_grid(path, images)
-
-
-def _fmt(value, digits=4) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return f"{value:.{digits}g}" if abs(value) < 1000 else f"{value:,.0f}"
-    return str(value)
+    return sample_grid(path, [resolve_generator(r["generator"], device)[0] for r in rows], device=device)
 
 
 def _table_lines(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
@@ -268,13 +245,14 @@ def _table_lines(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
     body = []
     for r in rows:
         reduction = teacher["macs"] / r["macs"]
-        line = [r["model"], "-".join(map(str, r["channels"])), _fmt(r["params"]), f"{r['macs'] / 1e6:.1f}",
-                f"{reduction:.1f}x", _fmt(r["fid_vs_teacher"]), _fmt(r["fid_vs_data"]), _fmt(r["lpips_to_teacher"]),
-                _fmt(r["latency_torch_b1_ms"]), _fmt(r["latency_ort_b1_ms"]), _fmt(r["latency_ort_b16_ms"])]
+        line = [r["model"], "-".join(map(str, r["channels"])), format_number(r["params"]), f"{r['macs'] / 1e6:.1f}",
+                f"{reduction:.1f}x"]
+        line += [format_number(r[key]) for key in ("fid_vs_teacher", "fid_vs_data", "lpips_to_teacher",
+                                                   "latency_torch_b1_ms", "latency_ort_b1_ms", "latency_ort_b16_ms")]
         for _, key in cells:
             speedup = teacher[key] / r[key]
             line.append(f"{speedup:.2f}x ({speedup / reduction:.2f})")
-        body.append(line + [_fmt(r.get("train_time_s"), 3)])
+        body.append(line + [format_number(r.get("train_time_s"), 3)])
     return head, body
 
 
@@ -314,9 +292,7 @@ def write_outputs(out_dir: Path, plan: dict, device: str = "cpu") -> dict:
                 f"{env['cpu']}, torch {env['torch']}, ONNX Runtime {env['onnxruntime']}. Training: preset "
                 f"{plan['preset']} {json.dumps(plan['overrides']) if plan['overrides'] else ''}.")
     protocol = f"Command: {plan_command(plan)}. " + protocol
-    md = [f"# Sweep: {plan['teacher']}", "", protocol, "",
-          "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    md += ["| " + " | ".join(cells) + " |" for cells in body]
+    md = [f"# Sweep: {plan['teacher']}", "", protocol, "", *markdown_table(head, body)]
     md += ["", "![FID vs MACs](fid_vs_macs.png)", "", "![FID vs latency](fid_vs_latency.png)", "",
            "Samples (`grid.png`): teacher first, then one row per model in table order, same latents.", "",
            "![samples](grid.png)", ""]
