@@ -95,9 +95,12 @@ def open_study(args, **plan) -> Study:
     """The study in args.out; its plan is the budget (a resumed study must keep it) plus `plan`."""
     if args.threads:
         torch.set_num_threads(args.threads)
-    return Study(args.out, {"teacher": args.teacher, "widths": widths(args),
-                            "steps": args.steps, "batch_size": args.batch_size, "seed": args.seed, "n": args.n, **plan},
-                 plan_file="plan.json", rows_dir="rows").open()
+    study = Study(args.out, {"teacher": args.teacher, "widths": widths(args), "steps": args.steps,
+                             "batch_size": args.batch_size, "seed": args.seed, "n": args.n, **plan})
+    try:
+        return study.open()
+    except StudyError as error:
+        raise SystemExit(f"error: {error}") from None  # one line, exit 1
 
 
 def log(message: str) -> None:
