@@ -216,7 +216,7 @@ def _convert_fashion_mnist(members: dict[str, Path], out: Path) -> None:
 
 
 def _convert_dcgan_face64(members: dict[str, Path], out: Path) -> None:
-    from gancompress.importers import dcgan_from_state_dict
+    from gancompress.families.dcgan.importers import dcgan_from_state_dict
 
     raw = torch.load(members["gan_face_generate/weights.tar"], map_location="cpu", weights_only=True)
     generator = dcgan_from_state_dict(raw)

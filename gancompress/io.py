@@ -18,7 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from gancompress.errors import GancompressError
-from gancompress.models import build_generator, config_from_dict
+from gancompress.families import build_generator, config_from_dict
 
 FORMAT_VERSION = "1"
 

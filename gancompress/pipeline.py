@@ -28,7 +28,7 @@ from gancompress.distillation.trainer import Rank, TrainConfig, Trainer, init_di
 from gancompress.errors import GancompressError
 from gancompress.families import FAMILIES, family_of
 from gancompress.io import atomic_write_text, save_generator
-from gancompress.models import build_generator, config_from_dict
+from gancompress.families import build_generator, config_from_dict
 from gancompress.pruning import prune_generator
 from gancompress.teachers import resolve_generator
 

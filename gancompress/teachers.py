@@ -67,22 +67,26 @@ def _import_foreign(path: Path) -> torch.nn.Module:
 
 def read_foreign(path: str | Path, allow_pickle: bool = False) -> dict:
     """A checkpoint saved by other code, read by the importer its format needs; the one place that
-    decides which: NVlabs StyleGAN2 `.pkl` snapshots (restricted unpickler), rosinality StyleGAN2
-    `.pt` files, or DCGAN state_dicts recognised by shape. Returns {"format", "generator":
-    (generator, notes), "discriminator": the network or None}."""
-    from gancompress.importers import dcgan_from_state_dict
-    from gancompress.importers_nvlabs import import_nvlabs, is_plain_pickle
-    from gancompress.importers_stylegan2 import import_rosinality, load_foreign_checkpoint, rosinality_generator_state
+    decides which, by asking each family (StyleGAN2: NVlabs `.pkl` snapshots through a restricted
+    unpickler, rosinality `.pt` files; DCGAN, asked last: state_dicts recognised by shape). Returns
+    {"format", "generator": (generator, notes), "discriminator": the network or None}."""
+    from gancompress.families import FAMILIES
+    from gancompress.foreign import load_foreign_checkpoint
 
     path = Path(path)
+    loaded = []
+
+    def load():
+        if not loaded:
+            loaded.append(load_foreign_checkpoint(path, allow_pickle=allow_pickle))
+        return loaded[0]
+
     try:
-        if is_plain_pickle(path):
-            return {"format": "nvlabs", **import_nvlabs(path)}
-        obj = load_foreign_checkpoint(path, allow_pickle=allow_pickle)
-        if rosinality_generator_state(obj) is not None:
-            return {"format": "rosinality", **import_rosinality(obj)}
-        generator = dcgan_from_state_dict(obj)
-        return {"format": "dcgan", "generator": (generator, {"format": "DCGAN state_dict"}), "discriminator": None}
+        for family in sorted(FAMILIES.values(), key=lambda f: f.foreign_catch_all):
+            imported = family.import_foreign(path, load)
+            if imported is not None:
+                return imported
+        raise TeacherError(f"{path}: no generator family reads this file")  # unreachable while DCGAN catches all
     except GancompressError:
         raise
     except (RuntimeError, KeyError, ValueError, TypeError, IndexError, AttributeError) as err:

@@ -14,10 +14,11 @@ import torch
 from PIL import Image
 
 from gancompress import assets
-from gancompress.config import DCGANConfig, StyleGAN2Config
+from gancompress.families.dcgan.config import DCGANConfig
+from gancompress.families.stylegan2.config import StyleGAN2Config
 from gancompress.cli import main
 from gancompress.io import save_generator
-from gancompress.models import build_generator
+from gancompress.families import build_generator
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -33,7 +33,7 @@ def test_dcgan_export_matches_pytorch_at_any_batch(tmp_path):
 def test_dcgan_graph_folds_batchnorm_and_starts_with_one_gemm(tmp_path, conv_bias):
     import onnx
 
-    from gancompress.models.dcgan import DCGANInferenceGenerator
+    from gancompress.families.dcgan.networks import DCGANInferenceGenerator
 
     generator = tiny_generator(conv_bias=conv_bias)
     with torch.no_grad():  # a non-trivial BatchNorm affine as well as running statistics
@@ -98,7 +98,7 @@ def test_export_command_writes_every_stylegan2_graph(tmp_path, capsys):
 def test_an_imported_nvlabs_generator_exports_with_its_clamp(tmp_path):
     from pathlib import Path
 
-    from gancompress.importers_nvlabs import import_nvlabs
+    from gancompress.families.stylegan2.importers.nvlabs import import_nvlabs
 
     generator, _ = import_nvlabs(Path(__file__).parent / "fixtures" / "nvlabs_tiny.pkl")["generator"]
     assert generator.config.conv_clamp == 2.0

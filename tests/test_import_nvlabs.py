@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from gancompress.cli import main
-from gancompress.importers import ForeignCheckpointError
-from gancompress.importers_nvlabs import import_nvlabs, is_plain_pickle, load_nvlabs_pickle, nvlabs_generator
+from gancompress.foreign import ForeignCheckpointError
+from gancompress.families.stylegan2.importers.nvlabs import import_nvlabs, is_plain_pickle, load_nvlabs_pickle, nvlabs_generator
 from gancompress.io import load_generator
 from gancompress.teachers import resolve_generator
 

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from gancompress.importers import ForeignCheckpointError
-from gancompress.importers_stylegan2 import import_rosinality, load_foreign_checkpoint
+from gancompress.foreign import ForeignCheckpointError
+from gancompress.families.stylegan2.importers.rosinality import import_rosinality
+from gancompress.foreign import load_foreign_checkpoint
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

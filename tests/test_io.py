@@ -5,8 +5,9 @@ import pytest
 import torch
 from torch import nn
 
-from gancompress.config import DCGANConfig
-from gancompress.importers import ForeignCheckpointError, dcgan_from_state_dict
+from gancompress.families.dcgan.config import DCGANConfig
+from gancompress.families.dcgan.importers import dcgan_from_state_dict
+from gancompress.foreign import ForeignCheckpointError
 from gancompress.io import CheckpointError, atomic_path, load_generator, read_metadata, save_generator
 from gancompress.teachers import resolve_generator
 from tests.conftest import tiny_generator

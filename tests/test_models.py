@@ -1,8 +1,9 @@
 import pytest
 import torch
 
-from gancompress.config import ConfigError, DCGANConfig, make_divisible
-from gancompress.models import build_generator
+from gancompress.config import ConfigError, make_divisible
+from gancompress.families.dcgan.config import DCGANConfig
+from gancompress.families import build_generator
 from tests.conftest import tiny_generator
 
 

@@ -7,12 +7,13 @@ import json
 import pytest
 import torch
 
-from gancompress.config import ConfigError, StyleGAN2Config
+from gancompress.config import ConfigError
+from gancompress.families.stylegan2.config import StyleGAN2Config
 from gancompress.io import load_generator, save_generator
 from gancompress.metrics.cost import count_macs
-from gancompress.models import build_generator
-from gancompress.models.layers import Upsample, upfirdn2d
-from gancompress.models.stylegan2 import modulated_conv2d
+from gancompress.families import build_generator
+from gancompress.families.layers import Upsample, upfirdn2d
+from gancompress.families.stylegan2.networks import modulated_conv2d
 from tests.conftest import TINY_STYLEGAN2 as TINY, tiny_stylegan2
 
 def test_fused_and_non_fused_modulated_convolution_agree():
@@ -30,7 +31,7 @@ def test_fused_and_non_fused_modulated_convolution_agree():
 
 @pytest.mark.parametrize("upsample,demodulate", [(False, True), (True, True), (False, False)])
 def test_modulated_conv_forms_agree_layer_by_layer(upsample, demodulate):
-    from gancompress.models.layers import Blur
+    from gancompress.families.layers import Blur
 
     g = torch.Generator().manual_seed(0)
     x, weight, styles = torch.randn(3, 6, 8, 8, generator=g), torch.randn(4, 6, 3, 3, generator=g), torch.randn(3, 6, generator=g)
@@ -145,8 +146,8 @@ def test_stylegan2_compresses_end_to_end_through_the_cli(tmp_path, ready_assets)
 
 
 def test_discriminator_groups_minibatch_stddev_and_supports_r1():
-    from gancompress.config import StyleGAN2DiscriminatorConfig
-    from gancompress.models.stylegan2 import StyleGAN2Discriminator
+    from gancompress.families.stylegan2.config import StyleGAN2DiscriminatorConfig
+    from gancompress.families.stylegan2.networks import StyleGAN2Discriminator
 
     torch.manual_seed(0)
     d = StyleGAN2Discriminator(StyleGAN2DiscriminatorConfig.for_generator(StyleGAN2Config(**TINY), width=0.5))
@@ -228,7 +229,7 @@ def test_distill_a_stylegan2_student_with_shared_noise_and_mapping_only_init(tmp
     losses on the kept channels and the toRGB taps, teacher and student on the same z and noise,
     and StyleKD's mapping-only initialisation (mapping copied and frozen)."""
     from gancompress.distillation.trainer import TrainConfig
-    from gancompress.models.stylegan2 import StyleGAN2Discriminator
+    from gancompress.families.stylegan2.networks import StyleGAN2Discriminator
     from gancompress.pipeline import run_training, start_run
 
     teacher_path = save_generator(tmp_path / "teacher.safetensors", tiny_stylegan2())

@@ -30,18 +30,18 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from gancompress.config import ConfigError, _SerializableConfig
+from gancompress.config import ConfigError, SerializableConfig
 from gancompress.distillation.augment import POLICIES, diff_augment
 from gancompress.distillation.losses import (ADVERSARIAL_LOSSES, AdversarialLoss, FeatureLoss, OutputLoss,
                                         latent_direction_relation, path_length_penalty, r1_penalty)
 from gancompress.errors import GancompressError
 from gancompress.families import family_of
 from gancompress.io import WriteError, atomic_path, atomic_write_text, load_generator, save_generator, save_tensors
-from gancompress.models import build_discriminator_for
+from gancompress.families import build_discriminator_for
 
 
 @dataclass(frozen=True)
-class TrainConfig(_SerializableConfig):
+class TrainConfig(SerializableConfig):
     """Everything a run needs besides the networks; stored in the run directory."""
 
     mode: str = "distill"  # distill: teacher -> student losses; gan: adversarial loss only

@@ -5,7 +5,8 @@ discriminator are built from a config, how a teacher is pruned (its criteria and
 extra inputs a teacher and its student must share (StyleGAN2's per-layer noise), how its cost is
 split, which graphs it exports, which training terms and student initialisations it supports, and a
 tiny config for tests. The rest of gancompress asks `family_of(x)` and calls the protocol; it never
-tests which family it holds. A third family is a new module here and one line in `FAMILIES`.
+tests which family it holds. Each family is a package here (config, networks, importers, its
+protocol class in `__init__`); a third family is a new package and one line in `_registry`.
 """
 
 from __future__ import annotations
@@ -46,6 +47,16 @@ class Family:
     def tiny_config(self, **changes):
         """A config small enough for tests (a second or two per training step on a CPU)."""
         raise NotImplementedError
+
+    # -- checkpoints other code wrote
+    foreign_catch_all: bool = False  # its importer reads any tensor dict; asked last, its error is the answer
+
+    def import_foreign(self, path: Path, load) -> dict | None:
+        """This family's reading of a checkpoint other code wrote: {"format", "generator": (generator,
+        notes), "discriminator": the network or None}, or None when the file is none of its formats.
+        `load()` returns the file as torch.load read it (tensors only unless pickles were allowed),
+        loaded once for all families."""
+        return None
 
     # -- pruning
     def channel_importance(self, generator, criterion: str, seed: int = 0, n_samples: int = 256) -> dict:
@@ -102,6 +113,20 @@ def get_family(name: str) -> Family:
     if name not in FAMILIES:
         raise ConfigError(f"unknown generator family {name!r}; known: {sorted(FAMILIES)}")
     return FAMILIES[name]
+
+
+def config_from_dict(data: dict):
+    """The generator config a checkpoint's metadata describes, read by its family's config class."""
+    return get_family(data.get("family")).config_class.from_dict(data)
+
+
+def build_generator(config):
+    return family_of(config).build_generator(config)
+
+
+def build_discriminator_for(generator_config, width: float = 1.0):
+    """The discriminator of a generator's family, sized to it (times `width`)."""
+    return family_of(generator_config).build_discriminator(generator_config, width)
 
 
 def family_of(thing) -> Family:

@@ -1,4 +1,4 @@
-"""The StyleGAN2 family: networks in `gancompress.models.stylegan2`; here its pruning, shared noise,
+"""The StyleGAN2 family: networks in `gancompress.families.stylegan2.networks`; here its pruning, shared noise,
 style mixing, StyleKD's mapping-only initialisation, cost split and export graphs.
 
 Pruning works per channel space: the constant input (`b4_const`), each upsampling conv's output
@@ -28,9 +28,9 @@ import math
 import torch
 from torch import nn
 
-from gancompress.config import StyleGAN2Config, StyleGAN2DiscriminatorConfig
+from gancompress.families.stylegan2.config import StyleGAN2Config, StyleGAN2DiscriminatorConfig
 from gancompress.families import Family
-from gancompress.models.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
+from gancompress.families.stylegan2.networks import StyleGAN2Discriminator, StyleGAN2Generator
 
 
 class StyleGAN2Family(Family):
@@ -42,6 +42,16 @@ class StyleGAN2Family(Family):
     init_modes = ("inherit", "random", "mapping-only")
     training_terms = frozenset({"style_mixing", "pl_weight", "relation"})
     has_shared_inputs = True
+
+    def import_foreign(self, path, load):
+        from gancompress.families.stylegan2.importers.nvlabs import import_nvlabs, is_plain_pickle
+        from gancompress.families.stylegan2.importers.rosinality import import_rosinality, rosinality_generator_state
+
+        if is_plain_pickle(path):
+            return {"format": "nvlabs", **import_nvlabs(path)}
+        if rosinality_generator_state(load()) is not None:
+            return {"format": "rosinality", **import_rosinality(load())}
+        return None
 
     def build_generator(self, config):
         return StyleGAN2Generator(config)

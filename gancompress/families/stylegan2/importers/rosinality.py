@@ -22,41 +22,17 @@ final_linear.0 / .1, with the blur kernels (buffers) checked against the [1, 3, 
 
 from __future__ import annotations
 
-import argparse
 import re
 
 import torch
 
-from gancompress.config import StyleGAN2Config, StyleGAN2DiscriminatorConfig
-from gancompress.importers import ForeignCheckpointError
-from gancompress.models.layers import fir_kernel
-from gancompress.models.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
+from gancompress.families.layers import fir_kernel
+from gancompress.families.stylegan2.config import StyleGAN2Config, StyleGAN2DiscriminatorConfig
+from gancompress.families.stylegan2.importers import load_discriminator
+from gancompress.families.stylegan2.networks import StyleGAN2Discriminator, StyleGAN2Generator
+from gancompress.foreign import ForeignCheckpointError
 
 W_AVG_SAMPLES = 10000
-
-
-def load_foreign_checkpoint(path, allow_pickle: bool = False):
-    """torch.load with weights_only=True, allowing argparse.Namespace (rosinality stores its
-    training arguments that way). Anything else pickled needs allow_pickle=True: full unpickling,
-    which runs code from the file, so only for files you trust."""
-    if allow_pickle:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for unsafe or unreadable files
-        text = str(err)
-        if "Unsupported global" in text or "GLOBAL" in text:  # readable, but it pickles objects
-            raise ForeignCheckpointError(
-                f"{path}: holds pickled objects that torch.load(weights_only=True) refuses "
-                f"({text[text.find('Unsupported global'):][:120] if 'Unsupported global' in text else 'GLOBAL'}); "
-                f"if you trust the file, convert it once with `gancompress import {path} --allow-pickle` (rosinality "
-                "StyleGAN2), or re-save its state_dict with torch.save"
-            ) from None
-        raise ForeignCheckpointError(
-            f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}); the file is damaged or not written by "
-            "torch.save"
-        ) from None
 
 
 def is_rosinality_generator(state: dict) -> bool:
@@ -154,26 +130,6 @@ def rosinality_discriminator(state: dict) -> StyleGAN2Discriminator:
         [tuple(f"convs.{i}.{key}" for key in block_keys) for i in blocks],
         ("final_conv.0.weight", "final_conv.1.bias", "final_linear.0.weight", "final_linear.0.bias",
          "final_linear.1.weight", "final_linear.1.bias"))
-
-
-# Our discriminator's parameters in the order load_discriminator takes their sources.
-D_BLOCK_KEYS = ("conv1.conv.weight", "conv1.act_bias", "conv2.conv.weight", "conv2.act_bias", "skip.conv.weight")
-D_TAIL_KEYS = ("final_conv.conv.weight", "final_conv.act_bias", "final_linear.weight", "final_linear.bias",
-               "head.weight", "head.bias")
-
-
-def load_discriminator(config: StyleGAN2DiscriminatorConfig, state: dict, from_rgb: tuple[str, str],
-                       blocks: list[tuple[str, ...]], tail: tuple[str, ...]) -> StyleGAN2Discriminator:
-    """A StyleGAN2Discriminator loaded from a foreign state_dict, given the foreign key of each of our
-    parameters: fromRGB (weight, bias), per residual block (from the image resolution down) the keys
-    in D_BLOCK_KEYS order, and the head in D_TAIL_KEYS order."""
-    ours = dict(zip(("from_rgb.conv.weight", "from_rgb.act_bias"), from_rgb))
-    for j, keys in enumerate(blocks):
-        ours |= {f"blocks.{j}.{key}": source for key, source in zip(D_BLOCK_KEYS, keys)}
-    ours |= dict(zip(D_TAIL_KEYS, tail))
-    discriminator = StyleGAN2Discriminator(config)
-    discriminator.load_state_dict({key: state[source].float() for key, source in ours.items()})
-    return discriminator.eval()
 
 
 def import_rosinality(obj: dict) -> dict:

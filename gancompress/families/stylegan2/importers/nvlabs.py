@@ -33,11 +33,11 @@ from pathlib import Path
 
 import torch
 
-from gancompress.config import StyleGAN2Config, StyleGAN2DiscriminatorConfig
-from gancompress.importers import ForeignCheckpointError
-from gancompress.models.layers import fir_kernel
-from gancompress.importers_stylegan2 import load_discriminator
-from gancompress.models.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
+from gancompress.families.layers import fir_kernel
+from gancompress.families.stylegan2.config import StyleGAN2Config, StyleGAN2DiscriminatorConfig
+from gancompress.families.stylegan2.importers import load_discriminator
+from gancompress.families.stylegan2.networks import StyleGAN2Discriminator, StyleGAN2Generator
+from gancompress.foreign import ForeignCheckpointError
 
 TORCH_ZIP_MAGIC = b"PK\x03\x04"
 TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"  # pickled magic number of torch.save's old format

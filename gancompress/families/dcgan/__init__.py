@@ -1,5 +1,5 @@
-"""The DCGAN family (PyTorch-tutorial generator): networks in `gancompress.models.dcgan` and
-`gancompress.models.discriminator`; here its pruning, export graph and defaults.
+"""The DCGAN family (PyTorch-tutorial generator): networks in `gancompress.families.dcgan.networks` and
+`gancompress.families.dcgan.networks`; here its pruning, export graph and defaults.
 
 Pruning criteria (importance of output channel j of a block):
   l1      sum of |W[:, j]| of the block's convolution (filter magnitude; the default)
@@ -18,7 +18,7 @@ import dataclasses
 
 import torch
 
-from gancompress.config import DCGANConfig, DCGANDiscriminatorConfig
+from gancompress.families.dcgan.config import DCGANConfig, DCGANDiscriminatorConfig
 from gancompress.families import Family
 
 
@@ -28,13 +28,21 @@ class DCGANFamily(Family):
     config_class = DCGANConfig
     criteria = ("l1", "bn", "random", "taylor")
 
+    foreign_catch_all = True
+
+    def import_foreign(self, path, load):
+        from gancompress.families.dcgan.importers import dcgan_from_state_dict
+
+        generator = dcgan_from_state_dict(load())
+        return {"format": "dcgan", "generator": (generator, {"format": "DCGAN state_dict"}), "discriminator": None}
+
     def build_generator(self, config):
-        from gancompress.models.dcgan import DCGANGenerator
+        from gancompress.families.dcgan.networks import DCGANGenerator
 
         return DCGANGenerator(config)
 
     def build_discriminator(self, generator_config, width: float = 1.0):
-        from gancompress.models.discriminator import DCGANDiscriminator
+        from gancompress.families.dcgan.networks import DCGANDiscriminator
 
         return DCGANDiscriminator(DCGANDiscriminatorConfig.for_generator(generator_config, width))
 
@@ -88,7 +96,7 @@ class DCGANFamily(Family):
 
     def graph(self, generator, part: str = "full", psi: float = 1.0):
         from gancompress.exporting import ExportError
-        from gancompress.models.dcgan import DCGANInferenceGenerator
+        from gancompress.families.dcgan.networks import DCGANInferenceGenerator
 
         if part != "full" or psi != 1:
             raise ExportError(f"a {self.name} generator has only the 'full' graph and no truncation")

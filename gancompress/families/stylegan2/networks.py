@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gancompress.config import StyleGAN2Config, StyleGAN2DiscriminatorConfig
-from gancompress.models.layers import LRELU_GAIN, Blur, EqualConv2d, EqualLinear, Upsample
+from gancompress.families.stylegan2.config import StyleGAN2Config, StyleGAN2DiscriminatorConfig
+from gancompress.families.layers import LRELU_GAIN, Blur, EqualConv2d, EqualLinear, Upsample
 
 
 def modulated_conv2d(x, weight, styles, demodulate=True, upsample=False, blur=None, padding=0, fused=False):

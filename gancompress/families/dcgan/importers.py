@@ -1,4 +1,4 @@
-"""Import generators saved by other code into gancompress generators.
+"""Import DCGAN generators saved by other code.
 
 DCGAN `state_dict`s are recognised by tensor shapes and order, not key names: a chain of
 ConvTranspose2d weights (in, out, k, k), each but the last followed by a BatchNorm2d group
@@ -12,33 +12,11 @@ from collections import OrderedDict
 
 import torch
 
-from gancompress.errors import GancompressError
-from gancompress.config import DCGANConfig
-from gancompress.models import DCGANGenerator
+from gancompress.families.dcgan.config import DCGANConfig
+from gancompress.families.dcgan.networks import DCGANGenerator
+from gancompress.foreign import ForeignCheckpointError, unwrap_state_dict
 
-WRAPPER_KEYS = ("netG_state_dict", "state_dict", "generator", "netG", "g_ema", "G", "model")
 BN_LEAVES = ("weight", "bias", "running_mean", "running_var")
-
-
-class ForeignCheckpointError(GancompressError, ValueError):
-    """A foreign checkpoint could not be mapped; the message says what was found."""
-
-
-def unwrap_state_dict(obj) -> "OrderedDict[str, torch.Tensor]":
-    """Find the tensor dict inside common wrappers ({'netG_state_dict': sd}, {'state_dict': sd}, ...)."""
-    if isinstance(obj, torch.nn.Module):
-        obj = obj.state_dict()
-    if isinstance(obj, dict) and obj and all(torch.is_tensor(v) for v in obj.values()):
-        return OrderedDict(obj)
-    if isinstance(obj, dict):
-        for key in WRAPPER_KEYS:
-            if key in obj:
-                return unwrap_state_dict(obj[key])
-        nested = [v for v in obj.values() if isinstance(v, dict)]
-        if len(nested) == 1:
-            return unwrap_state_dict(nested[0])
-    found = sorted(obj)[:8] if isinstance(obj, dict) else type(obj).__name__
-    raise ForeignCheckpointError(f"no tensor state_dict found (top level holds {found}); pass the generator's state_dict")
 
 
 def _natural_key(text: str):
