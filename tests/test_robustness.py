@@ -14,7 +14,7 @@ import torch
 
 from gancompress import assets
 from gancompress.cli import main
-from gancompress.distillation import trainer as trainer_module
+from gancompress.distillation import distributed, trainer as trainer_module
 from gancompress.io import DiskFullError, atomic_path, load_generator, save_generator
 from tests.conftest import one_line_error, snapshot, tiny_generator
 
@@ -219,13 +219,13 @@ def test_each_torchrun_rank_gets_its_own_gpu(monkeypatch):
     chosen = []
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("LOCAL_RANK", "1")
-    monkeypatch.setattr(trainer_module.dist, "is_initialized", lambda: True)
-    monkeypatch.setattr(trainer_module.dist, "get_rank", lambda: 1)
-    monkeypatch.setattr(trainer_module.dist, "get_world_size", lambda: 2)
-    monkeypatch.setattr(trainer_module.torch.cuda, "set_device", lambda device: chosen.append(str(device)))
-    rank = trainer_module.init_distributed("cuda")
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(distributed.dist, "get_rank", lambda: 1)
+    monkeypatch.setattr(distributed.dist, "get_world_size", lambda: 2)
+    monkeypatch.setattr(distributed.torch.cuda, "set_device", lambda device: chosen.append(str(device)))
+    rank = distributed.init_distributed("cuda")
     assert (rank.rank, rank.world, rank.device) == (1, 2, "cuda:1") and chosen == ["cuda:1"]
-    assert trainer_module.init_distributed("cpu").device == "cpu" and chosen == ["cuda:1"]
-    assert trainer_module.init_distributed("cuda:3").device == "cuda:3"  # an explicit choice stays
+    assert distributed.init_distributed("cpu").device == "cpu" and chosen == ["cuda:1"]
+    assert distributed.init_distributed("cuda:3").device == "cuda:3"  # an explicit choice stays
     monkeypatch.setenv("WORLD_SIZE", "1")
-    assert trainer_module.init_distributed("cuda").device == "cuda"
+    assert distributed.init_distributed("cuda").device == "cuda"

@@ -251,7 +251,7 @@ def test_distill_a_stylegan2_student_with_shared_noise_and_mapping_only_init(tmp
                       str(teacher_path), {"init": "inherit", "width": 1.0})
     _, mixed_trainer = run_training(mixed, progress=False)
     assert json.loads((mixed / "stats.jsonl").read_text().splitlines()[0])["out_l1"] == 0
-    z = mixed_trainer._z(0, "g")
+    z = mixed_trainer.latents(0, "g")
     with torch.no_grad():
         mixed_image = mixed_trainer._generate(mixed_trainer.teacher, z, 0, "g")
         mixed_trainer.config = dataclasses.replace(mixed_trainer.config, style_mixing=0.0)
@@ -315,14 +315,14 @@ def test_path_length_regularisation_is_logged_and_resumes_exactly(tmp_path):
     straight.train()
     stats = [json.loads(line) for line in (tmp_path / "straight" / "stats.jsonl").read_text().splitlines()]
     assert ["g_pl" in s for s in stats] == [True, False, True, False, True, False]  # lazy: steps 0, 2, 4
-    assert straight.pl_mean > 0
+    assert straight.extra_state["pl_mean"] > 0
     interrupted = trainer(tmp_path / "resumed")
     interrupted.train(until_step=4)  # stops after step 4 with a checkpoint; step 4 applies path length again
     resumed = trainer(tmp_path / "resumed")
     resumed.load_checkpoint(tmp_path / "resumed")
-    assert resumed.step == 4 and torch.equal(resumed.pl_mean, interrupted.pl_mean)
+    assert resumed.step == 4 and torch.equal(resumed.extra_state["pl_mean"], interrupted.extra_state["pl_mean"])
     resumed.train()
-    assert torch.equal(straight.pl_mean, resumed.pl_mean)
+    assert torch.equal(straight.extra_state["pl_mean"], resumed.extra_state["pl_mean"])
     for (name, a), b in zip(straight.G_ema.state_dict().items(), resumed.G_ema.state_dict().values()):
         assert torch.equal(a, b), name
 

@@ -95,7 +95,7 @@ def test_tensorboard_logs_each_step_once_across_a_resume(tmp_path, lpips_alex):
     interrupted.update_ema = killed_during_step_5
     with pytest.raises(KeyboardInterrupt):
         interrupted.train()
-    interrupted._tb_writer.close()  # a killed process leaves its flushed events behind
+    interrupted.files.close()  # a killed process leaves its flushed events behind
     resumed, _ = _trainer(tmp_path, config, lpips_model=lpips_alex)
     resumed.load_checkpoint(tmp_path)
     resumed.train()

@@ -1,25 +1,22 @@
 """One trainer for distillation (teacher -> student) and plain GAN training.
 
 Each step runs the phases listed in `phases()`: a discriminator step, a lazy R1 step every
-`r1_interval` steps, and a generator step. Every random draw (latents, real-image indices,
+`r1_interval` steps, a generator step, and the phases the family adds (StyleGAN2's lazy path
+length step, in families/stylegan2/training.py). Every random draw (latents, real-image indices,
 augmentations) comes from a generator seeded by (seed, rank, step, stream), so a run resumed from a
 checkpoint continues exactly as if it had never stopped: resume restores only weights, EMA,
 optimizer state and the step.
 
 Multi-process runs (`torchrun --nproc_per_node N`): each rank draws its own share of the batch
-and gradients are averaged with `all_reduce` after every backward pass (gloo on CPU, NCCL on GPU).
-We do this instead of wrapping the networks in DistributedDataParallel because R1 needs a double
-backward through the discriminator, which DDP does not support (StyleGAN3 syncs gradients the
-same way). Only rank 0 writes files.
+and gradients are averaged after every backward pass (distributed.py says why not DDP). Only rank
+0 writes files, through run_files.RunFiles.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -27,17 +24,17 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.distributed as dist
 from tqdm import tqdm
 
 from gancompress.config import ConfigError, SerializableConfig
 from gancompress.distillation.augment import POLICIES, diff_augment
-from gancompress.distillation.losses import (ADVERSARIAL_LOSSES, AdversarialLoss, FeatureLoss, OutputLoss,
-                                        latent_direction_relation, path_length_penalty, r1_penalty)
+from gancompress.distillation.distributed import Rank, broadcast, init_distributed, rank_device, sync_grads
+from gancompress.distillation.losses import ADVERSARIAL_LOSSES, AdversarialLoss, FeatureLoss, OutputLoss, r1_penalty
+from gancompress.distillation.run_files import RunFiles
 from gancompress.errors import GancompressError
-from gancompress.families import family_of
-from gancompress.io import WriteError, atomic_path, atomic_write_text, load_generator, save_generator, save_tensors
-from gancompress.families import build_discriminator_for
+from gancompress.families import build_discriminator_for, family_of
+
+__all__ = ["TrainConfig", "Trainer", "TrainingDiverged", "Rank", "init_distributed", "rank_device"]
 
 
 @dataclass(frozen=True)
@@ -115,57 +112,16 @@ class TrainingDiverged(GancompressError, RuntimeError):
     """A loss or a weight became NaN or inf; nothing after the last good checkpoint was kept."""
 
 
-@dataclass(frozen=True)
-class Rank:
-    rank: int = 0
-    world: int = 1
-    device: str = "cpu"  # this process's device: under torchrun, cuda:LOCAL_RANK
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def rank_device(device: str, local_rank: int) -> str:
-    """The device of the torchrun process with LOCAL_RANK `local_rank`: plain "cuda" becomes
-    cuda:LOCAL_RANK (so every rank has a GPU of its own); cpu and an explicit cuda:N stay."""
-    return f"cuda:{local_rank}" if device == "cuda" else device
-
-
-def init_distributed(device: str) -> Rank:
-    """Join the process group when started by torchrun (each rank pinned to its own GPU); a single
-    process otherwise."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return Rank(device=device)
-    device = rank_device(device, int(os.environ.get("LOCAL_RANK", "0")))
-    if device.startswith("cuda"):
-        torch.cuda.set_device(torch.device(device))  # NCCL and torch.device("cuda") use the current device
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-    return Rank(dist.get_rank(), dist.get_world_size(), device)
-
-
 def _seeded(seed: int, rank: int, step: int, stream: str) -> torch.Generator:
     digest = hashlib.sha256(f"{seed}/{rank}/{step}/{stream}".encode()).digest()
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
 
 
-def _sync_grads(params, rank: Rank) -> None:
-    if rank.world == 1:
-        return
-    for p in params:
-        if p.grad is not None:
-            dist.all_reduce(p.grad)
-            p.grad.div_(rank.world)
-
-
-def _broadcast(module: torch.nn.Module, rank: Rank) -> None:
-    if rank.world > 1:
-        for t in list(module.parameters()) + list(module.buffers()):
-            dist.broadcast(t.data, 0)
-
-
 class Trainer:
+    """The loop and its phases. Networks and losses are built here from the config; what the run
+    writes and reads back is `self.files` (run_files.RunFiles); gradient averaging over ranks is
+    distributed.py; the family adds its own phases, generator terms and state (`family.training_*`)."""
+
     def __init__(
         self,
         config: TrainConfig,
@@ -176,7 +132,7 @@ class Trainer:
         device: str = "cpu",
         kept: dict[str, list[int]] | None = None,
         lpips_model: torch.nn.Module | None = None,
-        rank: Rank = Rank(),
+        rank: Rank | None = None,
         progress: bool = True,
         log_line: Callable[[str], None] | None = None,
     ):
@@ -184,18 +140,27 @@ class Trainer:
             raise ConfigError("distillation needs a teacher")
         if config.real == "teacher" and teacher is None:
             raise ConfigError("real images come from the teacher (data-free) but there is no teacher; pass a dataset")
+        rank = rank or Rank(device=device)
         self.config, self.rank, self.device, self.progress = config, rank, torch.device(device), progress
         # Progress on a terminal is a bar; elsewhere (a log file, CI) a plain line every log_every steps.
-        self.plain_progress = progress and not sys.stderr.isatty()
-        self.log_line = log_line  # also gets every progress line (the run's log.txt)
-        self._tb_writer = None
-        self.run_dir = Path(run_dir) if run_dir is not None else None
-        if self.run_dir is not None and rank.main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.files = RunFiles(run_dir, rank.main, progress and not sys.stderr.isatty(), log_line)
+        self.run_dir = self.files.run_dir
         self.teacher = teacher.to(self.device).eval().requires_grad_(False) if teacher is not None else None
         self.real_images = real_images
         self.local_batch = max(1, config.batch_size // rank.world)
         torch.manual_seed(config.seed)  # discriminator and adapter initialisation, same on every rank
+        self.family = family_of(student)
+        self._build_networks(student)
+        self._build_losses(student, teacher, kept, lpips_model)
+        self._build_optimizers()
+        self.step = 0
+        self.elapsed_before = 0.0  # training seconds before this process (resumed runs)
+        self._t_start = time.perf_counter()
+        self._t_end = None  # set when train() returns, so later work is not counted
+        self.sample_z = torch.randn(16, student.z_dim, generator=_seeded(config.seed, 0, -1, "sample-bank"))
+
+    def _build_networks(self, student) -> None:
+        config = self.config
         self.G = student.to(self.device).train()
         # "frozen" keeps BatchNorm on the statistics the student inherited (train = deploy function,
         # and a width-1.0 student starts equal to the teacher); "batch" (default) measured better
@@ -205,13 +170,15 @@ class Trainer:
                 if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
                     module.eval()
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
-        self.family = family_of(student)
         unsupported = [t for t in ("style_mixing", "pl_weight", "relation")
                        if getattr(config, t) and t not in self.family.training_terms]
         if unsupported:
             raise ConfigError(f"{', '.join(unsupported)} need a StyleGAN2 generator; set them to 0 for {self.family.title}")
-        self.pl_mean = torch.zeros((), device=self.device)  # running mean of path lengths (checkpointed)
+        self.extra_state = self.family.initial_training_state(self.device)  # checkpointed with the run
         self.D = build_discriminator_for(student.config, config.d_width).to(self.device)
+
+    def _build_losses(self, student, teacher, kept, lpips_model) -> None:
+        config = self.config
         distill = config.mode == "distill"
         self.output_loss = OutputLoss(config.l1, config.lpips, config.mse, lpips_model) if distill else None
         self.feature_loss = None
@@ -220,6 +187,9 @@ class Trainer:
             t_ch = dict(zip(teacher.config.block_names, teacher.config.channels))
             self.feature_loss = FeatureLoss(config.feat, s_ch, t_ch, kept).to(self.device)
         self.adv = AdversarialLoss(config.adv_loss, config.adv)
+
+    def _build_optimizers(self) -> None:
+        config = self.config
         g_params = list(self.G.parameters())
         if self.feature_loss is not None:
             g_params += list(self.feature_loss.parameters())
@@ -227,12 +197,7 @@ class Trainer:
         self.opt_g = torch.optim.Adam(g_params, lr=config.lr_g, betas=config.betas)
         self.opt_d = torch.optim.Adam(self.d_params, lr=config.lr_d, betas=config.betas)
         for module in (self.G, self.G_ema, self.D) + ((self.feature_loss,) if self.feature_loss is not None else ()):
-            _broadcast(module, rank)
-        self.step = 0
-        self.elapsed_before = 0.0  # training seconds before this process (resumed runs)
-        self._t_start = time.perf_counter()
-        self._t_end = None  # set when train() returns, so later work is not counted
-        self.sample_z = torch.randn(16, student.z_dim, generator=_seeded(config.seed, 0, -1, "sample-bank"))
+            broadcast(module, self.rank)
 
     # ------------------------------------------------------------------ phases
 
@@ -243,23 +208,23 @@ class Trainer:
             if self.config.r1_gamma and step % self.config.r1_interval == 0:
                 phases.append(("D_r1", self.r1_step))
         phases.append(("G", self.generator_step))
-        if self.config.pl_weight and step % self.config.pl_interval == 0:
-            phases.append(("G_pl", self.path_length_step))
-        return phases
+        return phases + self.family.training_phases(self, step)
 
-    def _z(self, step: int, stream: str) -> torch.Tensor:
-        gen = _seeded(self.config.seed, self.rank.rank, step, stream)
-        return torch.randn(self.local_batch, self.G.z_dim, generator=gen).to(self.device)
+    def rng(self, step: int, stream: str) -> torch.Generator:
+        """The generator of the draws of `stream` at `step` on this rank (the same after a resume)."""
+        return _seeded(self.config.seed, self.rank.rank, step, stream)
+
+    def latents(self, step: int, stream: str) -> torch.Tensor:
+        return torch.randn(self.local_batch, self.G.z_dim, generator=self.rng(step, stream)).to(self.device)
 
     def _generate(self, net, z, step: int, stream: str, return_features: bool = False):
         """net(z), with per-layer noise (StyleGAN2) drawn from the (seed, rank, step, stream) generator:
         the same stream gives teacher and student the same noise, and a resumed run the same draws."""
         if not self.family.has_shared_inputs:
             return net(z, return_features=return_features)
-        gen = _seeded(self.config.seed, self.rank.rank, step, stream + "-noise")
-        kwargs = self.family.shared_inputs(net, z.shape[0], gen, self.device)
+        kwargs = self.family.shared_inputs(net, z.shape[0], self.rng(step, stream + "-noise"), self.device)
         if self.config.style_mixing and step >= 0:  # the sample bank (step -1) is never mixed
-            mix = _seeded(self.config.seed, self.rank.rank, step, stream + "-mix")
+            mix = self.rng(step, stream + "-mix")
             if float(torch.rand((), generator=mix)) < self.config.style_mixing:
                 kwargs.update(self.family.style_mixing_inputs(net, z, mix, self.device))
         return net(z, return_features=return_features, **kwargs)
@@ -267,42 +232,43 @@ class Trainer:
     def _real(self, step: int) -> torch.Tensor:
         if self.config.real == "teacher":
             with torch.no_grad():
-                return self._generate(self.teacher, self._z(step, "real"), step, "real")
-        return self.real_images(_seeded(self.config.seed, self.rank.rank, step, "real"), self.local_batch).to(self.device)
+                return self._generate(self.teacher, self.latents(step, "real"), step, "real")
+        return self.real_images(self.rng(step, "real"), self.local_batch).to(self.device)
 
     def _augment(self, images: torch.Tensor, step: int, stream: str) -> torch.Tensor:
         if not self.config.diffaug:
             return images
-        gen = _seeded(self.config.seed, self.rank.rank, step, stream)
+        gen = self.rng(step, stream)
         if self.device.type != "cpu":  # augmentation draws on the images' device
             gen = torch.Generator(self.device).manual_seed(int(torch.randint(0, 2**62, (1,), generator=gen)))
         return diff_augment(images, self.config.diffaug, gen)
 
-    def _apply(self, optimizer, params, losses: dict) -> dict:
+    def apply(self, optimizer, params, losses: dict) -> dict:
+        """One optimizer step on the sum of `losses` (gradients averaged over ranks); the losses as floats."""
         optimizer.zero_grad(set_to_none=True)
         sum(losses.values()).backward()
-        _sync_grads(params, self.rank)
+        sync_grads(params, self.rank)
         optimizer.step()
         return {k: float(v.detach()) for k, v in losses.items()}
 
     def discriminator_step(self, step: int) -> dict:
         self.D.requires_grad_(True)
         with torch.no_grad():
-            fake = self._generate(self.G, self._z(step, "d-fake"), step, "d-fake")
+            fake = self._generate(self.G, self.latents(step, "d-fake"), step, "d-fake")
         real = self._real(step)
         losses = self.adv.discriminator_loss(
             self.D(self._augment(real, step, "aug-d-real")), self.D(self._augment(fake, step, "aug-d-fake"))
         )
-        return self._apply(self.opt_d, self.d_params, losses)
+        return self.apply(self.opt_d, self.d_params, losses)
 
     def r1_step(self, step: int) -> dict:
         self.D.requires_grad_(True)
         real = self._augment(self._real(step), step, "aug-r1")
-        return self._apply(self.opt_d, self.d_params, r1_penalty(self.D, real, self.config.r1_gamma, self.config.r1_interval))
+        return self.apply(self.opt_d, self.d_params, r1_penalty(self.D, real, self.config.r1_gamma, self.config.r1_interval))
 
     def generator_step(self, step: int) -> dict:
         self.D.requires_grad_(False)
-        z = self._z(step, "g")
+        z = self.latents(step, "g")
         images, feats = self._generate(self.G, z, step, "g", return_features=True)
         losses = {}
         if self.config.mode == "distill":
@@ -311,40 +277,10 @@ class Trainer:
             losses.update(self.output_loss(images, t_images))
             if self.feature_loss is not None:
                 losses.update(self.feature_loss(feats, t_feats))
-        if self.config.mode == "distill" and self.config.relation:
-            losses.update(self._relation_loss(z, step))
+        losses.update(self.family.generator_terms(self, z, step))
         if self.config.adv:
             losses.update(self.adv.generator_loss(self.D(self._augment(images, step, "aug-g"))))
-        return self._apply(self.opt_g, self.g_params, losses)
-
-    def _relation_loss(self, z, step: int) -> dict:
-        """Teacher and student on [w, w + offset] with shared offsets and noise; relations on the two
-        lowest-resolution blocks, where StyleKD applies them."""
-        gen = _seeded(self.config.seed, self.rank.rank, step, "relation")
-        direction = torch.randn(z.shape[0], self.G.config.w_dim, generator=gen)
-        offset = direction / direction.norm(dim=1, keepdim=True) * torch.randn(z.shape[0], 1, generator=gen)
-        offset = (offset * self.config.relation_strength).to(self.device)[:, None]
-        noise = [torch.cat([n, n]) for n in self.G.make_noise(z.shape[0], gen, self.device)]
-        feats = []
-        for net in (self.G, self.teacher):
-            with torch.set_grad_enabled(net is self.G):
-                ws = net.ws(z)
-                feats.append(net(None, return_features=True, ws=torch.cat([ws, ws + offset]), noise=noise)[1])
-        names = self.G.config.block_names[:2]
-        return latent_direction_relation(feats[0], feats[1], names, z.shape[0], self.config.relation)
-
-    def path_length_step(self, step: int) -> dict:
-        z = self._z(step, "pl")
-        gen = _seeded(self.config.seed, self.rank.rank, step, "pl-noise")
-        noise = self.G.make_noise(z.shape[0], gen, self.device)
-        probe = torch.randn(z.shape[0], self.G.out_channels, self.G.resolution, self.G.resolution, generator=gen)
-        losses, pl_mean = path_length_penalty(self.G, z, noise, probe.to(self.device), self.pl_mean,
-                                              self.config.pl_weight, self.config.pl_interval)
-        if self.rank.world > 1:  # one running mean for all ranks
-            dist.all_reduce(pl_mean)
-            pl_mean /= self.rank.world
-        self.pl_mean = pl_mean
-        return self._apply(self.opt_g, self.g_params, losses)
+        return self.apply(self.opt_g, self.g_params, losses)
 
     @torch.no_grad()
     def update_ema(self) -> None:
@@ -362,10 +298,11 @@ class Trainer:
         """Run to `config.steps` (or `until_step`), writing logs, samples and checkpoints."""
         end = min(self.config.steps, until_step or self.config.steps)
         self._t_start, self._t_end = time.perf_counter() - self.elapsed_before, None
-        window, t_window, n_window = {}, time.perf_counter(), 0
-        self._open_tensorboard()
+        self._window = ({}, time.perf_counter(), 0)  # (losses, start time, steps) since the last log line
+        if self.config.tensorboard:
+            self.files.open_tensorboard(self.step)
         bar = tqdm(total=end, initial=self.step, desc=self.config.mode, unit="step",
-                   disable=not (self.progress and self.rank.main) or self.plain_progress, dynamic_ncols=True)
+                   disable=not (self.progress and self.rank.main) or self.files.plain_progress, dynamic_ncols=True)
         while self.step < end:
             step = self.step
             terms = {}
@@ -376,39 +313,36 @@ class Trainer:
                 raise self._diverged(f"non-finite loss ({', '.join(bad)}) at step {step}")
             self.update_ema()
             self.step += 1
-            n_window += 1
-            for k, v in terms.items():
-                window.setdefault(k, []).append(v)
-            if self.step % self.config.log_every == 0 or self.step == end:
-                elapsed = time.perf_counter() - t_window
-                stats = {k: sum(v) / len(v) for k, v in window.items()}
-                stats.update(step=self.step, img_per_s=n_window * self.config.batch_size / max(elapsed, 1e-9),
-                             time_s=self.elapsed())
-                self._log(stats)
-                shown = {k: f"{v:.3g}" for k, v in stats.items() if k not in ("step", "time_s")}
-                bar.set_postfix(shown, refresh=False)
-                self._progress_line(f"{self.config.mode} step {self.step}/{end}: " +
-                                    ", ".join(f"{k} {v}" for k, v in shown.items()))
-                window, t_window, n_window = {}, time.perf_counter(), 0
+            self._record(terms, end, bar)
             if self.step % self.config.sample_every == 0 or self.step == end:
                 self.write_samples()
             if self.step % self.config.checkpoint_every == 0 or self.step == end:
                 self.save_checkpoint()
             bar.update(1)
         bar.close()
-        if self._tb_writer is not None:
-            self._tb_writer.close()
-            self._tb_writer = None
+        self.files.close()
         self._t_end = time.perf_counter()
         return self.G_ema
 
-    def _progress_line(self, line: str) -> None:
-        if not self.rank.main:
+    def _record(self, terms: dict, end: int, bar) -> None:
+        """Add a step's losses to the window; every log_every steps log their means and the speed."""
+        window, t_window, n_window = self._window
+        for k, v in terms.items():
+            window.setdefault(k, []).append(v)
+        n_window += 1
+        self._window = (window, t_window, n_window)
+        if not (self.step % self.config.log_every == 0 or self.step == end):
             return
-        if self.plain_progress:
-            print(line, file=sys.stderr, flush=True)
-        if self.log_line is not None:
-            self.log_line(line)
+        elapsed = time.perf_counter() - t_window
+        stats = {k: sum(v) / len(v) for k, v in window.items()}
+        stats.update(step=self.step, img_per_s=n_window * self.config.batch_size / max(elapsed, 1e-9),
+                     time_s=self.elapsed())
+        self.files.log_stats(stats, self.step)
+        shown = {k: f"{v:.3g}" for k, v in stats.items() if k not in ("step", "time_s")}
+        bar.set_postfix(shown, refresh=False)
+        self.files.progress_line(f"{self.config.mode} step {self.step}/{end}: " +
+                                 ", ".join(f"{k} {v}" for k, v in shown.items()))
+        self._window = ({}, time.perf_counter(), 0)
 
     def elapsed(self) -> float:
         """Training seconds, summed over resumed sessions."""
@@ -416,54 +350,22 @@ class Trainer:
 
     # ------------------------------------------------------------------ files
 
-    def _log(self, stats: dict) -> None:
-        if not (self.rank.main and self.run_dir):
-            return
-        with open(self.run_dir / "stats.jsonl", "a") as f:
-            f.write(json.dumps(stats, sort_keys=True) + "\n")
-        if self._tb_writer is not None:
-            for key, value in stats.items():
-                if key != "step":
-                    self._tb_writer.add_scalar(f"train/{key}", value, self.step)
-            self._tb_writer.flush()
-
-    def _open_tensorboard(self) -> None:
-        """Called as `train` starts. On resume, events after the checkpoint's step (logged before the
-        process died) are purged, so the steps that are replayed are not logged twice."""
-        if not (self.config.tensorboard and self.rank.main and self.run_dir):
-            return
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError as err:
-            raise ConfigError("tensorboard logging needs the tensorboard package: "
-                              "pip install 'gancompress[tensorboard]', or run without --tensorboard") from err
-        self._tb_writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=self.step + 1 if self.step else None)
-
     @torch.no_grad()
     def write_samples(self) -> None:
-        if not (self.rank.main and self.run_dir):
+        if not self.files.writes:
             return
-        from gancompress.report import grid_image, save_grid
-
         z = self.sample_z.to(self.device)
         rows = [self._generate(self.G_ema, z, -1, "sample-bank")]
         if self.teacher is not None and self.config.mode == "distill":
             rows.insert(0, self._generate(self.teacher, z, -1, "sample-bank"))
-        save_grid(self.run_dir / "samples" / f"step-{self.step:07d}.png", rows)
-        if self._tb_writer is not None:
-            self._tb_writer.add_image("samples", grid_image(rows), self.step)
-            self._tb_writer.flush()
+        self.files.write_samples(rows, self.step)
 
     def last_checkpoint(self) -> str | None:
-        latest = self.run_dir / "checkpoints" / "latest" if self.run_dir else None
-        return latest.read_text().strip() if latest is not None and latest.is_file() else None
+        return self.files.last_checkpoint()
 
     def _diverged(self, what: str) -> TrainingDiverged:
-        last = self.last_checkpoint()
-        kept = (f"the last good checkpoint, {self.run_dir / 'checkpoints' / last}, is kept" if last
-                else "no checkpoint had been written")
-        return TrainingDiverged(f"training diverged: {what}; {kept}. Lower the learning rates (--lr-g, --lr-d) or the "
-                                "loss weights and start a new run")
+        return TrainingDiverged(f"training diverged: {what}; {self.files.lost_work_note()}. Lower the learning rates "
+                                "(--lr-g, --lr-d) or the loss weights and start a new run")
 
     def _check_finite_weights(self) -> None:
         for name, net in (("student", self.G), ("student EMA", self.G_ema), ("discriminator", self.D)):
@@ -471,77 +373,31 @@ class Trainer:
                 raise self._diverged(f"the {name}'s weights hold NaN or inf after step {self.step}")
 
     def save_checkpoint(self) -> None:
-        if not (self.rank.main and self.run_dir):
+        if not self.files.writes:
             return
         self._check_finite_weights()  # a broken network never replaces the last good checkpoint
-        try:
-            self._write_checkpoint()
-        except WriteError as err:
-            last = self.last_checkpoint()
-            raise WriteError(f"{err}; the checkpoint of step {self.step} was not written, " +
-                             (f"the previous one ({last}) is intact: free space and resume with --resume {self.run_dir}"
-                              if last else "and there is no earlier one")) from err
-
-    def _write_checkpoint(self) -> None:
-        root = self.run_dir / "checkpoints"
-        target = root / f"step-{self.step:07d}"
-        target.mkdir(parents=True, exist_ok=True)
-        save_generator(target / "G.safetensors", self.G)
-        save_generator(target / "G_ema.safetensors", self.G_ema)
-        save_tensors(target / "D.safetensors", self.D.state_dict(), {"config": self.D.config.to_dict()})
         state = {
             "step": self.step,
             "elapsed_s": self.elapsed(),
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
             "feature_adapters": self.feature_loss.state_dict() if self.feature_loss is not None else {},
-            "pl_mean": self.pl_mean.detach().cpu(),
+            **{key: value.detach().cpu() for key, value in self.extra_state.items()},
             "train_config": self.config.to_dict(),
         }
-        with atomic_path(target / "state.pt") as tmp, open(tmp, "wb") as f:
-            torch.save(state, f)
-        atomic_write_text(root / "latest", target.name + "\n")  # the checkpoint exists only once this is written
-        for old in sorted(p for p in root.glob("step-*") if p != target)[:-1]:  # keep the previous one too
-            for file in old.iterdir():
-                file.unlink()
-            old.rmdir()
+        self.files.write_checkpoint(self.step, self.G, self.G_ema, self.D, state)
 
     def load_checkpoint(self, run_dir: Path) -> None:
-        root = Path(run_dir) / "checkpoints"
-        latest = root / "latest"
-        if not latest.is_file():
-            raise ConfigError(f"{run_dir}: no checkpoint to resume from (missing {latest})")
-        ckpt = root / latest.read_text().strip()
-        self.G.load_state_dict(load_generator(ckpt / "G.safetensors").state_dict())
-        self.G_ema.load_state_dict(load_generator(ckpt / "G_ema.safetensors").state_dict())
-        from safetensors.torch import load_file
-
-        self.D.load_state_dict(load_file(str(ckpt / "D.safetensors")))
-        state = torch.load(ckpt / "state.pt", map_location=self.device, weights_only=True)
+        nets, state = self.files.read_checkpoint(run_dir, self.device)
+        self.G.load_state_dict(nets["G"])
+        self.G_ema.load_state_dict(nets["G_ema"])
+        self.D.load_state_dict(nets["D"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
         if self.feature_loss is not None:
             self.feature_loss.load_state_dict(state["feature_adapters"])
         self.step = state["step"]
         self.elapsed_before = state["elapsed_s"]
-        self.pl_mean = state.get("pl_mean", torch.zeros(())).to(self.device)
-        if self.rank.main:
-            self._truncate_stats()
-            for stale in root.rglob(".*.tmp"):  # temporary files of writes cut off by a crash
-                stale.unlink(missing_ok=True)
-
-    def _truncate_stats(self) -> None:
-        """Drop log lines written after the checkpoint we resume from (they will be written again),
-        and any line a crash or a full disk cut off (it does not parse)."""
-        path = self.run_dir / "stats.jsonl" if self.run_dir else None
-        if not (self.rank.main and path and path.is_file()):
-            return
-        kept = []
-        for line in path.read_text(errors="replace").splitlines():
-            try:
-                step = json.loads(line)["step"]
-            except (json.JSONDecodeError, KeyError, TypeError):
-                continue
-            if step <= self.step:
-                kept.append(line)
-        atomic_write_text(path, "".join(line + "\n" for line in kept))
+        for key, initial in self.extra_state.items():  # a checkpoint from before a term existed keeps its start
+            self.extra_state[key] = state.get(key, initial).to(self.device)
+        self.files.truncate_stats(self.step)

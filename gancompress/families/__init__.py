@@ -48,6 +48,19 @@ class Family:
         """A config small enough for tests (a second or two per training step on a CPU)."""
         raise NotImplementedError
 
+    # -- training (the generic loop is distillation/trainer.py; these are what a family adds to it)
+    def initial_training_state(self, device) -> dict[str, torch.Tensor]:
+        """Tensors the family's training terms carry from step to step (checkpointed with the run)."""
+        return {}
+
+    def training_phases(self, trainer, step: int) -> list:
+        """Extra (name, phase) pairs run after the generator step at `step`; a phase maps step -> losses."""
+        return []
+
+    def generator_terms(self, trainer, z: torch.Tensor, step: int) -> dict:
+        """Extra generator losses at `step` (added after the distillation terms, before the adversarial one)."""
+        return {}
+
     # -- checkpoints other code wrote
     foreign_catch_all: bool = False  # its importer reads any tensor dict; asked last, its error is the answer
 

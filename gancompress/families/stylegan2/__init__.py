@@ -43,6 +43,23 @@ class StyleGAN2Family(Family):
     training_terms = frozenset({"style_mixing", "pl_weight", "relation"})
     has_shared_inputs = True
 
+    def initial_training_state(self, device):
+        return {"pl_mean": torch.zeros((), device=device)}  # running mean of path lengths
+
+    def training_phases(self, trainer, step):
+        from gancompress.families.stylegan2.training import path_length_step
+
+        if trainer.config.pl_weight and step % trainer.config.pl_interval == 0:
+            return [("G_pl", lambda s: path_length_step(trainer, s))]
+        return []
+
+    def generator_terms(self, trainer, z, step):
+        from gancompress.families.stylegan2.training import relation_loss
+
+        if trainer.config.mode == "distill" and trainer.config.relation:
+            return relation_loss(trainer, z, step)
+        return {}
+
     def import_foreign(self, path, load):
         from gancompress.families.stylegan2.importers.nvlabs import import_nvlabs, is_plain_pickle
         from gancompress.families.stylegan2.importers.rosinality import import_rosinality, rosinality_generator_state
