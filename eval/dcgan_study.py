@@ -31,7 +31,7 @@ import torch
 from gancompress.distillation.trainer import TrainConfig
 from gancompress.evaluation import evaluate
 from gancompress.io import atomic_write_text, load_generator, save_generator
-from gancompress.pipeline import STUDENT_FILE, train_or_resume
+from gancompress.pipeline import STUDENT_FILE, StudentPlan, train_or_resume
 from gancompress.pruning import prune_generator
 from gancompress.report import markdown_table, sample_grid
 from gancompress.study import Study, StudyError, select
@@ -64,7 +64,7 @@ def train_row(name, width, plan_extra, overrides, args, run_root: Path, device) 
         config = TrainConfig(steps=args.steps, batch_size=args.batch_size, seed=args.seed,
                              sample_every=max(args.steps // 4, 1), checkpoint_every=max(args.steps // 10, 1),
                              log_every=max(args.steps // 100, 1), **overrides)
-        plan = {"width": width, "criterion": "l1", "prune_seed": 0, **plan_extra}
+        plan = StudentPlan(**{"width": width, "criterion": "l1", "prune_seed": 0, **plan_extra})
         run_dir, trainer = train_or_resume(run_root, f"{name}-w{width}", config, args.teacher, plan, device)
         student_path = run_dir / STUDENT_FILE
         train_info = {"steps": trainer.step, "batch_size": trainer.config.batch_size, "time_s": trainer.elapsed(),

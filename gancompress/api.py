@@ -49,12 +49,12 @@ def distill(teacher: str | Path, width: float | None = 0.25, channels=None, step
 
     >>> student, run_dir = gc.distill("dcgan-fmnist32", width=0.5, steps=200, batch_size=16)"""
     from gancompress.distillation.trainer import TrainConfig
-    from gancompress.pipeline import run_training, start_run
+    from gancompress.pipeline import StudentPlan, run_training, start_run
 
     device = device or default_device()
     config = TrainConfig(steps=steps, **train)
-    plan = {"init": init, "criterion": criterion, "prune_seed": 0}
-    plan.update({"channels": list(channels)} if channels else {"width": width})
+    plan = StudentPlan(init, width=None if channels else width, channels=channels or None, criterion=criterion,
+                       prune_seed=0)
     label = f"distill-{Path(str(teacher)).stem}-" + (f"w{width}" if not channels else "custom")
     run_dir = start_run(run_root, label, config, str(teacher), plan, device)
     student, _ = run_training(run_dir, device, progress=progress)

@@ -292,13 +292,11 @@ def cmd_prune(args) -> int:
 
 
 def cmd_distill(args) -> int:
-    plan = {"init": args.init, "criterion": args.criterion, "prune_seed": args.prune_seed}
-    if args.init == "mapping-only":
-        plan["freeze_mapping"] = args.freeze_mapping
-    if args.channels:
-        plan["channels"] = list(args.channels)
-    else:
-        plan["width"] = args.width
+    from gancompress.pipeline import StudentPlan
+
+    plan = StudentPlan(args.init, width=None if args.channels else args.width, channels=args.channels or None,
+                       criterion=args.criterion, prune_seed=args.prune_seed,
+                       freeze_mapping=args.freeze_mapping if args.init == "mapping-only" else None)
     label = f"distill-{Path(args.teacher).stem}-" + (f"w{args.width}" if not args.channels else "custom")
     return _launch(args, label, "distill", args.teacher, plan, {**_STUDENT_KEYS, "teacher": "teacher"})
 
@@ -319,7 +317,9 @@ def cmd_train(args) -> int:
     teacher = args.real[len("teacher:"):] if args.real.startswith("teacher:") else None
     if teacher:
         args.real = "teacher"
-    plan = {"init": "random", "config": config.to_dict()}
+    from gancompress.pipeline import StudentPlan
+
+    plan = StudentPlan("random", config=config.to_dict())
     return _launch(args, f"train-{Path(args.like).stem if args.like else config.family}-{config.resolution}px", "gan",
                    teacher, plan)
 
@@ -459,7 +459,8 @@ def cmd_compress(args) -> int:
         resolved = resolve_plan(args.teacher, args.width if not args.channels else None, args.channels,
                                 args.criterion, args.preset, overrides, args.n_eval, data)
         check_run(resolved["train"], resolved["teacher"], resolved["student"], device)
-        print(json.dumps({**resolved, "train": resolved["train"].to_dict()}, indent=2))
+        print(json.dumps({**resolved, "student": resolved["student"].to_dict(), "train": resolved["train"].to_dict()},
+                         indent=2))
         return 0
     if args.resume:
         keys = {**_STUDENT_KEYS, "teacher": "teacher", "preset": "compress.preset"}
@@ -499,7 +500,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"gancompress {gancompress.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_assets_parser, _eval_parser, _prune_parser, _distill_parser, _train_parser, _import_parser, _compress_parser, _export_parser, _bench_parser, _sweep_parser):
+        add(sub)
+    return parser
 
+
+def _assets_parser(sub) -> None:
     p = sub.add_parser(
         "assets", formatter_class=_Formatter, parents=_parents("quiet", "json"),
         help="list or fetch the offline weights and data",
@@ -512,6 +518,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="fetch and convert again even if cached")
     p.set_defaults(func=cmd_assets)
 
+
+def _eval_parser(sub) -> None:
     p = sub.add_parser(
         "eval", formatter_class=_Formatter, parents=_parents("device", "quiet", "json"),
         help="FID, KID, LPIPS, params, MACs and latency of a generator",
@@ -541,6 +549,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="write the JSON record here")
     p.set_defaults(func=cmd_eval)
 
+
+def _prune_parser(sub) -> None:
     p = sub.add_parser(
         "prune", formatter_class=_Formatter, parents=_parents("device", "json"),
         help="slice a teacher into a narrower student (no training)",
@@ -554,6 +564,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="student checkpoint (default: derived from the arguments)")
     p.set_defaults(func=cmd_prune)
 
+
+def _distill_parser(sub) -> None:
     from gancompress.distillation.trainer import TrainConfig
 
     p = sub.add_parser(
@@ -574,6 +586,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--freeze-mapping", action="store_true", help="with --init mapping-only: keep the copied mapping fixed")
     _train_options(p, TrainConfig())
     p.set_defaults(func=cmd_distill)
+
+
+def _train_parser(sub) -> None:
+    from gancompress.distillation.trainer import TrainConfig
 
     p = sub.add_parser(
         "train", formatter_class=_Formatter, parents=_parents("device", "quiet", "dry_run"),
@@ -599,6 +615,8 @@ def build_parser() -> argparse.ArgumentParser:
                                   lr_g=2e-4))
     p.set_defaults(func=cmd_train)
 
+
+def _import_parser(sub) -> None:
     p = sub.add_parser(
         "import", formatter_class=_Formatter, parents=_parents(),
         help="convert a StyleGAN2 checkpoint (rosinality .pt, NVlabs .pkl) to gancompress files",
@@ -621,6 +639,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fully unpickle the file (runs code from it; only for files you trust)")
     p.set_defaults(func=cmd_import)
 
+
+def _compress_parser(sub) -> None:
     p = sub.add_parser(
         "compress", formatter_class=_Formatter, parents=_parents("device", "quiet", "json", "dry_run"),
         help="the main job: prune, distill, evaluate, report",
@@ -650,6 +670,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", type=Path, default=None, help="continue an interrupted compress run")
     p.set_defaults(func=cmd_compress)
 
+
+def _export_parser(sub) -> None:
     p = sub.add_parser(
         "export", formatter_class=_Formatter, parents=_parents("json"),
         help="export a generator for deployment (ONNX, ExecuTorch, Core ML), verified",
@@ -676,6 +698,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Core ML compute precision (float16 runs on the Neural Engine; unverified here)")
     p.set_defaults(func=cmd_export)
 
+
+def _bench_parser(sub) -> None:
     p = sub.add_parser(
         "bench", formatter_class=_Formatter, parents=_parents("quiet", "json"),
         help="measure latency on every runtime here (PyTorch, ONNX Runtime, CUDA)",
@@ -703,6 +727,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     p.set_defaults(func=cmd_bench)
 
+
+def _sweep_parser(sub) -> None:
+    from gancompress.compression import PRESETS
+
     p = sub.add_parser(
         "sweep", formatter_class=_Formatter, parents=_parents("device", "quiet", "dry_run"),
         help="FID-vs-size trade-off: every (width, method) pair, plots and a report",
@@ -727,7 +755,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-root", type=Path, default=Path("runs"), help="where the numbered sweep directory goes")
     p.add_argument("--resume", type=Path, default=None, help="continue the sweep in this directory")
     p.set_defaults(func=cmd_sweep)
-    return parser
 
 
 def _explicit_options(parser: argparse.ArgumentParser, argv: list[str], command: str) -> set[str]:

@@ -11,7 +11,7 @@ from gancompress.data import check_image_source
 from gancompress.distillation.trainer import TrainConfig, init_distributed
 from gancompress.evaluation import EvaluationError, evaluate, generate, generator_reference, latents
 from gancompress.io import load_generator
-from gancompress.pipeline import RUN_FILE, STUDENT_FILE, read_run, run_lock, run_training, start_run
+from gancompress.pipeline import RUN_FILE, STUDENT_FILE, StudentPlan, read_run, run_lock, run_training, start_run
 from gancompress.report import comparison, save_grid, write_report
 from gancompress.teachers import file_identity, manifest, resolve_generator
 
@@ -76,8 +76,8 @@ def resolve_plan(teacher=None, width=0.25, channels=None, criterion="l1", preset
     data = teacher_dataset(teacher) if data == "auto" else data
     check_data_reference(data)
     config = TrainConfig(**{**PRESETS[preset]["train"], **(overrides or {})})
-    plan = {"init": "inherit", "criterion": criterion, "prune_seed": 0}
-    plan.update({"channels": list(channels)} if channels else {"width": width})
+    plan = StudentPlan("inherit", width=None if channels else width, channels=channels or None, criterion=criterion,
+                       prune_seed=0)
     return {"teacher": teacher, "student": plan, "train": config,
             "compress": {"preset": preset, "n_eval": n_eval, "data": data}}
 

@@ -247,6 +247,37 @@ def _generator_and_identity(generator, device, identity: dict | None = None) -> 
                           f"{type(generator).__name__}")
 
 
+def _check_budget(n: int, n_ref: int | None, batch_size: int) -> int:
+    """The reference sample count (default: n), after checking the budget."""
+    if n < 2:
+        raise EvaluationError(f"--n must be at least 2 (FID needs a covariance), got {n}")
+    n_ref = n if n_ref is None else n_ref
+    if n_ref < 2:
+        raise EvaluationError(f"--n-ref must be at least 2 (FID needs a covariance), got {n_ref}")
+    if batch_size < 1:
+        raise EvaluationError(f"--batch-size must be at least 1, got {batch_size}")
+    return n_ref
+
+
+def _lpips_record(generator, reference, n, seed, lpips_net, batch_size, device) -> dict:
+    """LPIPS to the reference teacher on the generator's own latents (and noise), or why it is unavailable."""
+    record = _lpips_unavailable(reference, generator)
+    if record is None:
+        record = lpips_to_teacher(generator, reference.teacher, latents(n, generator.z_dim, seed),
+                                  load_lpips(lpips_net, device), batch_size, device, noise_seed=seed)
+        record["net"] = lpips_net
+    return record
+
+
+def generator_cost(generator, latency: bool = True) -> dict:
+    """Parameters, MACs per image (with the family's split) and, when asked, PyTorch latency."""
+    cost = {"params": count_parameters(generator), "macs_per_image": count_macs(generator), "macs_rule": MACS_RULE}
+    cost.update(family_of(generator).cost_split(generator))
+    if latency:
+        cost["latency"] = [measure_latency(generator, b) for b in LATENCY_BATCHES]
+    return cost
+
+
 def evaluate(
     generator_spec,
     reference_spec: str,
@@ -270,13 +301,7 @@ def evaluate(
     LPIPS, cost and latency that carries its protocol. `identity`: how the record names a generator
     passed as an object (default: its family, config and a sha256 of its tensors)."""
     device = device or default_device()
-    if n < 2:
-        raise EvaluationError(f"--n must be at least 2 (FID needs a covariance), got {n}")
-    n_ref = n if n_ref is None else n_ref
-    if n_ref < 2:
-        raise EvaluationError(f"--n-ref must be at least 2 (FID needs a covariance), got {n_ref}")
-    if batch_size < 1:
-        raise EvaluationError(f"--batch-size must be at least 1, got {batch_size}")
+    n_ref = _check_budget(n, n_ref, batch_size)
     timings = {}
     t0 = time.perf_counter()
     generator, gen_identity = _generator_and_identity(generator_spec, device, identity)
@@ -305,11 +330,7 @@ def evaluate(
     timings["generator_features_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    lpips_record = _lpips_unavailable(reference, generator)
-    if lpips_record is None:
-        lpips_record = lpips_to_teacher(generator, reference.teacher, latents(n, generator.z_dim, seed),
-                                        load_lpips(lpips_net, device), batch_size, device, noise_seed=seed)
-        lpips_record["net"] = lpips_net
+    lpips_record = _lpips_record(generator, reference, n, seed, lpips_net, batch_size, device)
     timings["lpips_s"] = time.perf_counter() - t0
 
     fid = fid_metrics.fid_from_features(gen_feats, ref_feats)
@@ -321,33 +342,24 @@ def evaluate(
                               f"{reference.label}; no record was written")
 
     t0 = time.perf_counter()
-    cost = {"params": count_parameters(generator), "macs_per_image": count_macs(generator), "macs_rule": MACS_RULE}
-    cost.update(family_of(generator).cost_split(generator))
-    if latency:
-        cost["latency"] = [measure_latency(generator, b) for b in LATENCY_BATCHES]
+    cost = generator_cost(generator, latency)
     timings["cost_s"] = time.perf_counter() - t0
 
-    record = {
+    metrics = {"fid": fid, "kid": {"mean": kid_mean, "std": kid_std}, "lpips": lpips_record}
+    if inception_score:
+        metrics["inception_score"] = {"available": False, "reason": fid_metrics.INCEPTION_SCORE_UNAVAILABLE}
+    return {
         "generator": gen_identity,
         "reference": {"spec": reference_spec if isinstance(reference_spec, str) else reference.label,
                       "label": reference.label, "kind": reference.kind,
                       "identity": reference.identity, "features": ref_cache},
         "generator_features": gen_cache,
-        "metrics": {
-            "fid": fid,
-            "kid": {"mean": kid_mean, "std": kid_std},
-            "lpips": lpips_record,
-            "inception_score": {"available": False, "reason": fid_metrics.INCEPTION_SCORE_UNAVAILABLE}
-            if inception_score else None,
-        },
+        "metrics": metrics,
         "cost": cost,
         "protocol": protocol(n, n_ref, seed, ref_seed, batch_size, device, reference,
                              family_of(generator).has_shared_inputs),
         "timings": timings,
     }
-    if not inception_score:
-        del record["metrics"]["inception_score"]
-    return record
 
 
 @torch.inference_mode()

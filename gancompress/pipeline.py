@@ -9,6 +9,7 @@ checkpoint."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import logging
@@ -16,6 +17,7 @@ import os
 import re
 import socket
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -26,9 +28,8 @@ from gancompress import extras
 from gancompress.data import DATASETS, ImageFiles, check_image_source, load_dataset
 from gancompress.distillation.trainer import Rank, TrainConfig, Trainer, init_distributed
 from gancompress.errors import GancompressError
-from gancompress.families import FAMILIES, family_of
+from gancompress.families import FAMILIES, build_generator, config_from_dict, family_of
 from gancompress.io import atomic_write_text, save_generator
-from gancompress.families import build_generator, config_from_dict
 from gancompress.pruning import prune_generator
 from gancompress.teachers import resolve_generator
 
@@ -39,6 +40,54 @@ STUDENT_FILE = "student.safetensors"
 
 class RunError(GancompressError, ValueError):
     pass
+
+
+@dataclass(frozen=True)
+class StudentPlan:
+    """How a run builds its student (run.json's "student"): one of
+      init "inherit", width | channels, criterion, prune_seed   prune the teacher (its weights)
+      init "random", width | channels                           the pruned architecture, fresh weights
+      init "mapping-only", width | channels, freeze_mapping     StyleGAN2: fresh synthesis with the
+                                                                teacher's mapping network (StyleKD)
+      init "random", config                                     any architecture (training from scratch)
+    Unset fields are None and are left out of run.json, so records keep the shape they always had."""
+
+    init: str = "inherit"
+    width: float | None = None
+    channels: tuple[int, ...] | None = None
+    criterion: str | None = None  # None: l1
+    prune_seed: int | None = None  # None: 0
+    freeze_mapping: bool | None = None
+    config: dict | None = None  # a generator config (to_dict form)
+
+    def __post_init__(self):
+        init_modes = sorted({mode for family in FAMILIES.values() for mode in family.init_modes})
+        if self.init not in init_modes:
+            raise RunError(f"unknown student init {self.init!r}; choose {', '.join(init_modes)}")
+        if self.channels is not None:
+            object.__setattr__(self, "channels", tuple(self.channels))
+        if self.config is not None and (self.width is not None or self.channels is not None):
+            raise RunError("a student plan gives its architecture once: a config, or a width or channels of the teacher")
+
+    @classmethod
+    def of(cls, plan: "StudentPlan | dict") -> "StudentPlan":
+        """A plan from itself or from its run.json form (unknown keys refused)."""
+        if isinstance(plan, cls):
+            return plan
+        unknown = set(plan) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise RunError(f"unknown student plan fields {sorted(unknown)}")
+        return cls(**plan)
+
+    def to_dict(self) -> dict:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if getattr(self, f.name) is not None}
+        if "channels" in out:
+            out["channels"] = list(out["channels"])
+        return out
+
+    @property
+    def prune_criterion(self) -> str:
+        return self.criterion or "l1"
 
 
 def make_run_dir(root: str | Path, label: str) -> Path:
@@ -108,24 +157,21 @@ def start_run(
     label: str,
     config: TrainConfig,
     teacher_spec: str | None,
-    student_plan: dict,
+    student_plan: StudentPlan | dict,
     device: str = "cpu",
     extra: dict | None = None,
 ) -> Path:
-    """Create a run directory and its run.json. `student_plan` says how the student is built:
-    {"init": "inherit", "width" | "channels", "criterion", "prune_seed"} to prune the teacher,
-    {"init": "random", "width" | "channels"} for the pruned architecture with fresh weights,
-    {"init": "mapping-only", "width" | "channels", "freeze_mapping"} for StyleGAN2: fresh synthesis,
-    the teacher's mapping network (StyleKD), or
-    {"init": "random", "config": {...}} for any architecture (training from scratch).
+    """Create a run directory and its run.json. `student_plan` says how the student is built
+    (a StudentPlan, or its dict form).
     `extra`: further top-level entries of run.json (e.g. the compress command's preset and command line).
     Everything is validated first: a run that cannot start leaves no directory behind."""
     rank = init_distributed(device)
     run_dir = None
     if rank.main:
+        student_plan = StudentPlan.of(student_plan)
         check_run(config, teacher_spec, student_plan, rank.device)
         run_dir = make_run_dir(run_root, label)
-        record = {"teacher": teacher_spec, "student": student_plan, "train": config.to_dict(), "device": device,
+        record = {"teacher": teacher_spec, "student": student_plan.to_dict(), "train": config.to_dict(), "device": device,
                   **(extra or {})}
         atomic_write_text(run_dir / RUN_FILE, json.dumps(record, indent=2, sort_keys=True) + "\n")
     if rank.world > 1:  # every rank reads run.json: rank 0 sends the name only once it is written
@@ -135,24 +181,22 @@ def start_run(
     return run_dir
 
 
-def check_run(config: TrainConfig, teacher, plan: dict, device: str = "cpu") -> None:
+def check_run(config: TrainConfig, teacher, plan: StudentPlan | dict, device: str = "cpu") -> None:
     """Raise the error a run would meet while it is being built (teacher, student plan, images), cheaply:
     the student's shape is derived but nothing is trained or decoded. `teacher`: a spec, an already
     loaded generator (a sweep checks many plans against one teacher), or None."""
     if teacher is not None and not isinstance(teacher, torch.nn.Module):
         teacher = resolve_generator(teacher, device)[0]
-    init_modes = sorted({mode for family in FAMILIES.values() for mode in family.init_modes})
-    if plan.get("init") not in init_modes:
-        raise RunError(f"unknown student init {plan.get('init')!r}; choose {', '.join(init_modes)}")
-    if "config" in plan:
-        config_from_dict(plan["config"])
+    plan = StudentPlan.of(plan)
+    if plan.config is not None:
+        config_from_dict(plan.config)
     elif teacher is None:
         raise RunError("a student derived from a teacher needs --teacher")
     else:
-        prune_generator(teacher, width=plan.get("width"), channels=plan.get("channels"), criterion="l1")
+        prune_generator(teacher, width=plan.width, channels=plan.channels, criterion="l1")
         family = family_of(teacher)
-        if plan["init"] not in family.init_modes:
-            raise RunError(f"init {plan['init']!r} does not apply to {family.title} teachers; choose "
+        if plan.init not in family.init_modes:
+            raise RunError(f"init {plan.init!r} does not apply to {family.title} teachers; choose "
                            f"{', '.join(family.init_modes)}")
     if config.real != "teacher":
         check_image_source(config.real)
@@ -287,21 +331,21 @@ def run_training(run_dir: str | Path, device: str = "cpu", resume: bool = False,
 def _train_run(run_dir: Path, spec: dict, rank: Rank, resume: bool, progress: bool, lpips_model):
     device = rank.device
     config = TrainConfig.from_dict(spec["train"])
-    plan = spec["student"]
+    plan = StudentPlan.of(spec["student"])
     teacher, kept = None, None
     if spec["teacher"]:
         teacher, _ = resolve_generator(spec["teacher"], device)
     torch.manual_seed(config.seed)
-    if plan["init"] == "inherit":
-        student, kept = prune_generator(teacher, width=plan.get("width"), channels=plan.get("channels"),
-                                        criterion=plan.get("criterion", "l1"), seed=plan.get("prune_seed", 0))
-    elif "config" in plan:
-        student = build_generator(config_from_dict(plan["config"]))
+    if plan.init == "inherit":
+        student, kept = prune_generator(teacher, width=plan.width, channels=plan.channels,
+                                        criterion=plan.prune_criterion, seed=plan.prune_seed or 0)
+    elif plan.config is not None:
+        student = build_generator(config_from_dict(plan.config))
     else:
-        shape, _ = prune_generator(teacher, width=plan.get("width"), channels=plan.get("channels"), criterion="l1")
+        shape, _ = prune_generator(teacher, width=plan.width, channels=plan.channels, criterion="l1")
         student = build_generator(shape.config)
-        if plan["init"] == "mapping-only":
-            copy_mapping(teacher, student, freeze=plan.get("freeze_mapping", False))
+        if plan.init == "mapping-only":
+            copy_mapping(teacher, student, freeze=bool(plan.freeze_mapping))
     if config.mode == "distill" and config.lpips and lpips_model is None:
         from gancompress.metrics.lpips import load_lpips
 
@@ -319,14 +363,15 @@ def _train_run(run_dir: Path, spec: dict, rank: Rank, resume: bool, progress: bo
         log.info("started: %s", json.dumps(spec, sort_keys=True))
     student_ema = trainer.train()
     if rank.main:
-        pruning = {"teacher": spec["teacher"], "kept": kept, "criterion": plan.get("criterion")} if kept else None
+        pruning = {"teacher": spec["teacher"], "kept": kept, "criterion": plan.criterion} if kept else None
         save_student(run_dir / STUDENT_FILE, student_ema, pruning)
         log.info("finished at step %d after %.1f s; EMA student written to %s", trainer.step, trainer.elapsed(),
                  run_dir / STUDENT_FILE)
     return student_ema, trainer
 
 
-def train_or_resume(run_root: str | Path, label: str, config: TrainConfig, teacher_spec: str | None, plan: dict,
+def train_or_resume(run_root: str | Path, label: str, config: TrainConfig, teacher_spec: str | None,
+                    plan: StudentPlan | dict,
                     device: str = "cpu", progress: bool = True):
     """Train the run called `label` under `run_root` to its end: resume the latest such run that has a
     checkpoint, else start a new one (a run started but killed before its first checkpoint starts

@@ -74,7 +74,13 @@ def check_plan(plan: dict) -> None:
         student_plan, overrides = METHODS[method]
         config = TrainConfig(**{**PRESETS[plan["preset"]]["train"], **overrides, **plan["overrides"]})
         for width in plan["widths"]:
-            check_run(config, teacher, {"width": width, "criterion": "l1", "prune_seed": 0, **student_plan})
+            check_run(config, teacher, _student_plan(student_plan, width))
+
+
+def _student_plan(method_plan: dict, width: float):
+    from gancompress.pipeline import StudentPlan
+
+    return StudentPlan(**{"width": width, "criterion": "l1", "prune_seed": 0, **method_plan})
 
 
 def _latency(generator, threads: int) -> dict:
@@ -138,7 +144,7 @@ def train_pair(plan: dict, out_dir: Path, width: float, method: str, device: str
 
     student_plan, overrides = METHODS[method]
     config = TrainConfig(**{**PRESETS[plan["preset"]]["train"], **overrides, **plan["overrides"]})
-    full_plan = {"width": width, "criterion": "l1", "prune_seed": 0, **student_plan}
+    full_plan = _student_plan(student_plan, width)
     name = pair_name(method, width)
     log(f"{name}: training {config.steps} steps of batch {config.batch_size}")
     return train_or_resume(Path(out_dir) / "runs", name, config, plan["teacher"], full_plan, device, progress)

@@ -6,20 +6,15 @@ from gancompress.pruning import CRITERIA, channel_importance, prune_generator, s
 from tests.conftest import tiny_generator
 
 
-@pytest.mark.parametrize("criterion", CRITERIA)
-def test_width_one_reproduces_the_teacher_exactly(criterion):
-    teacher = tiny_generator(channels=(16, 12, 8), conv_bias=True)
-    student, kept = prune_generator(teacher, width=1.0, criterion=criterion)
-    z = torch.randn(6, 8)
-    assert torch.equal(student(z), teacher(z))
-    assert kept == {name: list(range(c)) for name, c in zip(teacher.config.block_names, (16, 12, 8))}
+# Width 1 reproducing the teacher, for every criterion of every family: tests/test_families.py.
 
 
+@pytest.mark.parametrize("conv_bias", [False, True])
 @pytest.mark.parametrize("criterion", CRITERIA)
-def test_pruned_student_equals_the_teacher_with_dropped_channels_zeroed(criterion):
+def test_pruned_student_equals_the_teacher_with_dropped_channels_zeroed(criterion, conv_bias):
     """Slicing is right iff the student computes what the teacher computes when every dropped
     channel's activation is zeroed (BatchNorm in eval mode, so channels are independent)."""
-    teacher = tiny_generator(channels=(16, 12, 8))
+    teacher = tiny_generator(channels=(16, 12, 8), conv_bias=conv_bias)
     student, kept = prune_generator(teacher, channels=(9, 5, 3), criterion=criterion, seed=3)
     assert student.config.channels == (9, 5, 3) and [len(v) for v in kept.values()] == [9, 5, 3]
     masks = {}

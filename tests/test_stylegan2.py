@@ -107,13 +107,9 @@ def test_config_rules_and_channel_helpers():
         StyleGAN2Config(**TINY).with_width(1.5)
 
 
-def test_checkpoint_round_trip_and_cost(tmp_path):
-    generator = tiny_stylegan2()
-    path = save_generator(tmp_path / "g.safetensors", generator)
-    loaded = load_generator(path)
+def test_feature_taps_and_cost():
+    loaded = tiny_stylegan2()
     z = torch.randn(2, 16)
-    with torch.no_grad():
-        assert torch.equal(loaded(z, noise="const"), generator(z, noise="const"))
     _, features = loaded(z, return_features=True, noise="const")
     assert list(features) == ["b4", "rgb4", "b8", "rgb8", "b16", "rgb16", "b32", "rgb32"]
     # The 3x3 convolutions by hand (transposed ones counted at their input size, as torch counts
@@ -168,16 +164,7 @@ def test_discriminator_groups_minibatch_stddev_and_supports_r1():
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for n, p in d.named_parameters() if n.endswith("weight"))
 
 
-@pytest.mark.parametrize("criterion", ["l1", "random"])
-def test_width_one_pruning_reproduces_the_teacher(criterion):
-    from gancompress.pruning import prune_generator
-
-    teacher = tiny_stylegan2()
-    student, kept = prune_generator(teacher, width=1.0, criterion=criterion)
-    z = torch.randn(3, 16)
-    with torch.no_grad():
-        assert torch.equal(student(z, noise="const"), teacher(z, noise="const"))
-    assert kept["b32"] == list(range(8)) and kept["b4_const"] == list(range(32))
+# Width 1 reproducing the teacher, and the checkpoint round trip, for every family: tests/test_families.py.
 
 
 def test_pruned_stylegan2_equals_the_teacher_with_dropped_channels_silenced():
