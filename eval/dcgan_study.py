@@ -103,6 +103,23 @@ def open_study(args, **plan) -> Study:
         raise SystemExit(f"error: {error}") from None  # one line, exit 1
 
 
+def run_rows(parser, args, planned: dict, make_row, **plan) -> Study | None:
+    """Run the rows `--only` picks of `planned` ({name: row arguments}) with make_row(study, *arguments);
+    the study when every planned row is done, else None (after saying how many are)."""
+    try:
+        chosen = select(planned, args.only)
+    except StudyError as error:
+        parser.error(str(error))
+    study = open_study(args, **plan)
+    for key in chosen:
+        study.row(key, lambda: make_row(study, *planned[key]), log)
+    if len(chosen) < len(planned):
+        print(f"{sum(map(study.done, planned))}/{len(planned)} rows done; run without --only to write the tables",
+              file=sys.stderr)
+        return None
+    return study
+
+
 def log(message: str) -> None:
     print(message, file=sys.stderr)
 
@@ -124,16 +141,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     planned = {f"{name}-w{width}": (name, width, *RECIPES[name]) for width in widths(args) for name in RECIPES}
     planned |= {f"{name}-w{args.ablation_width}": (name, args.ablation_width, *ABLATIONS[name]) for name in ABLATIONS}
-    try:
-        chosen = select(planned, args.only)
-    except StudyError as error:
-        parser.error(str(error))
-    study = open_study(args, ablation_width=args.ablation_width)
-    for key in chosen:
-        study.row(key, lambda: evaluated_row(*planned[key], args, study), log)
-    if len(chosen) < len(planned):
-        print(f"{sum(map(study.done, planned))}/{len(planned)} rows done; run without --only to write the tables",
-              file=sys.stderr)
+    study = run_rows(parser, args, planned, lambda study, *row: evaluated_row(*row, args, study),
+                     ablation_width=args.ablation_width)
+    if study is None:
         return 0
     floor = study.row("floor", lambda: evaluate(args.teacher, f"teacher:{args.teacher}", n=args.n, device=args.device,
                                                 latency=False), log)

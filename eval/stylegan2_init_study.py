@@ -23,11 +23,10 @@ import json
 import sys
 
 
-from dcgan_study import log, open_study, study_options, train_row, widths  # eval/ is on sys.path when run as a script
+from dcgan_study import log, run_rows, study_options, train_row, widths  # eval/ is on sys.path when run as a script
 from gancompress.evaluation import evaluate
 from gancompress.io import atomic_write_text, load_generator
 from gancompress.report import markdown_table, sample_grid
-from gancompress.study import StudyError, select
 from gancompress.teachers import resolve_generator
 
 INITS = {"inherit": {"init": "inherit"}, "mapping-only": {"init": "mapping-only"}, "scratch": {"init": "random"}}
@@ -57,16 +56,8 @@ def main(argv=None) -> int:
     parser.add_argument("--data", default="fashion-mnist:test", help="reference for FID vs data")
     args = parser.parse_args(argv)
     planned = {f"{name}-w{width}": (name, width) for width in widths(args) for name in INITS}
-    try:
-        chosen = select(planned, args.only)
-    except StudyError as error:
-        parser.error(str(error))
-    study = open_study(args, data=args.data)
-    for key in chosen:
-        study.row(key, lambda: evaluated_row(*planned[key], args, study), log)
-    if len(chosen) < len(planned):
-        print(f"{sum(map(study.done, planned))}/{len(planned)} rows done; run without --only to write the tables",
-              file=sys.stderr)
+    study = run_rows(parser, args, planned, lambda study, *row: evaluated_row(*row, args, study), data=args.data)
+    if study is None:
         return 0
     floors = {"teacher": study.row("floor-teacher", lambda: evaluate(args.teacher, f"teacher:{args.teacher}", n=args.n,
                                                                      device=args.device, latency=False), log),

@@ -360,9 +360,6 @@ class Trainer:
             rows.insert(0, self._generate(self.teacher, z, -1, "sample-bank"))
         self.files.write_samples(rows, self.step)
 
-    def last_checkpoint(self) -> str | None:
-        return self.files.last_checkpoint()
-
     def _diverged(self, what: str) -> TrainingDiverged:
         return TrainingDiverged(f"training diverged: {what}; {self.files.lost_work_note()}. Lower the learning rates "
                                 "(--lr-g, --lr-d) or the loss weights and start a new run")
