@@ -268,7 +268,7 @@ def _launch(args, label: str, mode: str, teacher, plan, keys: dict | None = None
 
 
 def cmd_prune(args) -> int:
-    from gancompress.metrics.cost import count_macs, count_parameters
+    from gancompress.metrics.cost import count_macs_by_rule, count_parameters
     from gancompress.pipeline import prune_teacher, save_student
 
     teacher, identity, student, kept = prune_teacher(
@@ -278,15 +278,24 @@ def cmd_prune(args) -> int:
     save_student(out, student, {"teacher": args.teacher, "teacher_sha256": identity["sha256"],
                                 "criterion": args.criterion, "kept": kept})
     tp, sp = count_parameters(teacher), count_parameters(student)
-    tm, sm = count_macs(teacher), count_macs(student)
+    t_rules, s_rules = count_macs_by_rule(teacher), count_macs_by_rule(student)
+    tm, sm = t_rules["torch_counter"], s_rules["torch_counter"]
     if args.json:
         print(json.dumps({"teacher": identity["name"], "student": str(out), "criterion": args.criterion,
                           "teacher_channels": list(teacher.config.channels), "channels": list(student.config.channels),
-                          "params": [tp, sp], "macs_per_image": [tm, sm]}, indent=2))
+                          "params": [tp, sp], "macs_per_image": [tm, sm],
+                          "macs_by_rule": {rule: [t_rules[rule], s_rules[rule]] for rule in t_rules}}, indent=2))
         return 0
-    print(f"teacher {identity['name']}: channels {teacher.config.channels}, {tp:,} params, {tm / 1e6:.1f} M MACs")
+
+    def papers(rules):  # the two rules papers use, when they differ from torch's (docs/cost.md)
+        other = {k: v for k, v in rules.items() if k != "torch_counter" and v != rules["torch_counter"]}
+        named = [f"{rule.replace('_', '-')} rule {macs / 1e6:.1f} M" for rule, macs in other.items()]
+        return f" [{', '.join(named)}]" if named else ""
+
+    print(f"teacher {identity['name']}: channels {teacher.config.channels}, {tp:,} params, {tm / 1e6:.1f} M MACs"
+          + papers(t_rules))
     print(f"student ({args.criterion}): channels {student.config.channels}, {sp:,} params ({tp / sp:.1f}x fewer), "
-          f"{sm / 1e6:.1f} M MACs ({tm / sm:.1f}x fewer)")
+          f"{sm / 1e6:.1f} M MACs ({tm / sm:.1f}x fewer)" + papers(s_rules))
     print(f"written to {out} (kept channel indices in its metadata)")
     return 0
 

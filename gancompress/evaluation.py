@@ -35,7 +35,7 @@ from gancompress.errors import GancompressError
 from gancompress.families import family_of
 from gancompress.io import read_metadata, save_tensors, sha256_file
 from gancompress.metrics import fid as fid_metrics
-from gancompress.metrics.cost import MACS_RULE, count_macs, count_parameters
+from gancompress.metrics.cost import MACS_RULE, MACS_RULES, count_macs_by_rule, count_parameters
 from gancompress.metrics.images import GRAYSCALE_RULE, TO_UINT8_RULE, to_uint8
 from gancompress.metrics.latency import measure_latency
 from gancompress.metrics.lpips import load_lpips, lpips_distance
@@ -271,7 +271,9 @@ def _lpips_record(generator, reference, n, seed, lpips_net, batch_size, device) 
 
 def generator_cost(generator, latency: bool = True) -> dict:
     """Parameters, MACs per image (with the family's split) and, when asked, PyTorch latency."""
-    cost = {"params": count_parameters(generator), "macs_per_image": count_macs(generator), "macs_rule": MACS_RULE}
+    by_rule = count_macs_by_rule(generator)
+    cost = {"params": count_parameters(generator), "macs_per_image": by_rule["torch_counter"], "macs_rule": MACS_RULE,
+            "macs_by_rule": by_rule, "macs_rules": MACS_RULES}
     cost.update(family_of(generator).cost_split(generator))
     if latency:
         cost["latency"] = [measure_latency(generator, b) for b in LATENCY_BATCHES]

@@ -79,6 +79,9 @@ def comparison(teacher_record: dict, student_record: dict, data_records: tuple[d
         "params": (t["cost"]["params"], s["cost"]["params"]),
         "macs_per_image": (t["cost"]["macs_per_image"], s["cost"]["macs_per_image"]),
     }
+    for rule in ("input_resolution", "output_resolution"):  # the papers' rules (metrics/cost.py)
+        if rule in t["cost"].get("macs_by_rule", {}) and rule in s["cost"].get("macs_by_rule", {}):
+            rows[f"macs_{rule}"] = (t["cost"]["macs_by_rule"][rule], s["cost"]["macs_by_rule"][rule])
     for lt, ls in zip(t["cost"].get("latency", []), s["cost"].get("latency", [])):
         rows[f"latency_ms_b{lt['batch_size']}"] = (lt["median_ms_per_image"], ls["median_ms_per_image"])
     out = {k: {"teacher": a, "student": b, "student_over_teacher": _ratio(b, a) if a and b is not None else None}
@@ -101,6 +104,8 @@ def write_report(run_dir: Path, summary: dict) -> tuple[Path, Path]:
         "fid_vs_teacher_samples": "FID vs teacher samples", "kid_vs_teacher_samples": "KID vs teacher samples",
         "fid_vs_data": "FID vs data", "kid_vs_data": "KID vs data",
         "lpips_to_teacher": "LPIPS to teacher (AlexNet)", "params": "parameters", "macs_per_image": "MACs / image",
+        "macs_input_resolution": "MACs / image, papers' input-resolution rule",
+        "macs_output_resolution": "MACs / image, output-resolution rule",
         "latency_ms_b1": "latency, batch 1 (ms/img)", "latency_ms_b16": "latency, batch 16 (ms/img)",
     }
 
@@ -129,6 +134,11 @@ def write_report(run_dir: Path, summary: dict) -> tuple[Path, Path]:
             f"device {p['device']}, {p['threads']} threads, torch {p['torch']}",
         ]) + ".",
     ]
+    if "macs_input_resolution" in cmp:
+        lines += ["", "MACs / image: torch's FlopCounterMode / 2 (transposed convolutions at their input resolution, "
+                      "FIR filters included); the input-resolution rule leaves the fixed FIR filters out (CAGAN, StyleKD, "
+                      "DCP); the output-resolution rule counts transposed convolutions at their output size (Anycost GAN, "
+                      "MobileStyleGAN). docs/cost.md"]
     latency = summary["student_eval"]["cost"].get("latency") or []
     if latency:
         lines += ["", f"Latency: median ms per image, {latency[0]['graph']} on {latency[0]['device']} with "

@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from gancompress.data import load_dataset
-from gancompress.metrics.cost import count_macs, count_parameters
+from gancompress.metrics.cost import count_macs, count_macs_by_rule, count_parameters
 from gancompress.metrics.fid import fid_from_features, kid_from_features
 from gancompress.metrics.lpips import load_lpips
 from gancompress.teachers import resolve_generator
@@ -72,3 +72,7 @@ def test_dcgan_face64_cost_matches_the_hand_count(ready_assets):
     hand = sum(cin * cout * 16 * hw * hw for cin, cout, hw in chain)
     assert hand == 104_628_224
     assert count_macs(teacher) == hand
+    # No FIR filters; at the output resolution each layer's H_in * W_in becomes H_out * W_out (4 at the first layer).
+    by_rule = count_macs_by_rule(teacher)
+    assert by_rule["torch_counter"] == by_rule["input_resolution"] == hand
+    assert by_rule["output_resolution"] == sum(cin * cout * 16 * (4 if hw == 1 else 2 * hw) ** 2 for cin, cout, hw in chain)

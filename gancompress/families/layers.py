@@ -45,6 +45,8 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
 
 
 class Blur(nn.Module):
+    fixed_filter = True  # a fixed FIR filter: metrics/cost.py counts it apart (papers leave it out)
+
     def __init__(self, taps: tuple[int, ...], pad: tuple[int, int], gain: float = 1.0):
         super().__init__()
         self.register_buffer("kernel", fir_kernel(taps, gain), persistent=False)
@@ -56,6 +58,8 @@ class Blur(nn.Module):
 
 class Upsample(nn.Module):
     """2x upsampling through the FIR filter (used on the toRGB skip images)."""
+
+    fixed_filter = True
 
     def __init__(self, taps: tuple[int, ...], factor: int = 2):
         super().__init__()
