@@ -64,6 +64,33 @@ def test_stylegan2_graphs_compose_to_the_generator(tmp_path):
     assert expected.std() > 0.1  # not a constant image
 
 
+@pytest.mark.parametrize("conv_clamp", [None, 0.5])
+def test_stylegan2_inference_graph_is_the_generator_in_fewer_ops(tmp_path, conv_clamp):
+    import onnx
+
+    from gancompress.exporting import graph_for
+
+    generator = tiny_stylegan2(conv_clamp=conv_clamp)
+    z = torch.randn(3, generator.z_dim)
+    ws = generator.ws(z, update_w_avg=False).detach() + 0.3 * torch.randn(3, generator.num_ws, generator.z_dim)
+    with torch.no_grad():  # against the generator as trained (truncation folded into the styles; mixed ws)
+        for part, psi, x in (("full", 1.0, z), ("full", 0.6, z), ("synthesis", 1.0, ws)):
+            graph, *_ = graph_for(generator, part, psi)
+            expected = generator(z, noise="const", psi=psi) if part == "full" else generator(None, noise="const", ws=ws)
+            assert (graph(x) - expected).abs().max() < 1e-4 and expected.std() > 0.1
+    export_onnx(generator, tmp_path / "g.onnx")
+    torch.onnx.export(graph_for(generator)[0].reference, (z,), str(tmp_path / "plain.onnx"), dynamo=False,
+                      dynamic_axes={"z": {0: "b"}}, input_names=["z"])
+    ops = [node.op_type for node in onnx.load(str(tmp_path / "g.onnx")).graph.node]
+    plain = [node.op_type for node in onnx.load(str(tmp_path / "plain.onnx")).graph.node]
+    blocks = len(generator.config.channels)
+    # every style in one MatMul and every demodulation in another; each upsampling is one
+    # ConvTranspose (+ its depthwise blur), each skip upsampling one ConvTranspose; no pads or reductions
+    assert ops.count("MatMul") == 2 and ops.count("ConvTranspose") == 2 * (blocks - 1)
+    assert "Pad" not in ops and "ReduceSum" not in ops and plain.count("Pad") > 0
+    assert len(ops) < 0.6 * len(plain)
+
+
 def test_truncation_is_baked_into_the_full_graph(tmp_path):
     generator = tiny_stylegan2()
     export_onnx(generator, tmp_path / "psi.onnx", psi=0.5)

@@ -39,6 +39,16 @@ def test_generator_reproduces_the_original_for_the_same_z_and_noise(imported, ex
     assert "mapping network over" in notes["w_avg"]
 
 
+def test_writing_rosinality_names_gives_back_the_original_state_dict(imported):
+    from gancompress.families.stylegan2.importers.rosinality import rosinality_state
+
+    original = load_foreign_checkpoint(FIXTURES / "rosinality_tiny.pt")["g_ema"]
+    written = rosinality_state(imported["generator"][0])
+    assert set(written) == set(original)
+    for key, tensor in original.items():
+        assert written[key].shape == tensor.shape and torch.equal(written[key], tensor.float()), key
+
+
 def test_discriminator_reproduces_the_original(imported, expected):
     discriminator = imported["discriminator"]
     assert discriminator.config.channels == (16, 16, 8, 8)

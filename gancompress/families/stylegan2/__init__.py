@@ -121,15 +121,25 @@ class StyleGAN2Family(Family):
     def graph(self, generator, part: str = "full", psi: float = 1.0):
         from gancompress.exporting import ExportError
 
+        from gancompress.families.stylegan2.inference import StyleGAN2Inference
+
         generator = generator.eval()
-        if part == "full":
-            return _StyleGAN2Full(generator, psi).eval(), torch.randn(2, generator.z_dim), "z", "image"
         if part == "mapping":
             return _StyleGAN2Mapping(generator, psi).eval(), torch.randn(2, generator.z_dim), "z", "w"
-        if psi != 1:
-            raise ExportError("the synthesis graph takes ws: apply truncation to ws before it (psi applies to full/mapping)")
-        ws = generator.ws(torch.randn(2, generator.z_dim), update_w_avg=False).detach()
-        return _StyleGAN2Synthesis(generator).eval(), ws, "ws", "image"
+        if part == "full":
+            reference, example, names = _StyleGAN2Full(generator, psi), torch.randn(2, generator.z_dim), ("z", "image")
+        else:
+            if psi != 1:
+                raise ExportError("the synthesis graph takes ws: apply truncation to ws before it (psi applies to full/mapping)")
+            reference = _StyleGAN2Synthesis(generator)
+            example, names = generator.ws(torch.randn(2, generator.z_dim), update_w_avg=False).detach(), ("ws", "image")
+        graph = StyleGAN2Inference(generator, part, psi).eval()
+        object.__setattr__(graph, "reference", reference.eval())  # not a submodule: it must not be exported
+        return graph, example, *names
+
+    def reference_module(self, generator, graph):
+        # The graph built for inference is checked against the generator as trained.
+        return getattr(graph, "reference", graph)
 
     def export_notes(self, part: str, psi: float) -> dict:
         return {"psi": psi if part != "synthesis" else None,

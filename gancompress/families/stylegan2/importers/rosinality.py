@@ -71,13 +71,7 @@ def rosinality_generator(state: dict, w_avg: torch.Tensor | None = None, lr_mlp:
     for k in range(n_up):
         _check_blur(state, f"convs.{2 * k}.conv.blur.kernel", 4.0)
         _check_blur(state, f"to_rgbs.{k}.upsample.kernel", 4.0)
-    names = config.block_names
-    conv_map = {"conv1": f"synthesis.convs.{names[0]}_conv1"}
-    rgb_map = {"to_rgb1": f"synthesis.to_rgbs.{names[0]}"}
-    for k in range(n_up):
-        conv_map[f"convs.{2 * k}"] = f"synthesis.convs.{names[k + 1]}_conv0"
-        conv_map[f"convs.{2 * k + 1}"] = f"synthesis.convs.{names[k + 1]}_conv1"
-        rgb_map[f"to_rgbs.{k}"] = f"synthesis.to_rgbs.{names[k + 1]}"
+    conv_map, rgb_map = _key_maps(config)
     ours = {"synthesis.const": state["input.input"]}
     for i in range(1, n_mlp + 1):
         ours[f"mapping.layers.{i - 1}.weight"] = state[f"style.{i}.weight"]
@@ -109,6 +103,49 @@ def rosinality_generator(state: dict, w_avg: torch.Tensor | None = None, lr_mlp:
             generator.w_avg.copy_(generator.mapping(z).mean(0))
         notes["w_avg"] = f"mean of the mapping network over {W_AVG_SAMPLES} latents (seed 0)"
     return generator.eval(), notes
+
+
+def _key_maps(config: StyleGAN2Config) -> tuple[dict[str, str], dict[str, str]]:
+    """rosinality module prefix -> ours, for the styled convolutions and the toRGB layers."""
+    names = config.block_names
+    conv_map = {"conv1": f"synthesis.convs.{names[0]}_conv1"}
+    rgb_map = {"to_rgb1": f"synthesis.to_rgbs.{names[0]}"}
+    for k in range(len(names) - 1):
+        conv_map[f"convs.{2 * k}"] = f"synthesis.convs.{names[k + 1]}_conv0"
+        conv_map[f"convs.{2 * k + 1}"] = f"synthesis.convs.{names[k + 1]}_conv1"
+        rgb_map[f"to_rgbs.{k}"] = f"synthesis.to_rgbs.{names[k + 1]}"
+    return conv_map, rgb_map
+
+
+def rosinality_state(generator: StyleGAN2Generator) -> dict[str, torch.Tensor]:
+    """The generator as a rosinality `Generator` state_dict (the inverse of `rosinality_generator`):
+    a student handed back to rosinality's code, or a config-f teacher of random weights for a
+    benchmark without rosinality's code (eval/stylegan2_256_bench.py)."""
+    ours = generator.state_dict()
+    conv_map, rgb_map = _key_maps(generator.config)
+    state = {"input.input": ours["synthesis.const"]}
+    for i in range(generator.config.mapping_layers):
+        state[f"style.{i + 1}.weight"] = ours[f"mapping.layers.{i}.weight"]
+        state[f"style.{i + 1}.bias"] = ours[f"mapping.layers.{i}.bias"]
+    blur = fir_kernel((1, 3, 3, 1), 4.0)
+    for src, dst in conv_map.items():
+        state[f"{src}.conv.weight"] = ours[f"{dst}.conv.weight"][None]
+        state[f"{src}.conv.modulation.weight"] = ours[f"{dst}.conv.affine.weight"]
+        state[f"{src}.conv.modulation.bias"] = ours[f"{dst}.conv.affine.bias"]
+        state[f"{src}.noise.weight"] = ours[f"{dst}.noise_strength"].reshape(1)
+        state[f"{src}.activate.bias"] = ours[f"{dst}.bias"]
+        if dst.endswith("_conv0"):
+            state[f"{src}.conv.blur.kernel"] = blur
+    for src, dst in rgb_map.items():
+        state[f"{src}.conv.weight"] = ours[f"{dst}.conv.weight"][None]
+        state[f"{src}.conv.modulation.weight"] = ours[f"{dst}.conv.affine.weight"]
+        state[f"{src}.conv.modulation.bias"] = ours[f"{dst}.conv.affine.bias"]
+        state[f"{src}.bias"] = ours[f"{dst}.bias"].reshape(1, -1, 1, 1)
+        if src != "to_rgb1":
+            state[f"{src}.upsample.kernel"] = blur
+    for i in range(len(generator.noise_shapes())):
+        state[f"noises.noise_{i}"] = ours[f"noise_const_{i}"]
+    return {k: v.detach().clone() for k, v in state.items()}
 
 
 def rosinality_discriminator(state: dict) -> StyleGAN2Discriminator:

@@ -1,0 +1,151 @@
+"""A StyleGAN2 generator rebuilt for inference: the graph `export` and `bench` run.
+
+The trained network computes, per modulated layer, a style affine, a demodulation coefficient from
+the weights and the style, the convolution, noise * strength, a bias, leaky ReLU and a gain, and an
+FIR blur after every upsampling convolution: at a student's widths these small operations cost
+as much as its convolutions. This module computes the same function with fewer, cheaper ops:
+
+- the mapping network's gains are folded into its weights (leaky ReLU is positively homogeneous:
+  lrelu(x) * g = lrelu(g * x));
+- the styles of all layers are one batched matrix product; for the `full` graph truncation is
+  folded into it (A(psi w + (1 - psi) w_avg) + b is affine in w);
+- the demodulation coefficients of all layers are one batched matrix product of the squared styles
+  with precomputed squared weight sums, and carry the layer's gain;
+- the constant noise with its strength and gain is one constant per layer, the bias carries the gain;
+- the blur after each upsampling (transposed) convolution is a depthwise convolution with a
+  constant kernel, and the toRGB skip upsampling is one depthwise transposed convolution (both
+  were reshapes, pads and single-channel convolutions, which ONNX Runtime runs 2-9x slower).
+
+Merging each transposed convolution with its blur into one 6x6 kernel was measured and not taken:
+a 6x6 stride-2 transposed convolution does 4x the multiply-adds of the 3x3 one, which costs more
+than the blur it saves (docs/deployment.md). Verified against the generator as trained by every
+export (exporting._verify, <= 1e-3)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gancompress.families.layers import LRELU_GAIN, fir_kernel
+
+
+def _pad_stack(tensors: list[torch.Tensor], shape: tuple[int, ...]) -> torch.Tensor:
+    out = torch.zeros(len(tensors), *shape)
+    for i, t in enumerate(tensors):
+        out[(i, *(slice(0, n) for n in t.shape))] = t
+    return out
+
+
+class StyleGAN2Inference(nn.Module):
+    """part 'full' (z -> image), 'mapping' (z -> w) or 'synthesis' (ws -> image) of `generator`,
+    with truncation `psi` (full and mapping only) and the stored constant noise."""
+
+    def __init__(self, generator, part: str = "full", psi: float = 1.0):
+        super().__init__()
+        generator = generator.eval()
+        config, synthesis = generator.config, generator.synthesis
+        self.part, self.num_ws = part, generator.num_ws
+        with torch.no_grad():
+            # Mapping: each layer's own gain folded into its weights and bias.
+            self.mapping_weights = nn.ParameterList(
+                nn.Parameter(layer.weight * layer.scale * LRELU_GAIN, requires_grad=False) for layer in generator.mapping.layers)
+            self.mapping_biases = nn.ParameterList(
+                nn.Parameter(layer.bias * layer.lr_mul * LRELU_GAIN, requires_grad=False) for layer in generator.mapping.layers)
+            self.register_buffer("w_avg", generator.w_avg.clone())
+            self.psi = psi
+            # Modulated layers: demodulated convolutions first, then the toRGBs.
+            conv_names = list(synthesis.convs)
+            styled = [synthesis.convs[name] for name in conv_names]
+            to_rgbs = [synthesis.to_rgbs[name] for name in synthesis.block_names]
+            ws_index = []
+            for i in range(len(synthesis.block_names)):
+                ws_index += [2 * i - 1, 2 * i] if i else [0]
+            ws_index += [2 * i + 1 for i in range(len(synthesis.block_names))]
+            self.register_buffer("ws_index", torch.tensor(ws_index), persistent=False)
+            modulated = [layer.conv for layer in styled] + [rgb.conv for rgb in to_rgbs]
+            self.in_channels = [m.weight.shape[1] for m in modulated]
+            max_in, max_out = max(self.in_channels), max(m.weight.shape[0] for m in modulated)
+            affine_w = [m.affine.weight * m.affine.scale for m in modulated]  # (in, w_dim)
+            affine_b = [m.affine.bias * m.affine.lr_mul for m in modulated]
+            if part == "full":  # truncation folded into the style affines
+                affine_b = [b + (1 - psi) * (w @ self.w_avg) for w, b in zip(affine_w, affine_b)]
+                affine_w = [psi * w for w in affine_w]
+            self.register_buffer("style_weight", _pad_stack([w.T for w in affine_w], (config.w_dim, max_in)))
+            self.register_buffer("style_bias", _pad_stack([b[None] for b in affine_b], (1, max_in)))
+            # demod: sum over kernel taps of the squared (scaled) weights, (in, out) per layer
+            self.register_buffer("weight_square_sums", _pad_stack(
+                [(m.weight * m.scale).square().sum((2, 3)).T for m in modulated[:len(styled)]], (max_in, max_out)))
+            self.n_demodulated = len(styled)
+            self.weights = nn.ParameterList()
+            self.noise, self.biases, self.upsample, self.blur = [], nn.ParameterList(), [], nn.ParameterList()
+            for k, layer in enumerate(styled):
+                w = layer.conv.weight * layer.conv.scale
+                self.upsample.append(layer.conv.upsample)
+                self.weights.append(nn.Parameter(w.transpose(0, 1) if layer.conv.upsample else w, requires_grad=False))
+                noise = getattr(generator, f"noise_const_{k}") * layer.noise_strength * LRELU_GAIN
+                self.register_buffer(f"noise_{k}", noise.clone())
+                self.biases.append(nn.Parameter(layer.bias[None, :, None, None] * LRELU_GAIN, requires_grad=False))
+                if layer.conv.upsample:
+                    blur = layer.conv.blur
+                    if blur.pad != (1, 1):
+                        raise ValueError(f"blur padding {blur.pad} is not the symmetric (1, 1) of a 3x3 upsampling conv")
+                    kernel = torch.flip(blur.kernel, (0, 1))[None, None].repeat(w.shape[0], 1, 1, 1)
+                    self.blur.append(nn.Parameter(kernel, requires_grad=False))
+            self.rgb_weights = nn.ParameterList(nn.Parameter(rgb.conv.weight * rgb.conv.scale, requires_grad=False)
+                                                for rgb in to_rgbs)
+            self.rgb_biases = nn.ParameterList(nn.Parameter(rgb.bias[None, :, None, None].clone(), requires_grad=False)
+                                               for rgb in to_rgbs)
+            taps = tuple(config.blur_taps)
+            self.register_buffer("skip_kernel", fir_kernel(taps, gain=4.0)[None, None].repeat(config.out_channels, 1, 1, 1))
+            if len(taps) != 4:
+                raise ValueError(f"the skip upsampling is built for 4 FIR taps, got {taps}")
+            self.register_buffer("const", synthesis.const.clone())
+        self.conv_clamp, self.out_channels = config.conv_clamp, config.out_channels
+
+    def mapping(self, z: torch.Tensor) -> torch.Tensor:
+        x = z * (z.square().mean(1, keepdim=True) + 1e-8).rsqrt()
+        for weight, bias in zip(self.mapping_weights, self.mapping_biases):
+            x = F.leaky_relu(F.linear(x, weight, bias), 0.2)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.part == "mapping":
+            w = self.mapping(x)
+            return w if self.psi == 1 else self.w_avg.lerp(w, self.psi)
+        if self.part == "full":
+            ws = self.mapping(x)[:, None, None, :]  # (N, 1, 1, w_dim): one w for every layer
+        else:
+            ws = x[:, self.ws_index].unsqueeze(2)  # (N, layers, 1, w_dim)
+        styles = torch.matmul(ws, self.style_weight) + self.style_bias  # (N, layers, 1, max_in)
+        demod = (torch.matmul(styles[:, : self.n_demodulated].square(), self.weight_square_sums) + 1e-8).rsqrt()
+        demod = demod * LRELU_GAIN  # (N, convs, 1, max_out)
+        return self.synthesize(styles, demod)
+
+    def _clamp(self, x):
+        return x if self.conv_clamp is None else x.clamp(-self.conv_clamp, self.conv_clamp)
+
+    def synthesize(self, styles: torch.Tensor, demod: torch.Tensor) -> torch.Tensor:
+        n = styles.shape[0]
+        x, rgb, k, blur_k = self.const, None, 0, 0
+        convs_per_block = [1] + [2] * (len(self.rgb_weights) - 1)
+        for block, count in enumerate(convs_per_block):
+            for _ in range(count):
+                weight = self.weights[k]
+                x = x * styles[:, k, 0, : self.in_channels[k]].reshape(n, -1, 1, 1)
+                if self.upsample[k]:
+                    x = F.conv_transpose2d(x, weight, stride=2)
+                    x = F.conv2d(x, self.blur[blur_k], padding=1, groups=x.shape[1])
+                    blur_k += 1
+                else:
+                    x = F.conv2d(x, weight, padding=1)
+                x = x * demod[:, k, 0, : x.shape[1]].reshape(n, -1, 1, 1) + getattr(self, f"noise_{k}")
+                x = self._clamp(F.leaky_relu(x + self.biases[k], 0.2))
+                k += 1
+            layer = self.n_demodulated + block
+            modulated = x * styles[:, layer, 0, : self.in_channels[layer]].reshape(n, -1, 1, 1)
+            out = self._clamp(F.conv2d(modulated, self.rgb_weights[block]) + self.rgb_biases[block])
+            if rgb is not None:
+                out = out + F.conv_transpose2d(rgb, self.skip_kernel, stride=2, padding=1, groups=self.out_channels)
+            rgb = out
+        return rgb
