@@ -38,6 +38,7 @@ from gancompress.metrics import fid as fid_metrics
 from gancompress.metrics.cost import MACS_RULE, MACS_RULES, count_macs_by_rule, count_parameters
 from gancompress.metrics.images import GRAYSCALE_RULE, TO_UINT8_RULE, to_uint8
 from gancompress.metrics.latency import measure_latency
+from gancompress.metrics.lpips import RESIZE_RULE as LPIPS_RESIZE_RULE
 from gancompress.metrics.lpips import load_lpips, lpips_distance
 from gancompress.teachers import resolve_generator
 
@@ -374,7 +375,7 @@ def lpips_to_teacher(generator, teacher, z: torch.Tensor, lpips_model, batch_siz
         distances.append(lpips_distance(lpips_model, images.to(device), teacher_images).cpu())
     d = torch.cat(distances).double()
     return {"mean": float(d.mean()), "std": float(d.std()), "n": len(d), "version": "0.1",
-            "pairs": "generator(z_i) vs teacher(z_i), same latents"}
+            "pairs": "generator(z_i) vs teacher(z_i), same latents", "resize": LPIPS_RESIZE_RULE}
 
 
 def _lpips_unavailable(reference: Reference, generator) -> dict | None:

@@ -28,6 +28,21 @@ def test_lpips_matches_published_values(shared_data, net, p0, p1):
         assert model(ex["ref"], ex["p1"]).item() == pytest.approx(p1, abs=1e-3)
 
 
+def test_lpips_above_256_px_compares_the_pair_downsampled_to_256(shared_data):
+    from gancompress.metrics.lpips import lpips_distance
+
+    model = load_lpips("alex")
+    ex = {k: _png(shared_data / "lpips-examples" / f"ex_{k}.png") for k in ("ref", "p1")}  # 64 px
+    big = {k: torch.nn.functional.interpolate(v, size=(512, 512), mode="nearest") for k, v in ex.items()}
+    at_256 = {k: torch.nn.functional.interpolate(v, size=(256, 256), mode="nearest") for k, v in ex.items()}
+    with torch.inference_mode():
+        # nearest 8x then area 2x down is nearest 4x: exactly the 256 px pair
+        assert lpips_distance(model, big["ref"], big["p1"]).item() == pytest.approx(
+            model(at_256["ref"], at_256["p1"]).item(), abs=1e-5)
+        assert lpips_distance(model, ex["ref"], ex["p1"]).item() == pytest.approx(0.138, abs=1e-3)  # small: as is
+        assert model(big["ref"], big["p1"]).item() != pytest.approx(model(at_256["ref"], at_256["p1"]).item(), abs=1e-3)
+
+
 @pytest.fixture(scope="module")
 def feature_sets(inception):
     mnist = load_dataset("mnist", "test")

@@ -13,6 +13,10 @@ import torch
 from gancompress import assets
 
 NETS = {"alex": "lpips-alex", "vgg": "lpips-vgg"}
+# Above 256 px, LPIPS compares the pair downsampled to 256 x 256 (CAGAN's protocol): the networks
+# were calibrated on 64 px patches, and at 1024 px the full-size comparison needs 16x the memory.
+MAX_SIZE = 256
+RESIZE_RULE = f"pairs larger than {MAX_SIZE} px area-downsampled to {MAX_SIZE} x {MAX_SIZE} first (CAGAN's rule)"
 
 
 def _load_state(path: Path) -> dict[str, torch.Tensor]:
@@ -54,7 +58,11 @@ def load_lpips(net: str = "alex", device: str | torch.device = "cpu") -> torch.n
 
 
 def lpips_distance(model: torch.nn.Module, images_a: torch.Tensor, images_b: torch.Tensor) -> torch.Tensor:
-    """Per-image LPIPS between two batches in [-1, 1] (1-channel images replicated to RGB)."""
+    """Per-image LPIPS between two batches in [-1, 1] (1-channel images replicated to RGB; above
+    MAX_SIZE both downsampled by RESIZE_RULE)."""
     from gancompress.metrics.images import to_rgb
 
+    if max(images_a.shape[-2:]) > MAX_SIZE:
+        images_a, images_b = (torch.nn.functional.interpolate(x, size=(MAX_SIZE, MAX_SIZE), mode="area")
+                              for x in (images_a, images_b))
     return model(to_rgb(images_a), to_rgb(images_b)).flatten()
