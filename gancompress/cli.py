@@ -173,6 +173,7 @@ _TRAIN_HELP = {
     "real": "real images for the discriminator: 'teacher' (data-free) or a dataset/folder",
     "log_every": "write stats.jsonl every N steps", "sample_every": "write a sample grid every N steps",
     "checkpoint_every": "write a checkpoint every N steps",
+    "keep_every": "also keep the checkpoints of steps that are multiples of N as milestones (0: only the last two)",
     "tensorboard": "also log losses and sample grids to RUN_DIR/tensorboard (needs the tensorboard extra)",
     "style_mixing": "StyleGAN2: probability of mixing two latents per batch (teacher and student get the same mix)",
     "pl_weight": "StyleGAN2: weight of the lazy path-length regulariser (0: off)",

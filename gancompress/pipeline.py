@@ -17,9 +17,9 @@ import os
 import re
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -100,29 +100,50 @@ def make_run_dir(root: str | Path, label: str) -> Path:
     return run_dir
 
 
-def real_image_source(spec: str, resolution: int, channels: int) -> Callable[[torch.Generator, int], torch.Tensor]:
-    """Sampler of real training images in [-1, 1] at the generator's resolution (bilinear resize,
-    antialiased when shrinking), drawn uniformly with replacement by the caller's generator."""
-    name, _, split = spec.partition(":")
-    if name in DATASETS:
-        images = load_dataset(name, split or "train")
-    else:
-        path = Path(spec[len("folder:"):] if spec.startswith("folder:") else spec)
-        if not path.exists():
-            raise RunError(f"real images {spec!r}: not a dataset ({', '.join(DATASETS)}) or an existing folder/tar")
-        files = ImageFiles.open(path)
-        images = files.load(range(len(files.names)), channels, resolution)
-    if images.shape[1] != channels:
-        raise RunError(f"real images {spec!r} have {images.shape[1]} channels but the generator makes {channels}")
-    images = images.float().div(127.5).sub(1)
-    if images.shape[-1] != resolution:
-        images = F.interpolate(images, size=(resolution, resolution), mode="bilinear", align_corners=False,
-                               antialias=images.shape[-1] > resolution)
+class RealImages:
+    """Real training images, drawn uniformly with replacement by the caller's generator and read
+    lazily: a registered dataset stays in memory as uint8, a folder or tar is decoded batch by batch
+    (only the drawn images) by `workers` threads. Images stay uint8 until they reach `device`, where
+    they become [-1, 1] at the generator's resolution (bilinear, antialiased when shrinking)."""
 
-    def sample(generator: torch.Generator, n: int) -> torch.Tensor:
-        return images[torch.randint(0, len(images), (n,), generator=generator)]
+    def __init__(self, spec: str, resolution: int, channels: int, workers: int = 4):
+        name, _, split = spec.partition(":")
+        self.resolution, self.channels, self._files, self._images = resolution, channels, None, None
+        if name in DATASETS:
+            self._images = load_dataset(name, split or "train")
+            if self._images.shape[1] != channels:
+                raise RunError(f"real images {spec!r} have {self._images.shape[1]} channels but the generator makes {channels}")
+            self.count = len(self._images)
+        else:
+            path = Path(spec[len("folder:"):] if spec.startswith("folder:") else spec)
+            if not path.exists():
+                raise RunError(f"real images {spec!r}: not a dataset ({', '.join(DATASETS)}) or an existing folder/tar")
+            self._files = ImageFiles.open(path)  # decoded as `channels` (L or RGB) at `resolution` (bicubic)
+            self.count = len(self._files.names)
+            self._pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="real-images")
+            self.workers = max(1, workers)
 
-    return sample
+    def _read(self, indices: list[int]) -> torch.Tensor:
+        if self._images is not None:
+            return self._images[indices]
+        # Pillow decodes and resizes with the GIL released, so threads decode in parallel; unlike
+        # worker processes they need no fork after CUDA has started, nor pickling.
+        size = -(-len(indices) // self.workers)
+        chunks = [indices[i:i + size] for i in range(0, len(indices), size)]  # in order: cat keeps the draw order
+        return torch.cat(list(self._pool.map(lambda chunk: self._files.load(chunk, self.channels, self.resolution), chunks)))
+
+    def __call__(self, generator: torch.Generator, n: int, device="cpu") -> torch.Tensor:
+        indices = torch.randint(0, self.count, (n,), generator=generator).tolist()
+        images = self._read(indices).to(device).float().div(127.5).sub(1)
+        if images.shape[-1] != self.resolution:
+            images = F.interpolate(images, size=(self.resolution, self.resolution), mode="bilinear", align_corners=False,
+                                   antialias=images.shape[-1] > self.resolution)
+        return images
+
+
+def real_image_source(spec: str, resolution: int, channels: int, workers: int = 4) -> RealImages:
+    """The training images `spec` names (a dataset[:split], or an image folder or tar), see RealImages."""
+    return RealImages(spec, resolution, channels, workers)
 
 
 def prune_teacher(teacher_spec: str, width=None, channels=None, criterion="l1", seed=0, device="cpu"):

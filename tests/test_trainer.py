@@ -36,6 +36,18 @@ def test_every_loss_term_is_logged_separately(tmp_path, lpips_alex):
     assert (tmp_path / "checkpoints" / "latest").read_text().strip() == "step-0000006"
 
 
+def test_keep_every_keeps_milestone_checkpoints_and_stats_record_speed_and_memory(tmp_path):
+    trainer, _ = _trainer(tmp_path, TrainConfig(**{**SMALL, "checkpoint_every": 1, "keep_every": 2, "lpips": 0.0}))
+    trainer.train()
+    # the last two (5, 6) as always, and the multiples of 2
+    assert sorted(p.name for p in (tmp_path / "checkpoints").glob("step-*")) == [
+        "step-0000002", "step-0000004", "step-0000005", "step-0000006"]
+    last = json.loads((tmp_path / "stats.jsonl").read_text().splitlines()[-1])
+    assert last["img_per_s"] > 0 and 10 < last["peak_memory_mb"] < 64 * 1024
+    with pytest.raises(ConfigError, match="keep_every must be >= 0"):
+        TrainConfig(keep_every=-1)
+
+
 def test_teacher_is_frozen_and_shares_latents_with_the_student(tmp_path, lpips_alex):
     """A width-1.0 student starts equal to the teacher: with the same z the output losses are 0."""
     config = TrainConfig(**{**SMALL, "steps": 1, "adv": 0.0, "feat": 1.0, "student_bn": "frozen"})

@@ -101,17 +101,18 @@ class RunFiles:
         return (f"the last good checkpoint, {self.run_dir / 'checkpoints' / last}, is kept" if last
                 else "no checkpoint had been written")
 
-    def write_checkpoint(self, step: int, G, G_ema, D, state: dict) -> None:
-        """G, G_ema, D and `state` (optimizers, step, ...) as the checkpoint of `step`; the one before is kept."""
+    def write_checkpoint(self, step: int, G, G_ema, D, state: dict, keep_every: int = 0) -> None:
+        """G, G_ema, D and `state` (optimizers, step, ...) as the checkpoint of `step`; the one before is
+        kept, and with `keep_every` every checkpoint whose step is a multiple of it (milestones)."""
         try:
-            self._write_checkpoint(step, G, G_ema, D, state)
+            self._write_checkpoint(step, G, G_ema, D, state, keep_every)
         except WriteError as err:
             last = self.last_checkpoint()
             raise WriteError(f"{err}; the checkpoint of step {step} was not written, " +
                              (f"the previous one ({last}) is intact: free space and resume with --resume {self.run_dir}"
                               if last else "and there is no earlier one")) from err
 
-    def _write_checkpoint(self, step, G, G_ema, D, state) -> None:
+    def _write_checkpoint(self, step, G, G_ema, D, state, keep_every) -> None:
         root = self.run_dir / "checkpoints"
         target = root / f"step-{step:07d}"
         target.mkdir(parents=True, exist_ok=True)
@@ -122,6 +123,8 @@ class RunFiles:
             torch.save(state, f)
         atomic_write_text(root / "latest", target.name + "\n")  # the checkpoint exists only once this is written
         for old in sorted(p for p in root.glob("step-*") if p != target)[:-1]:  # keep the previous one too
+            if keep_every and int(old.name.split("-")[1]) % keep_every == 0:
+                continue  # a milestone
             for file in old.iterdir():
                 file.unlink()
             old.rmdir()

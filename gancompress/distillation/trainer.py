@@ -64,6 +64,7 @@ class TrainConfig(SerializableConfig):
     log_every: int = 50
     sample_every: int = 500
     checkpoint_every: int = 500
+    keep_every: int = 0  # also keep every checkpoint whose step is a multiple of this (0: only the last two)
     tensorboard: bool = False
     style_mixing: float = 0.0  # StyleGAN2: probability of mixing two latents per batch (0.9 when training from scratch)
     pl_weight: float = 0.0  # StyleGAN2 path-length regularisation (off by default; StyleGAN2 uses 2)
@@ -103,9 +104,20 @@ class TrainConfig(SerializableConfig):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ConfigError(f"the weight {name} must be a finite number >= 0, got {value}")
+        if self.keep_every < 0:
+            raise ConfigError(f"keep_every must be >= 0 (0: keep only the last two checkpoints), got {self.keep_every}")
         for name in ("r1_interval", "log_every", "sample_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+
+def _peak_memory_mb(device) -> float:
+    """Peak memory so far: allocated CUDA memory on a GPU, the process's peak resident set on a CPU."""
+    if torch.device(device).type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 class TrainingDiverged(GancompressError, RuntimeError):
@@ -127,7 +139,7 @@ class Trainer:
         config: TrainConfig,
         student: torch.nn.Module,
         teacher: torch.nn.Module | None,
-        real_images: Callable[[torch.Generator, int], torch.Tensor] | None,
+        real_images: Callable[[torch.Generator, int, torch.device], torch.Tensor] | None,
         run_dir: Path | None,
         device: str = "cpu",
         kept: dict[str, list[int]] | None = None,
@@ -233,7 +245,7 @@ class Trainer:
         if self.config.real == "teacher":
             with torch.no_grad():
                 return self._generate(self.teacher, self.latents(step, "real"), step, "real")
-        return self.real_images(self.rng(step, "real"), self.local_batch).to(self.device)
+        return self.real_images(self.rng(step, "real"), self.local_batch, self.device)
 
     def _augment(self, images: torch.Tensor, step: int, stream: str) -> torch.Tensor:
         if not self.config.diffaug:
@@ -336,7 +348,7 @@ class Trainer:
         elapsed = time.perf_counter() - t_window
         stats = {k: sum(v) / len(v) for k, v in window.items()}
         stats.update(step=self.step, img_per_s=n_window * self.config.batch_size / max(elapsed, 1e-9),
-                     time_s=self.elapsed())
+                     time_s=self.elapsed(), peak_memory_mb=_peak_memory_mb(self.device))
         self.files.log_stats(stats, self.step)
         shown = {k: f"{v:.3g}" for k, v in stats.items() if k not in ("step", "time_s")}
         bar.set_postfix(shown, refresh=False)
@@ -382,7 +394,7 @@ class Trainer:
             **{key: value.detach().cpu() for key, value in self.extra_state.items()},
             "train_config": self.config.to_dict(),
         }
-        self.files.write_checkpoint(self.step, self.G, self.G_ema, self.D, state)
+        self.files.write_checkpoint(self.step, self.G, self.G_ema, self.D, state, keep_every=self.config.keep_every)
 
     def load_checkpoint(self, run_dir: Path) -> None:
         nets, state = self.files.read_checkpoint(run_dir, self.device)
