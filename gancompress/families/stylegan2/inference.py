@@ -11,7 +11,10 @@ as much as its convolutions. This module computes the same function with fewer, 
   folded into it (A(psi w + (1 - psi) w_avg) + b is affine in w);
 - the demodulation coefficients of all layers are one batched matrix product of the squared styles
   with precomputed squared weight sums, and carry the layer's gain;
-- the constant noise with its strength and gain is one constant per layer, the bias carries the gain;
+- the constant noise with its strength and gain is one constant per layer, the bias carries the gain
+  (and joins that constant where the layer is small: FOLD_BIAS_ELEMENTS);
+- every per-layer style and demodulation vector comes out of one split with constant-shape
+  reshapes (no shape arithmetic in the graph);
 - the blur after each upsampling (transposed) convolution is a depthwise convolution with a
   constant kernel, and the toRGB skip upsampling is one depthwise transposed convolution (both
   were reshapes, pads and single-channel convolutions, which ONNX Runtime runs 2-9x slower).
@@ -28,6 +31,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from gancompress.families.layers import LRELU_GAIN, fir_kernel
+
+
+# Where a layer's bias is folded into its noise constant (C * H * W elements, 512 KB at most): the
+# low-resolution layers, whose time is per-op overhead; above it the constant would grow the file.
+FOLD_BIAS_ELEMENTS = 2**17
 
 
 def _pad_stack(tensors: list[torch.Tensor], shape: tuple[int, ...]) -> torch.Tensor:
@@ -66,6 +74,8 @@ class StyleGAN2Inference(nn.Module):
             modulated = [layer.conv for layer in styled] + [rgb.conv for rgb in to_rgbs]
             self.in_channels = [m.weight.shape[1] for m in modulated]
             max_in, max_out = max(self.in_channels), max(m.weight.shape[0] for m in modulated)
+            self.max_in, self.max_out = max_in, max_out
+            self.out_channels_per_conv = [layer.conv.weight.shape[0] for layer in styled]
             affine_w = [m.affine.weight * m.affine.scale for m in modulated]  # (in, w_dim)
             affine_b = [m.affine.bias * m.affine.lr_mul for m in modulated]
             if part == "full":  # truncation folded into the style affines
@@ -78,14 +88,20 @@ class StyleGAN2Inference(nn.Module):
                 [(m.weight * m.scale).square().sum((2, 3)).T for m in modulated[:len(styled)]], (max_in, max_out)))
             self.n_demodulated = len(styled)
             self.weights = nn.ParameterList()
-            self.noise, self.biases, self.upsample, self.blur = [], nn.ParameterList(), [], nn.ParameterList()
+            self.biases, self.bias_index, self.upsample, self.blur = nn.ParameterList(), [], [], nn.ParameterList()
             for k, layer in enumerate(styled):
                 w = layer.conv.weight * layer.conv.scale
                 self.upsample.append(layer.conv.upsample)
                 self.weights.append(nn.Parameter(w.transpose(0, 1) if layer.conv.upsample else w, requires_grad=False))
                 noise = getattr(generator, f"noise_const_{k}") * layer.noise_strength * LRELU_GAIN
+                bias = layer.bias[None, :, None, None] * LRELU_GAIN
+                if bias.numel() * noise.numel() <= FOLD_BIAS_ELEMENTS:  # small layers: one add, not two
+                    noise = noise + bias
+                    self.bias_index.append(None)
+                else:
+                    self.bias_index.append(len(self.biases))
+                    self.biases.append(nn.Parameter(bias, requires_grad=False))
                 self.register_buffer(f"noise_{k}", noise.clone())
-                self.biases.append(nn.Parameter(layer.bias[None, :, None, None] * LRELU_GAIN, requires_grad=False))
                 if layer.conv.upsample:
                     blur = layer.conv.blur
                     if blur.pad != (1, 1):
@@ -120,31 +136,42 @@ class StyleGAN2Inference(nn.Module):
         styles = torch.matmul(ws, self.style_weight) + self.style_bias  # (N, layers, 1, max_in)
         demod = (torch.matmul(styles[:, : self.n_demodulated].square(), self.weight_square_sums) + 1e-8).rsqrt()
         demod = demod * LRELU_GAIN  # (N, convs, 1, max_out)
-        return self.synthesize(styles, demod)
+        # Per-layer (N, C, 1, 1) factors by one split and constant-shape reshapes: indexing the
+        # batched tensors layer by layer costs ~8 small ONNX nodes per use, which at 32 px is the
+        # graph's runtime.
+        # (python ints throughout: a traced tensor.shape would add Shape/Gather nodes of its own)
+        style_list = [self._per_channel(t, c, self.max_in) for t, c in zip([styles[:, i:i + 1] for i in range(len(self.in_channels))], self.in_channels)]
+        demod_list = [self._per_channel(t, c, self.max_out) for t, c in zip([demod[:, i:i + 1] for i in range(self.n_demodulated)], self.out_channels_per_conv)]
+        return self.synthesize(style_list, demod_list)
+
+    @staticmethod
+    def _per_channel(t: torch.Tensor, channels: int, width: int) -> torch.Tensor:
+        """(N, 1, 1, width) -> (N, channels, 1, 1)."""
+        # a transpose, not reshape(-1, ...): XNNPACK cannot resize a -1 reshape for a dynamic batch
+        return (t[..., :channels] if channels < width else t).permute(0, 3, 1, 2)
 
     def _clamp(self, x):
         return x if self.conv_clamp is None else x.clamp(-self.conv_clamp, self.conv_clamp)
 
-    def synthesize(self, styles: torch.Tensor, demod: torch.Tensor) -> torch.Tensor:
-        n = styles.shape[0]
+    def synthesize(self, styles: list[torch.Tensor], demod: list[torch.Tensor]) -> torch.Tensor:
         x, rgb, k, blur_k = self.const, None, 0, 0
         convs_per_block = [1] + [2] * (len(self.rgb_weights) - 1)
         for block, count in enumerate(convs_per_block):
             for _ in range(count):
                 weight = self.weights[k]
-                x = x * styles[:, k, 0, : self.in_channels[k]].reshape(n, -1, 1, 1)
+                x = x * styles[k]
                 if self.upsample[k]:
                     x = F.conv_transpose2d(x, weight, stride=2)
-                    x = F.conv2d(x, self.blur[blur_k], padding=1, groups=x.shape[1])
+                    x = F.conv2d(x, self.blur[blur_k], padding=1, groups=self.blur[blur_k].shape[0])
                     blur_k += 1
                 else:
                     x = F.conv2d(x, weight, padding=1)
-                x = x * demod[:, k, 0, : x.shape[1]].reshape(n, -1, 1, 1) + getattr(self, f"noise_{k}")
-                x = self._clamp(F.leaky_relu(x + self.biases[k], 0.2))
+                x = x * demod[k] + getattr(self, f"noise_{k}")
+                if self.bias_index[k] is not None:
+                    x = x + self.biases[self.bias_index[k]]
+                x = self._clamp(F.leaky_relu(x, 0.2))
                 k += 1
-            layer = self.n_demodulated + block
-            modulated = x * styles[:, layer, 0, : self.in_channels[layer]].reshape(n, -1, 1, 1)
-            out = self._clamp(F.conv2d(modulated, self.rgb_weights[block]) + self.rgb_biases[block])
+            out = self._clamp(F.conv2d(x * styles[self.n_demodulated + block], self.rgb_weights[block]) + self.rgb_biases[block])
             if rgb is not None:
                 out = out + F.conv_transpose2d(rgb, self.skip_kernel, stride=2, padding=1, groups=self.out_channels)
             rgb = out
