@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 
 from gancompress.families.stylegan2.config import StyleGAN2Config
-from gancompress.families.stylegan2.networks import StyleGAN2Generator
+from gancompress.families.stylegan2.config import StyleGAN2DiscriminatorConfig
+from gancompress.families.stylegan2.networks import StyleGAN2Discriminator, StyleGAN2Generator
 from gancompress.metrics.cost import MACS_RULES, count_macs_by_rule, count_parameters
 from gancompress.report import markdown_table
 
@@ -57,6 +58,10 @@ def cost_rows(resolution: int) -> list[dict]:
 def write(resolution: int, out_dir: Path) -> None:
     rows = cost_rows(resolution)
     teacher = rows[0]["macs_by_rule"]["input_resolution"]
+    with torch.device("meta"):  # the papers' 49.1 M at 1024 px is not generator + discriminator either
+        discriminator = StyleGAN2Discriminator(StyleGAN2DiscriminatorConfig.for_generator(
+            StyleGAN2Config.from_multiplier(resolution, 2)))
+    d_params = count_parameters(discriminator)
     table = [[r["model"], f"`{r['prune option']}`" if r["prune option"] else "", f"{r['params'] / 1e6:.2f}",
               f"{r['params_synthesis'] / 1e6:.2f}"] +
              [f"{r['macs_by_rule'][rule] / 1e9:.2f}" for rule in ("input_resolution", "output_resolution", "torch_counter")] +
@@ -66,11 +71,12 @@ def write(resolution: int, out_dir: Path) -> None:
              "Command: `python eval/stylegan2_cost_table.py` (shape-only models on the meta device).", "",
              *markdown_table(["model", "prune option", "params (M)", "synthesis params (M)", "G MACs, input-res rule",
                              "G MACs, output-res rule", "G MACs, torch counter", "MACs reduction (input-res)"], table), "",
+             f"Config-f discriminator: {d_params / 1e6:.2f} M parameters.", "",
              "Published figures:", "", *markdown_table(["model", "params (M)", "MACs"], published), "",
              "Rules (gancompress/metrics/cost.py):", ""] + [f"- {k}: {v}" for k, v in MACS_RULES.items()]
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "cost.md").write_text("\n".join(lines) + "\n")
-    (out_dir / "cost.json").write_text(json.dumps({"resolution": resolution, "rules": MACS_RULES, "ours": rows,
+    (out_dir / "cost.json").write_text(json.dumps({"resolution": resolution, "rules": MACS_RULES, "ours": rows, "discriminator_params": d_params,
                                                    "published": PUBLISHED[resolution]}, indent=2) + "\n")
 
 

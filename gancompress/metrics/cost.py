@@ -35,23 +35,9 @@ def count_parameters(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def _one_image_forward(generator: torch.nn.Module, counter: FlopCounterMode) -> None:
-    device = next(generator.parameters()).device
-    z = torch.zeros(1, generator.z_dim, device=device)
-    was_training = generator.training
-    generator.eval()
-    try:
-        with torch.inference_mode(), counter:
-            generator(z)
-    finally:
-        generator.train(was_training)
-
-
 def count_macs(generator: torch.nn.Module) -> int:
     """MACs of one image under the torch counter's rule (works on the meta device)."""
-    counter = FlopCounterMode(display=False)
-    _one_image_forward(generator, counter)
-    return counter.get_total_flops() // 2
+    return count_macs_by_rule(generator)["torch_counter"]
 
 
 def count_macs_by_rule(generator: torch.nn.Module) -> dict[str, int]:
@@ -75,9 +61,14 @@ def count_macs_by_rule(generator: torch.nn.Module) -> dict[str, int]:
         if getattr(type(module), "fixed_filter", False):
             hooks.append(module.register_forward_pre_hook(lambda *_: inside_filter.__setitem__(0, inside_filter[0] + 1)))
             hooks.append(module.register_forward_hook(lambda *_: inside_filter.__setitem__(0, inside_filter[0] - 1)))
+    z = torch.zeros(1, generator.z_dim, device=next(generator.parameters()).device)
+    was_training = generator.training
+    generator.eval()
     try:
-        _one_image_forward(generator, counter)
+        with torch.inference_mode(), counter:
+            generator(z)
     finally:
+        generator.train(was_training)
         for hook in hooks:
             hook.remove()
     total = counter.get_total_flops()

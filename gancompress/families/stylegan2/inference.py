@@ -13,11 +13,12 @@ as much as its convolutions. This module computes the same function with fewer, 
   with precomputed squared weight sums, and carry the layer's gain;
 - the constant noise with its strength and gain is one constant per layer, the bias carries the gain
   (and joins that constant where the layer is small: FOLD_BIAS_ELEMENTS);
-- every per-layer style and demodulation vector comes out of one split with constant-shape
-  reshapes (no shape arithmetic in the graph);
+- every per-layer style and demodulation vector is a constant slice and a transpose of the
+  batched result (no shape arithmetic in the graph);
 - the blur after each upsampling (transposed) convolution is a depthwise convolution with a
   constant kernel, and the toRGB skip upsampling is one depthwise transposed convolution (both
-  were reshapes, pads and single-channel convolutions, which ONNX Runtime runs 2-9x slower).
+  were reshapes, pads and single-channel convolutions, which keep ONNX Runtime out of its blocked
+  layout: profiles in eval/results/stylegan2_256/).
 
 Merging each transposed convolution with its blur into one 6x6 kernel was measured and not taken:
 a 6x6 stride-2 transposed convolution does 4x the multiply-adds of the 3x3 one, which costs more
@@ -46,25 +47,25 @@ def _pad_stack(tensors: list[torch.Tensor], shape: tuple[int, ...]) -> torch.Ten
 
 
 class StyleGAN2Inference(nn.Module):
-    """part 'full' (z -> image), 'mapping' (z -> w) or 'synthesis' (ws -> image) of `generator`,
-    with truncation `psi` (full and mapping only) and the stored constant noise."""
+    """part 'full' (z -> image, truncation `psi` folded in) or 'synthesis' (ws -> image) of
+    `generator`, with the stored constant noise. (The mapping graph is eight linear layers and is
+    exported as trained.)"""
 
     def __init__(self, generator, part: str = "full", psi: float = 1.0):
         super().__init__()
         generator = generator.eval()
         config, synthesis = generator.config, generator.synthesis
-        self.part, self.num_ws = part, generator.num_ws
+        if part not in ("full", "synthesis"):
+            raise ValueError(f"StyleGAN2Inference builds the 'full' and 'synthesis' graphs, not {part!r}")
+        self.part = part
         with torch.no_grad():
             # Mapping: each layer's own gain folded into its weights and bias.
             self.mapping_weights = nn.ParameterList(
                 nn.Parameter(layer.weight * layer.scale * LRELU_GAIN, requires_grad=False) for layer in generator.mapping.layers)
             self.mapping_biases = nn.ParameterList(
                 nn.Parameter(layer.bias * layer.lr_mul * LRELU_GAIN, requires_grad=False) for layer in generator.mapping.layers)
-            self.register_buffer("w_avg", generator.w_avg.clone())
-            self.psi = psi
             # Modulated layers: demodulated convolutions first, then the toRGBs.
-            conv_names = list(synthesis.convs)
-            styled = [synthesis.convs[name] for name in conv_names]
+            styled = list(synthesis.convs.values())
             to_rgbs = [synthesis.to_rgbs[name] for name in synthesis.block_names]
             ws_index = []
             for i in range(len(synthesis.block_names)):
@@ -79,7 +80,7 @@ class StyleGAN2Inference(nn.Module):
             affine_w = [m.affine.weight * m.affine.scale for m in modulated]  # (in, w_dim)
             affine_b = [m.affine.bias * m.affine.lr_mul for m in modulated]
             if part == "full":  # truncation folded into the style affines
-                affine_b = [b + (1 - psi) * (w @ self.w_avg) for w, b in zip(affine_w, affine_b)]
+                affine_b = [b + (1 - psi) * (w @ generator.w_avg) for w, b in zip(affine_w, affine_b)]
                 affine_w = [psi * w for w in affine_w]
             self.register_buffer("style_weight", _pad_stack([w.T for w in affine_w], (config.w_dim, max_in)))
             self.register_buffer("style_bias", _pad_stack([b[None] for b in affine_b], (1, max_in)))
@@ -113,9 +114,9 @@ class StyleGAN2Inference(nn.Module):
             self.rgb_biases = nn.ParameterList(nn.Parameter(rgb.bias[None, :, None, None].clone(), requires_grad=False)
                                                for rgb in to_rgbs)
             taps = tuple(config.blur_taps)
-            self.register_buffer("skip_kernel", fir_kernel(taps, gain=4.0)[None, None].repeat(config.out_channels, 1, 1, 1))
-            if len(taps) != 4:
+            if len(taps) != 4:  # the padding of the skip upsampling below
                 raise ValueError(f"the skip upsampling is built for 4 FIR taps, got {taps}")
+            self.register_buffer("skip_kernel", fir_kernel(taps, gain=4.0)[None, None].repeat(config.out_channels, 1, 1, 1))
             self.register_buffer("const", synthesis.const.clone())
         self.conv_clamp, self.out_channels = config.conv_clamp, config.out_channels
 
@@ -126,9 +127,6 @@ class StyleGAN2Inference(nn.Module):
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.part == "mapping":
-            w = self.mapping(x)
-            return w if self.psi == 1 else self.w_avg.lerp(w, self.psi)
         if self.part == "full":
             ws = self.mapping(x)[:, None, None, :]  # (N, 1, 1, w_dim): one w for every layer
         else:
@@ -136,12 +134,11 @@ class StyleGAN2Inference(nn.Module):
         styles = torch.matmul(ws, self.style_weight) + self.style_bias  # (N, layers, 1, max_in)
         demod = (torch.matmul(styles[:, : self.n_demodulated].square(), self.weight_square_sums) + 1e-8).rsqrt()
         demod = demod * LRELU_GAIN  # (N, convs, 1, max_out)
-        # Per-layer (N, C, 1, 1) factors by one split and constant-shape reshapes: indexing the
-        # batched tensors layer by layer costs ~8 small ONNX nodes per use, which at 32 px is the
-        # graph's runtime.
-        # (python ints throughout: a traced tensor.shape would add Shape/Gather nodes of its own)
-        style_list = [self._per_channel(t, c, self.max_in) for t, c in zip([styles[:, i:i + 1] for i in range(len(self.in_channels))], self.in_channels)]
-        demod_list = [self._per_channel(t, c, self.max_out) for t, c in zip([demod[:, i:i + 1] for i in range(self.n_demodulated)], self.out_channels_per_conv)]
+        # Per-layer (N, C, 1, 1) factors by constant slices: indexing with python ints only, since
+        # a traced tensor.shape or integer index adds Shape/Gather nodes (~8 per use, which at 32 px
+        # is the graph's runtime); slices, not one split, which XNNPACK cannot resize for a dynamic batch.
+        style_list = [self._per_channel(styles[:, i:i + 1], c, self.max_in) for i, c in enumerate(self.in_channels)]
+        demod_list = [self._per_channel(demod[:, i:i + 1], c, self.max_out) for i, c in enumerate(self.out_channels_per_conv)]
         return self.synthesize(style_list, demod_list)
 
     @staticmethod

@@ -120,7 +120,7 @@ def _key_maps(config: StyleGAN2Config) -> tuple[dict[str, str], dict[str, str]]:
 def rosinality_state(generator: StyleGAN2Generator) -> dict[str, torch.Tensor]:
     """The generator as a rosinality `Generator` state_dict (the inverse of `rosinality_generator`):
     a student handed back to rosinality's code, or a config-f teacher of random weights for a
-    benchmark without rosinality's code (eval/stylegan2_256_bench.py)."""
+    benchmark without rosinality's code (eval/make_rosinality_config_f.py)."""
     ours = generator.state_dict()
     conv_map, rgb_map = _key_maps(generator.config)
     state = {"input.input": ours["synthesis.const"]}
