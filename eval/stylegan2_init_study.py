@@ -40,8 +40,10 @@ def _metrics(record: dict, prefix: str) -> dict:
     return out
 
 
-def evaluated_row(name, width, args, study) -> dict:
-    student_path, train_info = train_row(name, width, INITS[name], {}, args, study.out_dir / "runs", args.device)
+def evaluated_row(name, width, args, study, plan_extra=None) -> dict:
+    """Train one student (the plan INITS[name], or `plan_extra`) and evaluate it against the teacher and the data."""
+    plan_extra = INITS[name] if plan_extra is None else plan_extra
+    student_path, train_info = train_row(name, width, plan_extra, {}, args, study.out_dir / "runs", args.device)
     vs_teacher = evaluate(str(student_path), f"teacher:{args.teacher}", n=args.n, device=args.device, latency=False)
     vs_data = evaluate(str(student_path), args.data, n=args.n, device=args.device, latency=False)
     return {"row": name, "width": width, "channels": list(vs_teacher["generator"]["config"]["channels"]),

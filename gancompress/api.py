@@ -40,12 +40,13 @@ def prune(teacher, width: float | None = None, channels=None, criterion: str = "
 
 
 def distill(teacher: str | Path, width: float | None = 0.25, channels=None, steps: int = 2000, *,
-            criterion: str = "l1", init: str = "inherit", run_root: str | Path = "runs", device: str | None = None,
+            criterion: str = "l1", init: str = "inherit", conv: str | None = None, run_root: str | Path = "runs", device: str | None = None,
             progress: bool = True, **train):
     """(student, run_dir): prune `teacher` (a name or a file, recorded in the run so it can resume) and
     distil the student for `steps` steps; `train` takes any TrainConfig field (batch_size, lr_g, l1,
     lpips, feat, adv, ...). The run directory holds run.json, logs, checkpoints and
-    student.safetensors (the EMA student, also returned).
+    student.safetensors (the EMA student, also returned). `conv="separable"` (StyleGAN2): the
+    mobile student's separable convolutions, initialised from the pruned kernels.
 
     >>> student, run_dir = gc.distill("dcgan-fmnist32", width=0.5, steps=200, batch_size=16)"""
     from gancompress.distillation.trainer import TrainConfig
@@ -54,8 +55,9 @@ def distill(teacher: str | Path, width: float | None = 0.25, channels=None, step
     device = device or default_device()
     config = TrainConfig(steps=steps, **train)
     plan = StudentPlan(init, width=None if channels else width, channels=channels or None, criterion=criterion,
-                       prune_seed=0)
-    label = f"distill-{Path(str(teacher)).stem}-" + (f"w{width}" if not channels else "custom")
+                       prune_seed=0, conv=conv)
+    label = f"distill-{Path(str(teacher)).stem}-" + (f"w{width}" if not channels else "custom") + \
+        (f"-{plan.conv}" if plan.conv else "")
     run_dir = start_run(run_root, label, config, str(teacher), plan, device)
     student, _ = run_training(run_dir, device, progress=progress)
     return student, run_dir

@@ -146,6 +146,10 @@ def _student_options(p, width_default=None):
     p.add_argument("--criterion", default="l1", choices=criteria, help="channel importance; " + "; ".join(
         f"{family.title}: {', '.join(family.criteria)}" for family in FAMILIES.values()))
     p.add_argument("--prune-seed", type=int, default=0, help="seed of the random / data-driven criteria")
+    convs = sorted({c for family in FAMILIES.values() for c in family.student_convs})
+    p.add_argument("--conv", default="full", choices=convs,
+                   help="the student's convolutions: full, or (StyleGAN2) separable, the mobile student's "
+                        "pointwise + depthwise modulated convolutions (initialised from the pruned kernels)")
 
 
 def _betas(text: str) -> tuple[float, float]:
@@ -218,7 +222,7 @@ def _train_config(args, mode: str):
 _RESUME_FREE = {"resume", "device", "quiet", "asset"}
 # Option dest -> its key in run.json, for the options a resumed run is checked against.
 _STUDENT_KEYS = {name: f"student.{name}" for name in ("width", "channels", "criterion", "prune_seed", "init",
-                                                       "freeze_mapping")}
+                                                       "freeze_mapping", "conv")}
 
 
 def _train_value(args, name):
@@ -238,6 +242,8 @@ def _resume_given(args, keys: dict[str, str], free: set[str] = frozenset()) -> d
             given[f"train.{dest}"] = (option, _train_value(args, dest))
         elif dest in keys:
             value = getattr(args, dest)
+            if dest == "conv" and value == "full":  # recorded as absent (StudentPlan)
+                value = None
             given[keys[dest]] = (option, list(value) if isinstance(value, tuple) else value)
         else:
             ignored.append(option)
@@ -273,7 +279,8 @@ def cmd_prune(args) -> int:
     from gancompress.pipeline import prune_teacher, save_student
 
     teacher, identity, student, kept = prune_teacher(
-        args.teacher, args.width, args.channels, args.criterion, args.prune_seed, args.device or "cpu")
+        args.teacher, args.width, args.channels, args.criterion, args.prune_seed, args.device or "cpu",
+        None if args.conv == "full" else args.conv)
     out = args.out or Path(f"{identity['name'].split('.')[0]}-{args.criterion}-" +
                            (f"w{args.width}" if args.width else "c" + "-".join(map(str, student.config.channels))) + ".safetensors")
     save_student(out, student, {"teacher": args.teacher, "teacher_sha256": identity["sha256"],
@@ -284,7 +291,7 @@ def cmd_prune(args) -> int:
     if args.json:
         print(json.dumps({"teacher": identity["name"], "student": str(out), "criterion": args.criterion,
                           "teacher_channels": list(teacher.config.channels), "channels": list(student.config.channels),
-                          "params": [tp, sp], "macs_per_image": [tm, sm],
+                          "conv": getattr(student.config, "conv", "full"), "params": [tp, sp], "macs_per_image": [tm, sm],
                           "macs_by_rule": {rule: [t_rules[rule], s_rules[rule]] for rule in t_rules}}, indent=2))
         return 0
 
@@ -295,7 +302,8 @@ def cmd_prune(args) -> int:
 
     print(f"teacher {identity['name']}: channels {teacher.config.channels}, {tp:,} params, {tm / 1e6:.1f} M MACs"
           + papers(t_rules))
-    print(f"student ({args.criterion}): channels {student.config.channels}, {sp:,} params ({tp / sp:.1f}x fewer), "
+    kind = args.criterion + (f", {student.config.conv} convolutions" if getattr(student.config, "conv", "full") != "full" else "")
+    print(f"student ({kind}): channels {student.config.channels}, {sp:,} params ({tp / sp:.1f}x fewer), "
           f"{sm / 1e6:.1f} M MACs ({tm / sm:.1f}x fewer)" + papers(s_rules))
     print(f"written to {out} (kept channel indices in its metadata)")
     return 0
@@ -306,8 +314,9 @@ def cmd_distill(args) -> int:
 
     plan = StudentPlan(args.init, width=None if args.channels else args.width, channels=args.channels or None,
                        criterion=args.criterion, prune_seed=args.prune_seed,
-                       freeze_mapping=args.freeze_mapping if args.init == "mapping-only" else None)
-    label = f"distill-{Path(args.teacher).stem}-" + (f"w{args.width}" if not args.channels else "custom")
+                       freeze_mapping=args.freeze_mapping if args.init == "mapping-only" else None, conv=args.conv)
+    label = f"distill-{Path(args.teacher).stem}-" + (f"w{args.width}" if not args.channels else "custom") + \
+        (f"-{plan.conv}" if plan.conv else "")
     return _launch(args, label, "distill", args.teacher, plan, {**_STUDENT_KEYS, "teacher": "teacher"})
 
 
@@ -467,7 +476,7 @@ def cmd_compress(args) -> int:
             print(json.dumps(read_run(args.resume), indent=2))
             return 0
         resolved = resolve_plan(args.teacher, args.width if not args.channels else None, args.channels,
-                                args.criterion, args.preset, overrides, args.n_eval, data)
+                                args.criterion, args.preset, overrides, args.n_eval, data, conv=args.conv)
         check_run(resolved["train"], resolved["teacher"], resolved["student"], device)
         print(json.dumps({**resolved, "student": resolved["student"].to_dict(), "train": resolved["train"].to_dict()},
                          indent=2))
@@ -485,7 +494,7 @@ def cmd_compress(args) -> int:
     run_dir = compress(
         args.teacher, args.width if not args.channels else None, args.channels, args.criterion, args.preset,
         overrides, args.n_eval, args.run_root, args.resume, device, not args.quiet,
-        log=lambda msg: print(msg, file=sys.stderr), data=data,
+        log=lambda msg: print(msg, file=sys.stderr), data=data, conv=args.conv,
         command=" ".join(shlex.quote(a) for a in ["gancompress", *args.argv]),
     )
     if not (run_dir / "report.md").is_file():  # a torchrun rank other than 0

@@ -64,7 +64,7 @@ def check_data_reference(data: str | None) -> None:
 
 
 def resolve_plan(teacher=None, width=0.25, channels=None, criterion="l1", preset=None, overrides=None, n_eval=None,
-                 data="auto") -> dict:
+                 data="auto", conv=None) -> dict:
     """What a new compress run will do, checked, before anything is created: {"teacher", "student"
     (the plan), "train" (the TrainConfig: the preset's numbers with `overrides`), "compress" (preset,
     n_eval, data)}. `compress --dry-run` prints it."""
@@ -77,7 +77,7 @@ def resolve_plan(teacher=None, width=0.25, channels=None, criterion="l1", preset
     check_data_reference(data)
     config = TrainConfig(**{**PRESETS[preset]["train"], **(overrides or {})})
     plan = StudentPlan("inherit", width=None if channels else width, channels=channels or None, criterion=criterion,
-                       prune_seed=0)
+                       prune_seed=0, conv=conv)
     return {"teacher": teacher, "student": plan, "train": config,
             "compress": {"preset": preset, "n_eval": n_eval, "data": data}}
 
@@ -97,6 +97,7 @@ def compress(
     log=print,
     data: str | None = "auto",
     command: str | None = None,
+    conv: str | None = None,
 ) -> Path:
     """Returns the run directory holding student.safetensors, grid.png, report.json and report.md.
     `teacher`: a registered name or a file (default dcgan-face64); a resumed run always uses its own.
@@ -105,15 +106,17 @@ def compress(
     before the first training step. `command`: how the run was asked for, for its record (the CLI
     passes its command line; by default the Python call)."""
     if command is None:
-        shown = {"width": width, "channels": channels, "preset": preset, "n_eval": n_eval, "resume": resume}
+        shown = {"width": width, "channels": channels, "preset": preset, "n_eval": n_eval, "resume": resume,
+                 "conv": conv}
         command = f"gancompress.compress({teacher!r}, " + ", ".join(
             f"{k}={str(v) if isinstance(v, Path) else v!r}" for k, v in shown.items() if v is not None) + ")"
     started = {}
     if resume is None:
-        resolved = resolve_plan(teacher, width, channels, criterion, preset, overrides, n_eval, data)
+        resolved = resolve_plan(teacher, width, channels, criterion, preset, overrides, n_eval, data, conv)
         teacher, config, plan = resolved["teacher"], resolved["train"], resolved["student"]
         preset, n_eval, data = (resolved["compress"][k] for k in ("preset", "n_eval", "data"))
-        label = f"compress-{Path(teacher).stem}-" + (f"w{width}" if not channels else "custom")
+        label = f"compress-{Path(teacher).stem}-" + (f"w{width}" if not channels else "custom") + \
+            (f"-{plan.conv}" if plan.conv else "")
         run_dir = start_run(run_root, label, config, teacher, plan, device,
                             extra={"compress": {**resolved["compress"], "command": command}})
     else:

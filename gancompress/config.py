@@ -57,8 +57,11 @@ def _has_type(value, annotation: str) -> bool:
 class SerializableConfig:
     """JSON round trip for frozen config dataclasses; `family` names the network family."""
 
+    omit_when_default: tuple[str, ...] = ()  # fields added later: left out at their default (older records match)
+
     def to_dict(self) -> dict:
-        return {"family": self.family, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)}}
+        return {"family": self.family, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                                          if not (f.name in self.omit_when_default and getattr(self, f.name) == f.default)}}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)

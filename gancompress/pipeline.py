@@ -50,6 +50,8 @@ class StudentPlan:
       init "mapping-only", width | channels, freeze_mapping     StyleGAN2: fresh synthesis with the
                                                                 teacher's mapping network (StyleKD)
       init "random", config                                     any architecture (training from scratch)
+    and, with a width or channels, conv: the student's convolutions (StyleGAN2 "separable": the
+    mobile student, initialised from the pruned teacher's kernels under "inherit"; None: "full").
     Unset fields are None and are left out of run.json, so records keep the shape they always had."""
 
     init: str = "inherit"
@@ -59,11 +61,19 @@ class StudentPlan:
     prune_seed: int | None = None  # None: 0
     freeze_mapping: bool | None = None
     config: dict | None = None  # a generator config (to_dict form)
+    conv: str | None = None  # None: "full"
 
     def __post_init__(self):
         init_modes = sorted({mode for family in FAMILIES.values() for mode in family.init_modes})
         if self.init not in init_modes:
             raise RunError(f"unknown student init {self.init!r}; choose {', '.join(init_modes)}")
+        if self.conv == "full":  # the default is recorded as absent, as before the option existed
+            object.__setattr__(self, "conv", None)
+        convs = sorted({conv for family in FAMILIES.values() for conv in family.student_convs})
+        if self.conv is not None and self.conv not in convs:
+            raise RunError(f"unknown student conv {self.conv!r}; choose {', '.join(convs)}")
+        if self.conv is not None and self.config is not None:
+            raise RunError("a student given as a config names its convolutions in the config, not in conv")
         if self.channels is not None:
             object.__setattr__(self, "channels", tuple(self.channels))
         if self.config is not None and (self.width is not None or self.channels is not None):
@@ -146,11 +156,32 @@ def real_image_source(spec: str, resolution: int, channels: int, workers: int = 
     return RealImages(spec, resolution, channels, workers)
 
 
-def prune_teacher(teacher_spec: str, width=None, channels=None, criterion="l1", seed=0, device="cpu"):
-    """(teacher, teacher identity, student, kept indices)."""
+def prune_teacher(teacher_spec: str, width=None, channels=None, criterion="l1", seed=0, device="cpu", conv=None):
+    """(teacher, teacher identity, student, kept indices); `conv` (e.g. "separable"): the student's
+    convolutions, initialised from the pruned kernels."""
     teacher, identity = resolve_generator(teacher_spec, device)
     student, kept = prune_generator(teacher, width=width, channels=channels, criterion=criterion, seed=seed)
+    if conv is not None:
+        student = family_of(teacher).with_convs(student, conv, inherit=True)
     return teacher, identity, student, kept
+
+
+def build_student(teacher, plan: "StudentPlan") -> tuple[torch.nn.Module, dict | None]:
+    """(student, kept channel indices or None) as `plan` says, from `teacher` (None for a config plan)."""
+    kept = None
+    if plan.config is not None:
+        return build_generator(config_from_dict(plan.config)), None
+    if plan.init == "inherit":
+        student, kept = prune_generator(teacher, width=plan.width, channels=plan.channels,
+                                        criterion=plan.prune_criterion, seed=plan.prune_seed or 0)
+    else:
+        shape, _ = prune_generator(teacher, width=plan.width, channels=plan.channels, criterion="l1")
+        student = build_generator(shape.config)
+    if plan.conv is not None:
+        student = family_of(teacher).with_convs(student, plan.conv, inherit=plan.init == "inherit")
+    if plan.init == "mapping-only":
+        copy_mapping(teacher, student, freeze=bool(plan.freeze_mapping))
+    return student, kept
 
 
 def copy_mapping(teacher, student, freeze: bool = False) -> None:
@@ -219,6 +250,9 @@ def check_run(config: TrainConfig, teacher, plan: StudentPlan | dict, device: st
         if plan.init not in family.init_modes:
             raise RunError(f"init {plan.init!r} does not apply to {family.title} teachers; choose "
                            f"{', '.join(family.init_modes)}")
+        if (plan.conv or "full") not in family.student_convs:
+            raise RunError(f"conv {plan.conv!r} does not apply to {family.title} students; choose "
+                           f"{', '.join(family.student_convs)}")
     if config.real != "teacher":
         check_image_source(config.real)
     if config.tensorboard:
@@ -280,7 +314,9 @@ def resume_run(run_dir: str | Path, given: dict[str, tuple[str, object]], device
                 changed[key] = [recorded, value]
                 spec["train"]["steps"] = value
                 continue
-            conflicts.append(f"{option} {_show(value)} (the run has {_show(recorded)})")
+            absent = _ABSENT_MEANS.get(key)  # a field left out of run.json at its default
+            conflicts.append(f"{option} {_show(value if value is not None else absent)} "
+                             f"(the run has {_show(recorded if recorded is not None else absent)})")
         if conflicts:
             raise RunError(f"{run_dir} was started with other settings: {', '.join(conflicts)}. A resumed run keeps its "
                            "recorded config (only a larger --steps and --device may change); start a new run to change it")
@@ -295,6 +331,9 @@ def resume_run(run_dir: str | Path, given: dict[str, tuple[str, object]], device
              "changed": changed})
         atomic_write_text(run_dir / RUN_FILE, json.dumps(spec, indent=2, sort_keys=True) + "\n")
     return spec
+
+
+_ABSENT_MEANS = {"student.conv": "full"}
 
 
 def _show(value) -> str:
@@ -353,20 +392,11 @@ def _train_run(run_dir: Path, spec: dict, rank: Rank, resume: bool, progress: bo
     device = rank.device
     config = TrainConfig.from_dict(spec["train"])
     plan = StudentPlan.of(spec["student"])
-    teacher, kept = None, None
+    teacher = None
     if spec["teacher"]:
         teacher, _ = resolve_generator(spec["teacher"], device)
     torch.manual_seed(config.seed)
-    if plan.init == "inherit":
-        student, kept = prune_generator(teacher, width=plan.width, channels=plan.channels,
-                                        criterion=plan.prune_criterion, seed=plan.prune_seed or 0)
-    elif plan.config is not None:
-        student = build_generator(config_from_dict(plan.config))
-    else:
-        shape, _ = prune_generator(teacher, width=plan.width, channels=plan.channels, criterion="l1")
-        student = build_generator(shape.config)
-        if plan.init == "mapping-only":
-            copy_mapping(teacher, student, freeze=bool(plan.freeze_mapping))
+    student, kept = build_student(teacher, plan)
     if config.mode == "distill" and config.lpips and lpips_model is None:
         from gancompress.metrics.lpips import load_lpips
 

@@ -29,6 +29,7 @@ class Family:
     criteria: tuple[str, ...] = ()  # pruning criteria, the default first
     export_parts: tuple[str, ...] = ("full",)
     init_modes: tuple[str, ...] = ("inherit", "random")
+    student_convs: tuple[str, ...] = ("full",)  # student convolution kinds (StudentPlan.conv), the default first
     training_terms: frozenset[str] = frozenset()  # TrainConfig weights only this family supports
     has_shared_inputs: bool = False  # extra inputs (noise) that teacher and student must share
 
@@ -90,6 +91,13 @@ class Family:
 
     def style_mixing_inputs(self, generator, z: torch.Tensor, rng: torch.Generator, device) -> dict:
         raise ConfigError(f"style mixing needs a StyleGAN2 generator, not {self.title}")
+
+    def with_convs(self, generator, conv: str, inherit: bool) -> nn.Module:
+        """`generator` rebuilt with `conv` convolutions: its weights carried over as far as they go
+        when `inherit`, else a fresh network of that architecture."""
+        if conv != "full":
+            raise ConfigError(f"{self.title} students have full convolutions only, not {conv!r}")
+        return generator
 
     def copy_mapping(self, teacher, student, freeze: bool = False) -> None:
         raise ConfigError(f"init 'mapping-only' needs StyleGAN2 teacher and student; use inherit or random for {self.title}")

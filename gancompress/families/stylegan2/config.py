@@ -24,8 +24,12 @@ class StyleGAN2Config(WidthMixin, SerializableConfig):
     blur_taps: tuple[int, ...] = (1, 3, 3, 1)
     w_avg_beta: float = 0.995
     conv_clamp: float | None = None  # NVlabs clamps layer outputs to +-256 (set by its fp16 configs); None: off
+    conv: str = "full"  # "separable": the mobile student's pointwise + depthwise modulated convolutions
 
     family = "stylegan2"
+    CONVS = ("full", "separable")
+    # Left out of the record at its default, so the files of full-conv generators stay as they were.
+    omit_when_default = ("conv",)
 
     def __post_init__(self):
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
@@ -38,6 +42,8 @@ class StyleGAN2Config(WidthMixin, SerializableConfig):
                               f"got {len(self.channels)}: {self.channels}")
         if any(c < 1 for c in self.channels):
             raise ConfigError(f"every block needs at least one channel, got {self.channels}")
+        if self.conv not in self.CONVS:
+            raise ConfigError(f"conv must be one of {', '.join(self.CONVS)}, got {self.conv!r}")
         if self.conv_clamp is not None and not self.conv_clamp > 0:
             raise ConfigError(f"conv_clamp must be positive or None, got {self.conv_clamp}")
         if min(self.z_dim, self.w_dim, self.mapping_layers) < 1 or self.out_channels not in (1, 3):

@@ -22,7 +22,9 @@ as much as its convolutions. This module computes the same function with fewer, 
 
 Merging each transposed convolution with its blur into one 6x6 kernel was measured and not taken:
 a 6x6 stride-2 transposed convolution does 4x the multiply-adds of the 3x3 one, which costs more
-than the blur it saves (docs/deployment.md). Verified against the generator as trained by every
+than the blur it saves (docs/deployment.md). A separable student (StyleGAN2Config.conv) runs each layer as a 1x1
+convolution and a depthwise one; there the upsampling depthwise transposed convolution and its blur
+are one 6x6 depthwise kernel (36 multiply-adds per output channel and input pixel instead of 9 + 16). Verified against the generator as trained by every
 export (exporting._verify, <= 1e-3)."""
 
 from __future__ import annotations
@@ -37,6 +39,12 @@ from gancompress.families.layers import LRELU_GAIN, fir_kernel
 # Where a layer's bias is folded into its noise constant (C * H * W elements, 512 KB at most): the
 # low-resolution layers, whose time is per-op overhead; above it the constant would grow the file.
 FOLD_BIAS_ELEMENTS = 2**17
+
+
+def _effective(modulated) -> tuple[torch.Tensor, ...]:
+    if hasattr(modulated, "effective_weights"):
+        return modulated.effective_weights()
+    return (modulated.weight * modulated.scale,)
 
 
 def _pad_stack(tensors: list[torch.Tensor], shape: tuple[int, ...]) -> torch.Tensor:
@@ -73,27 +81,33 @@ class StyleGAN2Inference(nn.Module):
             ws_index += [2 * i + 1 for i in range(len(synthesis.block_names))]
             self.register_buffer("ws_index", torch.tensor(ws_index), persistent=False)
             modulated = [layer.conv for layer in styled] + [rgb.conv for rgb in to_rgbs]
-            self.in_channels = [m.weight.shape[1] for m in modulated]
-            max_in, max_out = max(self.in_channels), max(m.weight.shape[0] for m in modulated)
+            # effective (scaled) weights: full (out, in, k, k), or separable pointwise (out, in, 1, 1) + depthwise
+            factors = [_effective(m) for m in modulated]
+            self.in_channels = [f[0].shape[1] for f in factors]
+            max_in, max_out = max(self.in_channels), max(f[0].shape[0] for f in factors)
             self.max_in, self.max_out = max_in, max_out
-            self.out_channels_per_conv = [layer.conv.weight.shape[0] for layer in styled]
+            self.out_channels_per_conv = [f[0].shape[0] for f in factors[:len(styled)]]
             affine_w = [m.affine.weight * m.affine.scale for m in modulated]  # (in, w_dim)
             affine_b = [m.affine.bias * m.affine.lr_mul for m in modulated]
             if part == "full":  # truncation folded into the style affines
-                affine_b = [b + (1 - psi) * (w @ generator.w_avg) for w, b in zip(affine_w, affine_b)]
-                affine_w = [psi * w for w in affine_w]
+                affine_w, affine_b = ([psi * w for w in affine_w],
+                                      [b + (1 - psi) * (w @ generator.w_avg) for w, b in zip(affine_w, affine_b)])
             self.register_buffer("style_weight", _pad_stack([w.T for w in affine_w], (config.w_dim, max_in)))
             self.register_buffer("style_bias", _pad_stack([b[None] for b in affine_b], (1, max_in)))
-            # demod: sum over kernel taps of the squared (scaled) weights, (in, out) per layer
+            # demod: sum over kernel taps of the squared weights, (in, out) per layer; a separable
+            # kernel pw[o, i] * dw[o] sums to pw[o, i]^2 * |dw[o]|^2
             self.register_buffer("weight_square_sums", _pad_stack(
-                [(m.weight * m.scale).square().sum((2, 3)).T for m in modulated[:len(styled)]], (max_in, max_out)))
+                [(f[0].square().sum((2, 3)) * (f[1].square().sum((1, 2, 3))[:, None] if len(f) > 1 else 1)).T
+                 for f in factors[:len(styled)]], (max_in, max_out)))
             self.n_demodulated = len(styled)
-            self.weights = nn.ParameterList()
+            self.weights, self.depthwise = nn.ParameterList(), nn.ParameterList()
             self.biases, self.bias_index, self.upsample, self.blur = nn.ParameterList(), [], [], nn.ParameterList()
+            self.separable = config.conv == "separable"
             for k, layer in enumerate(styled):
-                w = layer.conv.weight * layer.conv.scale
-                self.upsample.append(layer.conv.upsample)
-                self.weights.append(nn.Parameter(w.transpose(0, 1) if layer.conv.upsample else w, requires_grad=False))
+                w, upsample = factors[k][0], layer.conv.upsample
+                self.upsample.append(upsample)
+                self.weights.append(nn.Parameter(w.transpose(0, 1) if upsample and not self.separable else w,
+                                                 requires_grad=False))
                 noise = getattr(generator, f"noise_const_{k}") * layer.noise_strength * LRELU_GAIN
                 bias = layer.bias[None, :, None, None] * LRELU_GAIN
                 if bias.numel() * noise.numel() <= FOLD_BIAS_ELEMENTS:  # small layers: one add, not two
@@ -103,12 +117,22 @@ class StyleGAN2Inference(nn.Module):
                     self.bias_index.append(len(self.biases))
                     self.biases.append(nn.Parameter(bias, requires_grad=False))
                 self.register_buffer(f"noise_{k}", noise.clone())
-                if layer.conv.upsample:
+                blur_kernel = None
+                if upsample:
                     blur = layer.conv.blur
                     if blur.pad != (1, 1):
                         raise ValueError(f"blur padding {blur.pad} is not the symmetric (1, 1) of a 3x3 upsampling conv")
-                    kernel = torch.flip(blur.kernel, (0, 1))[None, None].repeat(w.shape[0], 1, 1, 1)
-                    self.blur.append(nn.Parameter(kernel, requires_grad=False))
+                    blur_kernel = torch.flip(blur.kernel, (0, 1))[None, None].repeat(w.shape[0], 1, 1, 1)
+                if self.separable:
+                    depthwise = factors[k][1]
+                    if upsample:  # the depthwise transposed conv and its blur are one 6x6 depthwise kernel
+                        channels = depthwise.shape[0]
+                        depthwise = F.conv_transpose2d(depthwise.reshape(1, channels, 3, 3),
+                                                       torch.flip(blur_kernel, (2, 3)), groups=channels)
+                        depthwise = depthwise.reshape(channels, 1, 6, 6)
+                    self.depthwise.append(nn.Parameter(depthwise, requires_grad=False))
+                elif upsample:
+                    self.blur.append(nn.Parameter(blur_kernel, requires_grad=False))
             self.rgb_weights = nn.ParameterList(nn.Parameter(rgb.conv.weight * rgb.conv.scale, requires_grad=False)
                                                 for rgb in to_rgbs)
             self.rgb_biases = nn.ParameterList(nn.Parameter(rgb.bias[None, :, None, None].clone(), requires_grad=False)
@@ -157,7 +181,13 @@ class StyleGAN2Inference(nn.Module):
             for _ in range(count):
                 weight = self.weights[k]
                 x = x * styles[k]
-                if self.upsample[k]:
+                if self.separable:
+                    x, depthwise = F.conv2d(x, weight), self.depthwise[k]
+                    if self.upsample[k]:
+                        x = F.conv_transpose2d(x, depthwise, stride=2, padding=2, groups=depthwise.shape[0])
+                    else:
+                        x = F.conv2d(x, depthwise, padding=1, groups=depthwise.shape[0])
+                elif self.upsample[k]:
                     x = F.conv_transpose2d(x, weight, stride=2)
                     x = F.conv2d(x, self.blur[blur_k], padding=1, groups=self.blur[blur_k].shape[0])
                     blur_k += 1

@@ -56,16 +56,55 @@ class ModulatedConv(nn.Module):
         self.affine = EqualLinear(w_dim, in_channels, bias_init=1.0)  # style = A(w), starts at 1
         self.scale = 1 / math.sqrt(in_channels * kernel_size**2)
         self.demodulate, self.upsample, self.padding = demodulate, upsample, kernel_size // 2
-        if upsample:
-            factor = 2
-            p = (len(blur_taps) - factor) - (kernel_size - 1)
-            self.blur = Blur(blur_taps, pad=((p + 1) // 2 + factor - 1, p // 2 + 1), gain=factor**2)
-        else:
-            self.blur = None
+        self.blur = _upsampling_blur(kernel_size, blur_taps) if upsample else None
 
     def forward(self, x, w, fused=False):
         return modulated_conv2d(x, self.weight * self.scale, self.affine(w), self.demodulate, self.upsample,
                                 self.blur, self.padding, fused)
+
+
+class SeparableModulatedConv(nn.Module):
+    """The mobile student's modulated convolution (`StyleGAN2Config.conv = "separable"`): the style
+    scales the input, a pointwise (1x1) convolution mixes channels, a depthwise k x k convolution
+    filters each output channel (transposed with stride 2, then the FIR blur, when upsampling), and
+    demodulation scales the output activations. The effective weight pw[o, i] * dw[o] is a rank-1
+    kernel per output channel, so its demodulation coefficient is exact and cheap:
+    rsqrt(|dw[o]|^2 * sum_i (s_i pw[o, i])^2). The pointwise step runs before the upsampling, at a
+    quarter of the pixels. Multiply-adds per pixel: in * out + k^2 * out instead of k^2 * in * out."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, w_dim, demodulate=True, upsample=False,
+                 blur_taps=(1, 3, 3, 1)):
+        super().__init__()
+        self.pointwise = nn.Parameter(torch.randn(out_channels, in_channels, 1, 1))
+        self.depthwise = nn.Parameter(torch.randn(out_channels, 1, kernel_size, kernel_size))
+        self.affine = EqualLinear(w_dim, in_channels, bias_init=1.0)
+        # equalised learning rate per factor; their product is the full convolution's 1/sqrt(in * k^2)
+        self.pointwise_scale, self.depthwise_scale = 1 / math.sqrt(in_channels), 1 / kernel_size
+        self.demodulate, self.upsample, self.padding = demodulate, upsample, kernel_size // 2
+        self.blur = _upsampling_blur(kernel_size, blur_taps) if upsample else None
+
+    def effective_weights(self):
+        """(pointwise (out, in, 1, 1), depthwise (out, 1, k, k)) with their equalised-lr scales."""
+        return self.pointwise * self.pointwise_scale, self.depthwise * self.depthwise_scale
+
+    def forward(self, x, w, fused=False):  # fused: the full convolution's GPU path; one path here
+        styles = self.affine(w)
+        pointwise, depthwise = self.effective_weights()
+        out = F.conv2d(x * styles[:, :, None, None], pointwise)
+        if self.upsample:
+            out = self.blur(F.conv_transpose2d(out, depthwise, stride=2, groups=out.shape[1]))
+        else:
+            out = F.conv2d(out, depthwise, padding=self.padding, groups=out.shape[1])
+        if self.demodulate:
+            dcoefs = (styles.square() @ pointwise[:, :, 0, 0].square().T) * depthwise.square().sum((1, 2, 3))
+            out = out * (dcoefs + 1e-8).rsqrt()[:, :, None, None]
+        return out
+
+
+def _upsampling_blur(kernel_size, blur_taps):
+    factor = 2
+    p = (len(blur_taps) - factor) - (kernel_size - 1)
+    return Blur(blur_taps, pad=((p + 1) // 2 + factor - 1, p // 2 + 1), gain=factor**2)
 
 
 def _clamp(x, limit):
@@ -75,9 +114,11 @@ def _clamp(x, limit):
 class StyledConv(nn.Module):
     """Modulated conv -> + noise * strength -> + bias -> leaky ReLU(0.2) * sqrt(2) [-> clamp]."""
 
-    def __init__(self, in_channels, out_channels, w_dim, upsample=False, blur_taps=(1, 3, 3, 1), conv_clamp=None):
+    def __init__(self, in_channels, out_channels, w_dim, upsample=False, blur_taps=(1, 3, 3, 1), conv_clamp=None,
+                 separable=False):
         super().__init__()
-        self.conv = ModulatedConv(in_channels, out_channels, 3, w_dim, upsample=upsample, blur_taps=blur_taps)
+        conv_class = SeparableModulatedConv if separable else ModulatedConv
+        self.conv = conv_class(in_channels, out_channels, 3, w_dim, upsample=upsample, blur_taps=blur_taps)
         self.noise_strength = nn.Parameter(torch.zeros(()))
         self.bias = nn.Parameter(torch.zeros(out_channels))
         self.conv_clamp = conv_clamp
@@ -122,11 +163,11 @@ class Synthesis(nn.Module):
         self.const = nn.Parameter(torch.randn(1, ch[0], 4, 4))
         self.convs = nn.ModuleDict()  # "<block>_conv0" (upsampling; absent at 4x4) and "<block>_conv1"
         self.to_rgbs = nn.ModuleDict()
-        names = config.block_names
+        names, separable = config.block_names, config.conv == "separable"
         for i, name in enumerate(names):
             if i:
-                self.convs[f"{name}_conv0"] = StyledConv(ch[i - 1], ch[i], w_dim, True, taps, clamp)
-            self.convs[f"{name}_conv1"] = StyledConv(ch[i], ch[i], w_dim, False, taps, clamp)
+                self.convs[f"{name}_conv0"] = StyledConv(ch[i - 1], ch[i], w_dim, True, taps, clamp, separable)
+            self.convs[f"{name}_conv1"] = StyledConv(ch[i], ch[i], w_dim, False, taps, clamp, separable)
             self.to_rgbs[name] = ToRGB(ch[i], config.out_channels, w_dim, i > 0, taps, clamp)
         self.block_names = names
 

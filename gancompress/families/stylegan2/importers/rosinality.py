@@ -26,6 +26,7 @@ import re
 
 import torch
 
+from gancompress.config import ConfigError
 from gancompress.families.layers import fir_kernel
 from gancompress.families.stylegan2.config import StyleGAN2Config, StyleGAN2DiscriminatorConfig
 from gancompress.families.stylegan2.importers import load_discriminator
@@ -121,6 +122,9 @@ def rosinality_state(generator: StyleGAN2Generator) -> dict[str, torch.Tensor]:
     """The generator as a rosinality `Generator` state_dict (the inverse of `rosinality_generator`):
     a student handed back to rosinality's code, or a config-f teacher of random weights for a
     benchmark without rosinality's code (eval/make_rosinality_config_f.py)."""
+    if generator.config.conv != "full":  # rosinality's Generator has no separable convolution
+        raise ConfigError(f"a StyleGAN2 with {generator.config.conv} convolutions has no rosinality form; "
+                          "export it (gancompress export) or keep its gancompress file")
     ours = generator.state_dict()
     conv_map, rgb_map = _key_maps(generator.config)
     state = {"input.input": ours["synthesis.const"]}
