@@ -61,12 +61,16 @@ def main(argv=None) -> int:
     study = run_rows(parser, args, planned, lambda study, *row: evaluated_row(*row, args, study), data=args.data)
     if study is None:
         return 0
-    floors = {"teacher": study.row("floor-teacher", lambda: evaluate(args.teacher, f"teacher:{args.teacher}", n=args.n,
-                                                                     device=args.device, latency=False), log),
-              "data": study.row("floor-data", lambda: evaluate(args.teacher, args.data, n=args.n, device=args.device,
-                                                               latency=False), log)}
-    write_tables(study.rows(planned), floors, args)
+    write_tables(study.rows(planned), floor_rows(study, args), args)
     return 0
+
+
+def floor_rows(study, args) -> dict:
+    """The teacher evaluated against itself and against the data, with the rows' protocol."""
+    return {"teacher": study.row("floor-teacher", lambda: evaluate(args.teacher, f"teacher:{args.teacher}", n=args.n,
+                                                                   device=args.device, latency=False), log),
+            "data": study.row("floor-data", lambda: evaluate(args.teacher, args.data, n=args.n, device=args.device,
+                                                             latency=False), log)}
 
 
 def table_lines(rows, floors, args, command: str) -> list[str]:
