@@ -56,9 +56,7 @@ def distill(teacher: str | Path, width: float | None = 0.25, channels=None, step
     config = TrainConfig(steps=steps, **train)
     plan = StudentPlan(init, width=None if channels else width, channels=channels or None, criterion=criterion,
                        prune_seed=0, conv=conv)
-    label = f"distill-{Path(str(teacher)).stem}-" + (f"w{width}" if not channels else "custom") + \
-        (f"-{plan.conv}" if plan.conv else "")
-    run_dir = start_run(run_root, label, config, str(teacher), plan, device)
+    run_dir = start_run(run_root, plan.run_label("distill", teacher), config, str(teacher), plan, device)
     student, _ = run_training(run_dir, device, progress=progress)
     return student, run_dir
 

@@ -242,8 +242,6 @@ def _resume_given(args, keys: dict[str, str], free: set[str] = frozenset()) -> d
             given[f"train.{dest}"] = (option, _train_value(args, dest))
         elif dest in keys:
             value = getattr(args, dest)
-            if dest == "conv" and value == "full":  # recorded as absent (StudentPlan)
-                value = None
             given[keys[dest]] = (option, list(value) if isinstance(value, tuple) else value)
         else:
             ignored.append(option)
@@ -279,8 +277,7 @@ def cmd_prune(args) -> int:
     from gancompress.pipeline import prune_teacher, save_student
 
     teacher, identity, student, kept = prune_teacher(
-        args.teacher, args.width, args.channels, args.criterion, args.prune_seed, args.device or "cpu",
-        None if args.conv == "full" else args.conv)
+        args.teacher, args.width, args.channels, args.criterion, args.prune_seed, args.device or "cpu", args.conv)
     out = args.out or Path(f"{identity['name'].split('.')[0]}-{args.criterion}-" +
                            (f"w{args.width}" if args.width else "c" + "-".join(map(str, student.config.channels))) + ".safetensors")
     save_student(out, student, {"teacher": args.teacher, "teacher_sha256": identity["sha256"],
@@ -291,7 +288,7 @@ def cmd_prune(args) -> int:
     if args.json:
         print(json.dumps({"teacher": identity["name"], "student": str(out), "criterion": args.criterion,
                           "teacher_channels": list(teacher.config.channels), "channels": list(student.config.channels),
-                          "conv": getattr(student.config, "conv", "full"), "params": [tp, sp], "macs_per_image": [tm, sm],
+                          "conv": args.conv, "params": [tp, sp], "macs_per_image": [tm, sm],
                           "macs_by_rule": {rule: [t_rules[rule], s_rules[rule]] for rule in t_rules}}, indent=2))
         return 0
 
@@ -302,7 +299,7 @@ def cmd_prune(args) -> int:
 
     print(f"teacher {identity['name']}: channels {teacher.config.channels}, {tp:,} params, {tm / 1e6:.1f} M MACs"
           + papers(t_rules))
-    kind = args.criterion + (f", {student.config.conv} convolutions" if getattr(student.config, "conv", "full") != "full" else "")
+    kind = args.criterion + (f", {args.conv} convolutions" if args.conv != "full" else "")
     print(f"student ({kind}): channels {student.config.channels}, {sp:,} params ({tp / sp:.1f}x fewer), "
           f"{sm / 1e6:.1f} M MACs ({tm / sm:.1f}x fewer)" + papers(s_rules))
     print(f"written to {out} (kept channel indices in its metadata)")
@@ -315,9 +312,7 @@ def cmd_distill(args) -> int:
     plan = StudentPlan(args.init, width=None if args.channels else args.width, channels=args.channels or None,
                        criterion=args.criterion, prune_seed=args.prune_seed,
                        freeze_mapping=args.freeze_mapping if args.init == "mapping-only" else None, conv=args.conv)
-    label = f"distill-{Path(args.teacher).stem}-" + (f"w{args.width}" if not args.channels else "custom") + \
-        (f"-{plan.conv}" if plan.conv else "")
-    return _launch(args, label, "distill", args.teacher, plan, {**_STUDENT_KEYS, "teacher": "teacher"})
+    return _launch(args, plan.run_label("distill", args.teacher), "distill", args.teacher, plan, {**_STUDENT_KEYS, "teacher": "teacher"})
 
 
 def cmd_train(args) -> int:

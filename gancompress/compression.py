@@ -115,9 +115,7 @@ def compress(
         resolved = resolve_plan(teacher, width, channels, criterion, preset, overrides, n_eval, data, conv)
         teacher, config, plan = resolved["teacher"], resolved["train"], resolved["student"]
         preset, n_eval, data = (resolved["compress"][k] for k in ("preset", "n_eval", "data"))
-        label = f"compress-{Path(teacher).stem}-" + (f"w{width}" if not channels else "custom") + \
-            (f"-{plan.conv}" if plan.conv else "")
-        run_dir = start_run(run_root, label, config, teacher, plan, device,
+        run_dir = start_run(run_root, plan.run_label("compress", teacher), config, teacher, plan, device,
                             extra={"compress": {**resolved["compress"], "command": command}})
     else:
         run_dir = Path(resume)

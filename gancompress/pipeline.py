@@ -95,6 +95,11 @@ class StudentPlan:
             out["channels"] = list(out["channels"])
         return out
 
+    def run_label(self, mode: str, teacher) -> str:
+        """The run directory's name after its counter: mode, teacher stem, width (or "custom"), conv."""
+        shape = f"w{self.width}" if self.channels is None else "custom"
+        return f"{mode}-{Path(str(teacher)).stem}-{shape}" + (f"-{self.conv}" if self.conv else "")
+
     @property
     def prune_criterion(self) -> str:
         return self.criterion or "l1"
@@ -156,14 +161,12 @@ def real_image_source(spec: str, resolution: int, channels: int, workers: int = 
     return RealImages(spec, resolution, channels, workers)
 
 
-def prune_teacher(teacher_spec: str, width=None, channels=None, criterion="l1", seed=0, device="cpu", conv=None):
+def prune_teacher(teacher_spec: str, width=None, channels=None, criterion="l1", seed=0, device="cpu", conv="full"):
     """(teacher, teacher identity, student, kept indices); `conv` (e.g. "separable"): the student's
     convolutions, initialised from the pruned kernels."""
     teacher, identity = resolve_generator(teacher_spec, device)
     student, kept = prune_generator(teacher, width=width, channels=channels, criterion=criterion, seed=seed)
-    if conv is not None:
-        student = family_of(teacher).with_convs(student, conv, inherit=True)
-    return teacher, identity, student, kept
+    return teacher, identity, family_of(teacher).with_convs(student, conv, inherit=True), kept
 
 
 def build_student(teacher, plan: "StudentPlan") -> tuple[torch.nn.Module, dict | None]:
@@ -304,6 +307,8 @@ def resume_run(run_dir: str | Path, given: dict[str, tuple[str, object]], device
         for key, (option, value) in given.items():
             section, _, field_name = key.partition(".")
             recorded = spec.get(section, {}).get(field_name) if field_name else spec.get(section)
+            absent = _ABSENT_MEANS.get(key)  # a field left out of run.json at its default
+            value, recorded = (absent if value is None else value), (absent if recorded is None else recorded)
             if _same(value, recorded):
                 continue
             if key == "train.steps":
@@ -314,9 +319,7 @@ def resume_run(run_dir: str | Path, given: dict[str, tuple[str, object]], device
                 changed[key] = [recorded, value]
                 spec["train"]["steps"] = value
                 continue
-            absent = _ABSENT_MEANS.get(key)  # a field left out of run.json at its default
-            conflicts.append(f"{option} {_show(value if value is not None else absent)} "
-                             f"(the run has {_show(recorded if recorded is not None else absent)})")
+            conflicts.append(f"{option} {_show(value)} (the run has {_show(recorded)})")
         if conflicts:
             raise RunError(f"{run_dir} was started with other settings: {', '.join(conflicts)}. A resumed run keeps its "
                            "recorded config (only a larger --steps and --device may change); start a new run to change it")

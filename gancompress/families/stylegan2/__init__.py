@@ -198,9 +198,9 @@ def separable_student(generator: StyleGAN2Generator) -> StyleGAN2Generator:
         raise ValueError(f"separable_student takes a full-conv StyleGAN2, got conv={generator.config.conv!r}")
     device = generator.w_avg.device
     student = StyleGAN2Generator(dataclasses.replace(generator.config, conv="separable")).to(device)
-    source = generator.state_dict()
-    student.load_state_dict({k: v for k, v in source.items() if k in student.state_dict()
-                             and v.shape == student.state_dict()[k].shape}, strict=False)
+    target = student.state_dict()
+    student.load_state_dict({k: v for k, v in generator.state_dict().items() if k in target
+                             and v.shape == target[k].shape}, strict=False)
     for key, layer in generator.synthesis.convs.items():
         full, separable = layer.conv, student.synthesis.convs[key].conv
         weight = full.weight * full.scale  # (out, in, k, k), effective
