@@ -184,13 +184,21 @@ _TRAIN_HELP = {
     "pl_interval": "StyleGAN2: path-length regularisation every N steps",
     "relation": "StyleGAN2 distillation: weight of StyleKD's latent-direction relation loss (0: off; StyleKD uses 30)",
     "relation_strength": "StyleGAN2: size of the random moves in w for the relation loss",
+    "precision": "fp32; bf16 (autocast over every forward pass); fp16 (NVlabs' StyleGAN2 scheme: the highest-"
+                 "resolution blocks in fp16, activations clamped to +-256). Off by default: not yet measured on a GPU",
+    "fp16_blocks": "precision fp16: how many of the highest-resolution blocks run in fp16 (NVlabs: 4)",
+    "channels_last": "NHWC memory format for networks and images (CUDA)",
+    "compile": "torch.compile backend for the student's and discriminator's forward passes (inductor), or off",
+    "grad_accum": "split each step's batch into N micro-batches with the same draws (for small GPUs)",
 }
 
 
 def _train_choices() -> dict[str, list[str]]:
     from gancompress.distillation.losses import ADVERSARIAL_LOSSES
 
-    return {"adv_loss": sorted(ADVERSARIAL_LOSSES), "student_bn": ["batch", "frozen"]}
+    from gancompress.distillation.trainer import PRECISIONS
+
+    return {"adv_loss": sorted(ADVERSARIAL_LOSSES), "student_bn": ["batch", "frozen"], "precision": list(PRECISIONS)}
 
 
 def _train_options(p, base):

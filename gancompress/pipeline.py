@@ -311,6 +311,10 @@ def resume_run(run_dir: str | Path, given: dict[str, tuple[str, object]], device
             value, recorded = (absent if value is None else value), (absent if recorded is None else recorded)
             if _same(value, recorded):
                 continue
+            if key in _EXECUTION_KEYS:  # how steps are computed may follow the machine the run moves to
+                changed[key] = [recorded, value]
+                spec["train"][field_name] = value
+                continue
             if key == "train.steps":
                 done = checkpoint_step(run_dir)
                 if value < done:
@@ -322,7 +326,7 @@ def resume_run(run_dir: str | Path, given: dict[str, tuple[str, object]], device
             conflicts.append(f"{option} {_show(value)} (the run has {_show(recorded)})")
         if conflicts:
             raise RunError(f"{run_dir} was started with other settings: {', '.join(conflicts)}. A resumed run keeps its "
-                           "recorded config (only a larger --steps and --device may change); start a new run to change it")
+                           "recorded config (only a larger --steps, --device and the execution options --precision, --fp16-blocks, --channels-last, --compile and --grad-accum may change); start a new run to change it")
         for key, (option, value) in (may_change or {}).items():
             section, _, field_name = key.partition(".")
             recorded = spec.setdefault(section, {}).get(field_name)
@@ -336,7 +340,9 @@ def resume_run(run_dir: str | Path, given: dict[str, tuple[str, object]], device
     return spec
 
 
-_ABSENT_MEANS = {"student.conv": "full"}
+_ABSENT_MEANS = {"student.conv": "full", "train.precision": "fp32", "train.fp16_blocks": 4,
+                 "train.channels_last": False, "train.compile": "off", "train.grad_accum": 1}
+_EXECUTION_KEYS = {"train.precision", "train.fp16_blocks", "train.channels_last", "train.compile", "train.grad_accum"}
 
 
 def _show(value) -> str:

@@ -143,6 +143,11 @@ def test_distill_resume_refuses_conflicting_options_and_records_a_longer_run(wor
     assert spec["history"][-1]["changed"] == {"train.steps": [6, 9]} and spec["history"][-1]["at_step"] == 6
     steps = [json.loads(line)["step"] for line in (run / "stats.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 10))
+    # The execution options may follow the machine the run moves to (a smaller GPU: micro-batches).
+    assert main(["distill", "--resume", str(run), "--grad-accum", "2", "--steps", "10", "--quiet"]) == 0
+    spec = json.loads((run / "run.json").read_text())
+    assert spec["train"]["grad_accum"] == 2
+    assert spec["history"][-1]["changed"] == {"train.grad_accum": [1, 2], "train.steps": [9, 10]}
 
 
 # ----------------------------------------------------------------------------- concurrency, partial writes

@@ -14,6 +14,7 @@ and gradients are averaged after every backward pass (distributed.py says why no
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import math
@@ -35,6 +36,9 @@ from gancompress.errors import GancompressError
 from gancompress.families import build_discriminator_for, family_of
 
 __all__ = ["TrainConfig", "Trainer", "TrainingDiverged", "Rank", "init_distributed", "rank_device"]
+
+
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
@@ -71,8 +75,15 @@ class TrainConfig(SerializableConfig):
     pl_interval: int = 4
     relation: float = 0.0  # StyleGAN2 distillation: StyleKD's latent-direction relation loss (StyleKD uses 30)
     relation_strength: float = 5.0  # std of the random move along a unit direction in w space
+    # Execution options: how a step is computed, not what it computes (docs/training.md, "Speed and memory").
+    precision: str = "fp32"  # bf16: autocast over every forward pass; fp16: NVlabs' scheme (StyleGAN2 only)
+    fp16_blocks: int = 4  # fp16: blocks at the highest resolutions in fp16 (NVlabs' num_fp16_res), never the 4x4
+    channels_last: bool = False  # NHWC memory format for the networks and images (faster convolutions on GPUs)
+    compile: str = "off"  # a torch.compile backend (inductor) for the student's and discriminator's forward passes
+    grad_accum: int = 1  # micro-batches per step: the same update from batch_size / grad_accum images at a time
 
     family = "train"
+    omit_when_default = ("precision", "fp16_blocks", "channels_last", "compile", "grad_accum")
 
     def __post_init__(self):
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))  # Adam rejects (0, 0.99)
@@ -106,7 +117,11 @@ class TrainConfig(SerializableConfig):
                 raise ConfigError(f"the weight {name} must be a finite number >= 0, got {value}")
         if self.keep_every < 0:
             raise ConfigError(f"keep_every must be >= 0 (0: keep only the last two checkpoints), got {self.keep_every}")
-        for name in ("r1_interval", "log_every", "sample_every", "checkpoint_every"):
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if not self.compile:
+            raise ConfigError("compile is 'off' or a torch.compile backend such as inductor, got ''")
+        for name in ("r1_interval", "log_every", "sample_every", "checkpoint_every", "grad_accum", "fp16_blocks"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
 
@@ -160,11 +175,18 @@ class Trainer:
         self.teacher = teacher.to(self.device).eval().requires_grad_(False) if teacher is not None else None
         self.real_images = real_images
         self.local_batch = max(1, config.batch_size // rank.world)
+        if self.local_batch % config.grad_accum:
+            raise ConfigError(f"grad_accum {config.grad_accum} must divide the batch of each rank "
+                              f"({self.local_batch} images); choose a divisor of it")
+        self.micro_batch = self.local_batch // config.grad_accum
+        self._micro = 0  # the micro-batch being computed (apply() loops over them)
+        self._real_batch = (None, None)  # (step, images): one dataset draw shared by a step's micro-batches
         torch.manual_seed(config.seed)  # discriminator and adapter initialisation, same on every rank
         self.family = family_of(student)
         self._build_networks(student)
         self._build_losses(student, teacher, kept, lpips_model)
         self._build_optimizers()
+        self._setup_execution()
         self.step = 0
         self.elapsed_before = 0.0  # training seconds before this process (resumed runs)
         self._t_start = time.perf_counter()
@@ -211,6 +233,39 @@ class Trainer:
         for module in (self.G, self.G_ema, self.D) + ((self.feature_loss,) if self.feature_loss is not None else ()):
             broadcast(module, self.rank)
 
+    def _setup_execution(self) -> None:
+        """precision, channels_last and compile: how the passes run, not what they compute."""
+        config = self.config
+        if config.precision == "fp16":  # the training networks only: the EMA and the teacher stay fp32
+            self.family.use_fp16(self.G, self.D, config.fp16_blocks)
+        if config.channels_last:
+            for net in (self.G, self.G_ema, self.D, self.teacher):
+                if net is not None:
+                    net.to(memory_format=torch.channels_last)
+        self._compiled = {}
+        if config.compile != "off":
+            # R1 and path length take second derivatives, which compiled graphs do not support: they
+            # (and the EMA, the teacher and the samples) run the plain modules.
+            try:
+                self._compiled = {id(net): torch.compile(net, backend=config.compile) for net in (self.G, self.D)}
+            except Exception as err:  # torch raises its own InvalidBackend, or a missing compiler's error
+                raise ConfigError(f"torch.compile cannot use backend {config.compile!r} ({err}); "
+                                  "pass --compile inductor or leave it off") from None
+
+    def _forward(self, net):
+        """The compiled forward pass of `net` when compile is on, else `net`."""
+        return self._compiled.get(id(net), net)
+
+    def _autocast(self):
+        if self.config.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _discriminate(self, images: torch.Tensor) -> torch.Tensor:
+        if self.config.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return self._forward(self.D)(images)
+
     # ------------------------------------------------------------------ phases
 
     def phases(self, step: int) -> list[tuple[str, Callable[[int], dict]]]:
@@ -226,26 +281,44 @@ class Trainer:
         """The generator of the draws of `stream` at `step` on this rank (the same after a resume)."""
         return _seeded(self.config.seed, self.rank.rank, step, stream)
 
+    def rows(self, drawn):
+        """This micro-batch's rows of `drawn` (a tensor or a list of them), drawn for the rank's whole
+        batch: gradient accumulation splits a step's draws and changes none of them."""
+        if isinstance(drawn, (list, tuple)):
+            return [self.rows(t) for t in drawn]
+        if self.config.grad_accum == 1 or not isinstance(drawn, torch.Tensor):
+            return drawn
+        return drawn[self._micro * self.micro_batch:(self._micro + 1) * self.micro_batch]
+
     def latents(self, step: int, stream: str) -> torch.Tensor:
-        return torch.randn(self.local_batch, self.G.z_dim, generator=self.rng(step, stream)).to(self.device)
+        return self.rows(torch.randn(self.local_batch, self.G.z_dim, generator=self.rng(step, stream))).to(self.device)
 
     def _generate(self, net, z, step: int, stream: str, return_features: bool = False):
         """net(z), with per-layer noise (StyleGAN2) drawn from the (seed, rank, step, stream) generator:
         the same stream gives teacher and student the same noise, and a resumed run the same draws."""
+        forward = self._forward(net)
         if not self.family.has_shared_inputs:
-            return net(z, return_features=return_features)
-        kwargs = self.family.shared_inputs(net, z.shape[0], self.rng(step, stream + "-noise"), self.device)
-        if self.config.style_mixing and step >= 0:  # the sample bank (step -1) is never mixed
+            return forward(z, return_features=return_features)
+        training = step >= 0  # the sample bank (step -1) is one batch of its own, never mixed
+        batch = self.local_batch if training else z.shape[0]
+        kwargs = self.family.shared_inputs(net, batch, self.rng(step, stream + "-noise"), self.device)
+        if self.config.style_mixing and training:
             mix = self.rng(step, stream + "-mix")
             if float(torch.rand((), generator=mix)) < self.config.style_mixing:
-                kwargs.update(self.family.style_mixing_inputs(net, z, mix, self.device))
-        return net(z, return_features=return_features, **kwargs)
+                kwargs.update(self.family.style_mixing_inputs(net, batch, mix, self.device))
+        if training:
+            kwargs = {key: self.rows(value) for key, value in kwargs.items()}
+        return forward(z, return_features=return_features, **kwargs)
 
     def _real(self, step: int) -> torch.Tensor:
         if self.config.real == "teacher":
             with torch.no_grad():
                 return self._generate(self.teacher, self.latents(step, "real"), step, "real")
-        return self.real_images(self.rng(step, "real"), self.local_batch, self.device)
+        if self.config.grad_accum == 1:
+            return self.real_images(self.rng(step, "real"), self.local_batch, self.device)
+        if self._real_batch[0] != step:
+            self._real_batch = (step, self.real_images(self.rng(step, "real"), self.local_batch, self.device))
+        return self.rows(self._real_batch[1])
 
     def _augment(self, images: torch.Tensor, step: int, stream: str) -> torch.Tensor:
         if not self.config.diffaug:
@@ -253,45 +326,67 @@ class Trainer:
         gen = self.rng(step, stream)
         if self.device.type != "cpu":  # augmentation draws on the images' device
             gen = torch.Generator(self.device).manual_seed(int(torch.randint(0, 2**62, (1,), generator=gen)))
-        return diff_augment(images, self.config.diffaug, gen)
+        rows = None if self.config.grad_accum == 1 else (self._micro * self.micro_batch, self.local_batch)
+        return diff_augment(images, self.config.diffaug, gen, rows)
 
-    def apply(self, optimizer, params, losses: dict) -> dict:
-        """One optimizer step on the sum of `losses` (gradients averaged over ranks); the losses as floats."""
+    def apply(self, optimizer, params, losses_of: Callable[[], dict]) -> dict:
+        """One optimizer step on the sum of the losses `losses_of()` returns, averaged over the
+        micro-batches (each call computes one; gradients averaged over ranks); the losses as floats."""
         optimizer.zero_grad(set_to_none=True)
-        sum(losses.values()).backward()
+        parts, totals = self.config.grad_accum, {}
+        for self._micro in range(parts):
+            with self._autocast():
+                losses = losses_of()
+            (sum(losses.values()) / parts).backward()
+            for key, value in losses.items():
+                totals[key] = totals.get(key, 0.0) + float(value.detach()) / parts
+        self._micro = 0
+        if self.config.precision == "fp16":  # NVlabs: an overflowed fp16 gradient is clipped, not a NaN update
+            for p in params:
+                if p.grad is not None:
+                    torch.nan_to_num(p.grad, nan=0.0, posinf=1e5, neginf=-1e5, out=p.grad)
         sync_grads(params, self.rank)
         optimizer.step()
-        return {k: float(v.detach()) for k, v in losses.items()}
+        return totals
 
     def discriminator_step(self, step: int) -> dict:
         self.D.requires_grad_(True)
-        with torch.no_grad():
-            fake = self._generate(self.G, self.latents(step, "d-fake"), step, "d-fake")
-        real = self._real(step)
-        losses = self.adv.discriminator_loss(
-            self.D(self._augment(real, step, "aug-d-real")), self.D(self._augment(fake, step, "aug-d-fake"))
-        )
+
+        def losses():
+            with torch.no_grad():
+                fake = self._generate(self.G, self.latents(step, "d-fake"), step, "d-fake")
+            real = self._real(step)
+            return self.adv.discriminator_loss(self._discriminate(self._augment(real, step, "aug-d-real")),
+                                               self._discriminate(self._augment(fake, step, "aug-d-fake")))
         return self.apply(self.opt_d, self.d_params, losses)
 
     def r1_step(self, step: int) -> dict:
         self.D.requires_grad_(True)
-        real = self._augment(self._real(step), step, "aug-r1")
-        return self.apply(self.opt_d, self.d_params, r1_penalty(self.D, real, self.config.r1_gamma, self.config.r1_interval))
+
+        def losses():
+            real = self._augment(self._real(step), step, "aug-r1")
+            if self.config.channels_last:
+                real = real.contiguous(memory_format=torch.channels_last)
+            return r1_penalty(self.D, real, self.config.r1_gamma, self.config.r1_interval)
+        return self.apply(self.opt_d, self.d_params, losses)
 
     def generator_step(self, step: int) -> dict:
         self.D.requires_grad_(False)
-        z = self.latents(step, "g")
-        images, feats = self._generate(self.G, z, step, "g", return_features=True)
-        losses = {}
-        if self.config.mode == "distill":
-            with torch.no_grad():
-                t_images, t_feats = self._generate(self.teacher, z, step, "g", return_features=True)
-            losses.update(self.output_loss(images, t_images))
-            if self.feature_loss is not None:
-                losses.update(self.feature_loss(feats, t_feats))
-        losses.update(self.family.generator_terms(self, z, step))
-        if self.config.adv:
-            losses.update(self.adv.generator_loss(self.D(self._augment(images, step, "aug-g"))))
+
+        def losses():
+            z = self.latents(step, "g")
+            images, feats = self._generate(self.G, z, step, "g", return_features=True)
+            terms = {}
+            if self.config.mode == "distill":
+                with torch.no_grad():
+                    t_images, t_feats = self._generate(self.teacher, z, step, "g", return_features=True)
+                terms.update(self.output_loss(images, t_images))
+                if self.feature_loss is not None:
+                    terms.update(self.feature_loss(feats, t_feats))
+            terms.update(self.family.generator_terms(self, z, step))
+            if self.config.adv:
+                terms.update(self.adv.generator_loss(self._discriminate(self._augment(images, step, "aug-g"))))
+            return terms
         return self.apply(self.opt_g, self.g_params, losses)
 
     @torch.no_grad()

@@ -89,8 +89,12 @@ class Family:
         """The same, with image i's inputs drawn from rngs[i] (independent of the batch size)."""
         return {}
 
-    def style_mixing_inputs(self, generator, z: torch.Tensor, rng: torch.Generator, device) -> dict:
+    def style_mixing_inputs(self, generator, batch: int, rng: torch.Generator, device) -> dict:
         raise ConfigError(f"style mixing needs a StyleGAN2 generator, not {self.title}")
+
+    def use_fp16(self, generator, discriminator, blocks: int) -> None:
+        """Run the `blocks` highest-resolution blocks of both networks in fp16 (NVlabs' training scheme)."""
+        raise ConfigError(f"precision fp16 is NVlabs' StyleGAN2 scheme; use --precision bf16 for {self.title}")
 
     def with_convs(self, generator, conv: str, inherit: bool) -> nn.Module:
         """`generator` rebuilt with `conv` convolutions: its weights carried over as far as they go

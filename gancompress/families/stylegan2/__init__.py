@@ -31,7 +31,7 @@ from torch import nn
 from gancompress.config import ConfigError
 from gancompress.families.stylegan2.config import StyleGAN2Config, StyleGAN2DiscriminatorConfig
 from gancompress.families import Family
-from gancompress.families.stylegan2.networks import StyleGAN2Discriminator, StyleGAN2Generator
+from gancompress.families.stylegan2.networks import StyleGAN2Discriminator, StyleGAN2Generator, fp16_resolution
 
 
 class StyleGAN2Family(Family):
@@ -101,9 +101,13 @@ class StyleGAN2Family(Family):
         per_image = [generator.make_noise(1, rng, device) for rng in rngs]
         return {"noise": [torch.cat(layer) for layer in zip(*per_image)]}
 
-    def style_mixing_inputs(self, generator, z, rng, device):
-        return {"mix_z": torch.randn(z.shape, generator=rng).to(device),
+    def style_mixing_inputs(self, generator, batch, rng, device):
+        return {"mix_z": torch.randn(batch, generator.z_dim, generator=rng).to(device),
                 "mix_cutoff": int(torch.randint(1, generator.num_ws, (), generator=rng))}
+
+    def use_fp16(self, generator, discriminator, blocks):
+        generator.synthesis.fp16_resolution = fp16_resolution(generator.resolution, blocks)
+        discriminator.fp16_resolution = fp16_resolution(generator.resolution, blocks)
 
     def with_convs(self, generator, conv, inherit):
         if conv == generator.config.conv:

@@ -11,6 +11,7 @@ Latent layout (the one rosinality/stylegan2-pytorch uses, so its checkpoints map
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -28,6 +29,9 @@ def modulated_conv2d(x, weight, styles, demodulate=True, upsample=False, blur=No
     (exports to ONNX, counted by FlopCounterMode). Both compute the same function."""
     n, c_in = styles.shape
     c_out = weight.shape[0]
+    if demodulate and _in_fp16(x):
+        # NVlabs' guard against fp16 overflow: demodulation undoes any per-sample scale of the styles
+        styles = styles / styles.abs().amax(1, keepdim=True)
     if fused:
         w = weight[None] * styles[:, None, :, None, None]  # (N, out, in, k, k)
         if demodulate:
@@ -107,8 +111,31 @@ def _upsampling_blur(kernel_size, blur_taps):
     return Blur(blur_taps, pad=((p + 1) // 2 + factor - 1, p // 2 + 1), gain=factor**2)
 
 
-def _clamp(x, limit):
+FP16_CLAMP = 256.0  # NVlabs' conv_clamp for the layers it runs in fp16
+
+
+def _in_fp16(x) -> bool:
+    device = x.device.type
+    return torch.is_autocast_enabled(device) and torch.get_autocast_dtype(device) == torch.float16
+
+
+def _clamp(x, limit, in_fp16=False):
+    """Clamp to +-limit; a layer run in fp16 without a limit of its own clamps at FP16_CLAMP."""
+    if limit is None and in_fp16:
+        limit = FP16_CLAMP
     return x if limit is None else x.clamp(-limit, limit)
+
+
+def _fp16_block(x, resolution: int, fp16_resolution: int | None):
+    """Autocast to fp16 for a block at or above `fp16_resolution` (set by the trainer's precision fp16)."""
+    if fp16_resolution is None or resolution < fp16_resolution:
+        return contextlib.nullcontext()
+    return torch.autocast(x.device.type, dtype=torch.float16)
+
+
+def fp16_resolution(resolution: int, blocks: int) -> int | None:
+    """NVlabs' rule: the `blocks` highest resolutions in fp16, never below 8x8 (None: no block)."""
+    return max(2 ** (int(math.log2(resolution)) + 1 - blocks), 8) if blocks else None
 
 
 class StyledConv(nn.Module):
@@ -125,7 +152,7 @@ class StyledConv(nn.Module):
 
     def forward(self, x, w, noise, fused=False):
         out = self.conv(x, w, fused) + self.noise_strength * noise
-        return _clamp(F.leaky_relu(out + self.bias[None, :, None, None], 0.2) * LRELU_GAIN, self.conv_clamp)
+        return _clamp(F.leaky_relu(out + self.bias[None, :, None, None], 0.2) * LRELU_GAIN, self.conv_clamp, _in_fp16(x))
 
 
 class ToRGB(nn.Module):
@@ -139,7 +166,7 @@ class ToRGB(nn.Module):
         self.conv_clamp = conv_clamp
 
     def forward(self, x, w, skip=None, fused=False):
-        out = _clamp(self.conv(x, w, fused) + self.bias[None, :, None, None], self.conv_clamp)
+        out = _clamp(self.conv(x, w, fused) + self.bias[None, :, None, None], self.conv_clamp, _in_fp16(x))
         return out + self.upsample(skip) if skip is not None else out
 
 
@@ -170,18 +197,21 @@ class Synthesis(nn.Module):
             self.convs[f"{name}_conv1"] = StyledConv(ch[i], ch[i], w_dim, False, taps, clamp, separable)
             self.to_rgbs[name] = ToRGB(ch[i], config.out_channels, w_dim, i > 0, taps, clamp)
         self.block_names = names
+        self.fp16_resolution = None  # blocks at or above it run in fp16 (a training setting, not saved)
 
     def forward(self, ws, noise, fused=False):
         """ws: (N, num_ws, w_dim); noise: one tensor per StyledConv, in `convs` order."""
         x = self.const.repeat(ws.shape[0], 1, 1, 1)  # not expand: a no-grad view of a parameter still "requires grad"
         features, rgb, k = {}, None, 0
         for i, name in enumerate(self.block_names):
-            if i:
-                x = self.convs[f"{name}_conv0"](x, ws[:, 2 * i - 1], noise[k], fused)
+            with _fp16_block(x, 4 * 2**i, self.fp16_resolution):
+                if i:
+                    x = self.convs[f"{name}_conv0"](x, ws[:, 2 * i - 1], noise[k], fused)
+                    k += 1
+                x = self.convs[f"{name}_conv1"](x, ws[:, 2 * i], noise[k], fused)
                 k += 1
-            x = self.convs[f"{name}_conv1"](x, ws[:, 2 * i], noise[k], fused)
-            k += 1
-            rgb = self.to_rgbs[name](x, ws[:, 2 * i + 1], rgb, fused)
+                rgb = self.to_rgbs[name](x, ws[:, 2 * i + 1], rgb, fused)
+            x, rgb = x.float(), rgb.float()  # features and outputs leave every block in fp32
             features[name], features[f"rgb{name[1:]}"] = x, rgb
         return rgb, features
 
@@ -223,7 +253,7 @@ class StyleGAN2Generator(nn.Module):
         w = self.mapping(z)
         if update_w_avg if update_w_avg is not None else self.training:
             with torch.no_grad():
-                self.w_avg.lerp_(w.detach().mean(0), 1 - self.config.w_avg_beta)
+                self.w_avg.lerp_(w.detach().mean(0).to(self.w_avg.dtype), 1 - self.config.w_avg_beta)  # autocast: w may be bf16
         ws = w[:, None].repeat(1, self.num_ws, 1)
         if mix_z is not None and mix_cutoff is not None:
             ws[:, mix_cutoff:] = self.mapping(mix_z)[:, None]
@@ -260,10 +290,11 @@ class ConvLayer(nn.Module):
         self.activate, self.conv_clamp = activate, conv_clamp
 
     def forward(self, x):
+        in_fp16 = _in_fp16(x)
         x = self.conv(self.blur(x) if self.blur is not None else x)
         if self.act_bias is not None:
             x = x + self.act_bias[None, :, None, None]
-        return _clamp(F.leaky_relu(x, 0.2) * LRELU_GAIN if self.activate else x, self.conv_clamp)
+        return _clamp(F.leaky_relu(x, 0.2) * LRELU_GAIN if self.activate else x, self.conv_clamp, in_fp16)
 
 
 class DiscriminatorBlock(nn.Module):
@@ -291,6 +322,7 @@ class StyleGAN2Discriminator(nn.Module):
         self.final_conv = ConvLayer(ch[0] + config.mbstd_features, ch[0], 3, blur_taps=taps, conv_clamp=clamp)
         self.final_linear = EqualLinear(ch[0] * 16, ch[0], activation=True)
         self.head = EqualLinear(ch[0], 1)
+        self.fp16_resolution = None  # as Synthesis.fp16_resolution, over the input resolution of each block
 
     def minibatch_stddev(self, x):
         """Append the standard deviation over groups of samples (the whole batch when it does not divide)."""
@@ -304,8 +336,12 @@ class StyleGAN2Discriminator(nn.Module):
 
     def forward(self, images):
         """Images (N, C, R, R) in [-1, 1] -> logits (N,)."""
-        x = self.from_rgb(images)
+        resolution = images.shape[-1]
+        with _fp16_block(images, resolution, self.fp16_resolution):
+            x = self.from_rgb(images).float()
         for block in self.blocks:
-            x = block(x)
+            with _fp16_block(x, resolution, self.fp16_resolution):
+                x = block(x).float()
+            resolution //= 2
         x = self.final_conv(self.minibatch_stddev(x))
         return self.head(self.final_linear(x.flatten(1))).flatten()

@@ -15,11 +15,11 @@ def relation_loss(trainer, z: torch.Tensor, step: int) -> dict:
     """Teacher and student on [w, w + offset] with shared offsets and noise; relations on the two
     lowest-resolution blocks, where StyleKD applies them."""
     G, config = trainer.G, trainer.config
-    gen = trainer.rng(step, "relation")
-    direction = torch.randn(z.shape[0], G.config.w_dim, generator=gen)
-    offset = direction / direction.norm(dim=1, keepdim=True) * torch.randn(z.shape[0], 1, generator=gen)
-    offset = (offset * config.relation_strength).to(trainer.device)[:, None]
-    noise = [torch.cat([n, n]) for n in G.make_noise(z.shape[0], gen, trainer.device)]
+    gen, batch = trainer.rng(step, "relation"), trainer.local_batch  # drawn for the whole batch (trainer.rows)
+    direction = torch.randn(batch, G.config.w_dim, generator=gen)
+    offset = direction / direction.norm(dim=1, keepdim=True) * torch.randn(batch, 1, generator=gen)
+    offset = trainer.rows(offset * config.relation_strength).to(trainer.device)[:, None]
+    noise = [torch.cat([n, n]) for n in trainer.rows(G.make_noise(batch, gen, trainer.device))]
     feats = []
     for net in (G, trainer.teacher):
         with torch.set_grad_enabled(net is G):
@@ -32,11 +32,14 @@ def relation_loss(trainer, z: torch.Tensor, step: int) -> dict:
 def path_length_step(trainer, step: int) -> dict:
     """One lazy path length step of the student (every `pl_interval` steps), updating the running mean."""
     G, config = trainer.G, trainer.config
-    z = trainer.latents(step, "pl")
-    gen = trainer.rng(step, "pl-noise")
-    noise = G.make_noise(z.shape[0], gen, trainer.device)
-    probe = torch.randn(z.shape[0], G.out_channels, G.resolution, G.resolution, generator=gen)
-    losses, pl_mean = path_length_penalty(G, z, noise, probe.to(trainer.device), trainer.extra_state["pl_mean"],
-                                          config.pl_weight, config.pl_interval)
-    trainer.extra_state["pl_mean"] = mean_over_ranks(pl_mean, trainer.rank)  # one running mean for all ranks
+
+    def losses():  # per micro-batch; the running mean moves after each, as NVlabs' does per GPU round
+        z = trainer.latents(step, "pl")
+        gen, batch = trainer.rng(step, "pl-noise"), trainer.local_batch
+        noise = trainer.rows(G.make_noise(batch, gen, trainer.device))
+        probe = trainer.rows(torch.randn(batch, G.out_channels, G.resolution, G.resolution, generator=gen))
+        terms, pl_mean = path_length_penalty(G, z, noise, probe.to(trainer.device), trainer.extra_state["pl_mean"],
+                                             config.pl_weight, config.pl_interval)
+        trainer.extra_state["pl_mean"] = mean_over_ranks(pl_mean, trainer.rank)  # one running mean for all ranks
+        return terms
     return trainer.apply(trainer.opt_g, trainer.g_params, losses)
