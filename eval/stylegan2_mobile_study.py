@@ -30,6 +30,13 @@ from gancompress.report import markdown_table, sample_grid
 from gancompress.teachers import resolve_generator
 
 SEPARABLE = {"init": "inherit", "conv": "separable"}
+def _shown(path: Path) -> str:
+    """`path` relative to the repository when inside it (records travel between machines)."""
+    root = Path(__file__).resolve().parents[1]
+    resolved = Path(path).resolve()
+    return str(resolved.relative_to(root)) if resolved.is_relative_to(root) else str(path)
+
+
 PRUNED_ROWS = Path(__file__).parent / "results" / "stylegan2_fmnist32_init_study"  # the pruned (inherit) rows, same protocol
 
 
@@ -78,7 +85,7 @@ def write_tables(rows, pruned, floors, args) -> None:
     summary = {"floor_fid_vs_teacher": floors["teacher"]["metrics"]["fid"],
                "teacher_fid_vs_data": floors["data"]["metrics"]["fid"], "n": args.n, "steps": args.steps,
                "batch_size": args.batch_size, "data": args.data, "command": command,
-               "pruned_rows_from": str(args.pruned_rows), "rows": rows}
+               "pruned_rows_from": _shown(args.pruned_rows), "rows": rows}
     atomic_write_text(out / "study.json", json.dumps(summary, indent=2) + "\n")
     teacher_macs = floors["teacher"]["cost"]["macs_per_image"]
     body = [[r["row"], str(r["width"]), str(tuple(r["channels"])), f"{r['fid_vs_teacher']:.2f}", f"{r['fid_vs_data']:.2f}",
@@ -91,7 +98,7 @@ def write_tables(rows, pruned, floors, args) -> None:
              f"Budget {args.steps} steps of batch {args.batch_size}, default distillation losses, seed {args.seed}, for "
              f"every row. FID vs {args.n} fresh teacher samples (floor: teacher vs itself = {floor_t:.2f}) and vs "
              f"{args.data} (the teacher itself: {floor_d:.2f}); LPIPS (AlexNet) to the teacher on the same latents and "
-             f"noise. `pruned` rows: the inherit rows of {args.pruned_rows}/study.json (same budget and protocol). Teacher: "
+             f"noise. `pruned` rows: the inherit rows of {_shown(args.pruned_rows)}/study.json (same budget and protocol). Teacher: "
              f"{teacher_macs / 1e6:.1f} M MACs per image (input-resolution rule).", "",
              *markdown_table(head, body), "",
              "Grid (`grid.png`): teacher first, then one row per separable student, same latents and noise.",
