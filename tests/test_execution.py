@@ -141,6 +141,9 @@ def test_channels_last_computes_the_same_step_and_saves_ordinary_checkpoints(tmp
     again = _trainer(tmp_path, teacher=teacher)
     again.load_checkpoint(tmp_path)
     assert torch.equal(again.D.from_rgb.conv.weight, nhwc.D.from_rgb.conv.weight)
+    student = nhwc.train()  # handed back in the usual layout, for export and evaluation
+    assert student.synthesis.convs["b8_conv1"].conv.weight.is_contiguous()
+    assert teacher.synthesis.convs["b8_conv1"].conv.weight.is_contiguous()
 
 
 def test_compiled_forward_passes_compute_the_same_losses():

@@ -238,10 +238,7 @@ class Trainer:
         config = self.config
         if config.precision == "fp16":  # the training networks only: the EMA and the teacher stay fp32
             self.family.use_fp16(self.G, self.D, config.fp16_blocks)
-        if config.channels_last:
-            for net in (self.G, self.G_ema, self.D, self.teacher):
-                if net is not None:
-                    net.to(memory_format=torch.channels_last)
+        self._memory_format(torch.channels_last)
         self._compiled = {}
         if config.compile != "off":
             # R1 and path length take second derivatives, which compiled graphs do not support: they
@@ -251,6 +248,13 @@ class Trainer:
             except Exception as err:  # torch raises its own InvalidBackend, or a missing compiler's error
                 raise ConfigError(f"torch.compile cannot use backend {config.compile!r} ({err}); "
                                   "pass --compile inductor or leave it off") from None
+
+    def _memory_format(self, memory_format) -> None:
+        """channels_last: NHWC while training; train() hands back its networks in the usual layout."""
+        if self.config.channels_last:
+            for net in (self.G, self.G_ema, self.D, self.teacher):
+                if net is not None:
+                    net.to(memory_format=memory_format)
 
     def _forward(self, net):
         """The compiled forward pass of `net` when compile is on, else `net`."""
@@ -404,6 +408,7 @@ class Trainer:
     def train(self, until_step: int | None = None) -> torch.nn.Module:
         """Run to `config.steps` (or `until_step`), writing logs, samples and checkpoints."""
         end = min(self.config.steps, until_step or self.config.steps)
+        self._memory_format(torch.channels_last)
         self._t_start, self._t_end = time.perf_counter() - self.elapsed_before, None
         self._window = ({}, time.perf_counter(), 0)  # (losses, start time, steps) since the last log line
         if self.config.tensorboard:
@@ -428,6 +433,7 @@ class Trainer:
             bar.update(1)
         bar.close()
         self.files.close()
+        self._memory_format(torch.contiguous_format)
         self._t_end = time.perf_counter()
         return self.G_ema
 
