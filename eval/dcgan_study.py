@@ -38,12 +38,8 @@ from gancompress.study import Study, StudyError, select
 from gancompress.sweeps import METHODS
 from gancompress.teachers import resolve_generator
 
-RECIPES = {
-    "ours": METHODS["distill"],
-    "scratch-gan": METHODS["scratch"],
-    "mse-only": METHODS["mse"],
-    "pruned-only": ({"init": "inherit"}, None),
-}
+RECIPES = {name: (METHODS[method].student, METHODS[method].overrides("dcgan")) for name, method in
+           (("ours", "distill"), ("scratch-gan", "scratch"), ("mse-only", "mse"), ("pruned-only", "pruned-only"))}
 ABLATIONS = {
     "ours-no-feat": ({"init": "inherit"}, {"feat": 0.0}),
     "ours-no-adv": ({"init": "inherit"}, {"adv": 0.0}),

@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     for name in chosen:
         run_dir, trainer = train_pair(plan, out, *planned[name], args.device, progress=False,
                                       log=lambda m: print(m, file=sys.stderr))
-        print(f"{run_dir}: step {trainer.step}")
+        print(f"{run_dir}: " + (f"step {trainer.step}" if trainer is not None else "pruned, not trained"))
     return 0
 
 

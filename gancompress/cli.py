@@ -767,7 +767,9 @@ def _sweep_parser(sub) -> None:
     )
     p.add_argument("--teacher", default="dcgan-face64", help="registered name or checkpoint file")
     p.add_argument("--widths", default="0.5,0.25,0.125", help="comma-separated width multipliers")
-    p.add_argument("--methods", default="distill,scratch", help="comma-separated: distill, scratch, mse")
+    p.add_argument("--methods", default="distill,scratch",
+                   help="comma-separated: distill (ours), scratch, aguinaldo (= mse), pruned-only, cagan, stylekd "
+                        "(StyleGAN2), gan-compression; what each follows: docs/recipes.md")
     p.add_argument("--preset", choices=sorted(PRESETS), default="quick", help="training and evaluation budget per pair")
     _n_option(p, old="--n-eval")
     p.add_argument("--data", default="auto", help="reference for FID vs data (auto: the teacher's dataset; none: skip)")

@@ -19,17 +19,52 @@ import json
 import os
 import shlex
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from gancompress.io import atomic_path, atomic_write_text
 from gancompress.report import format_number, markdown_table, sample_grid
 from gancompress.study import Study, StudyError
 
-# (student plan, TrainConfig overrides): the methods a sweep compares.
+@dataclass(frozen=True)
+class Recipe:
+    """A method a sweep compares: how its student starts (StudentPlan fields besides the width) and
+    its TrainConfig overrides, with further ones for StyleGAN2 teachers (terms DCGAN does not have).
+    train None: no training, the pruned student as it is. What each published recipe keeps and
+    changes from its paper and code: docs/recipes.md."""
+
+    student: dict
+    train: dict | None
+    stylegan2: dict = field(default_factory=dict)
+    families: tuple[str, ...] = ("dcgan", "stylegan2")
+
+    def overrides(self, family: str) -> dict | None:
+        if self.train is None:
+            return None
+        return {**self.train, **(self.stylegan2 if family == "stylegan2" else {})}
+
+
+_OUTPUT_KD = {"l1": 3.0, "lpips": 3.0, "feat": 0.0, "mse": 0.0}  # CAGAN's and StyleKD's output terms
+# rosinality / CAGAN StyleGAN2 training: R1 10 every 16 steps, path length 2 every 4, style mixing
+# 0.9, Adam lr 0.002 with betas (0, 0.99), no DiffAugment
+_ROSINALITY = {"adv": 1.0, "adv_loss": "nonsat", "r1_gamma": 10.0, "r1_interval": 16, "diffaug": ()}
+_ROSINALITY_STYLEGAN2 = {"style_mixing": 0.9, "pl_weight": 2.0, "pl_interval": 4, "lr_g": 0.002, "lr_d": 0.002,
+                         "betas": (0.0, 0.99)}
+_AGUINALDO = Recipe({"init": "random"}, {"l1": 0.0, "lpips": 0.0, "feat": 0.0, "adv": 0.0, "mse": 1.0})
+
 METHODS = {
-    "distill": ({"init": "inherit"}, {}),  # our default recipe
-    "scratch": ({"init": "random"}, {"mode": "gan", "l1": 0.0, "lpips": 0.0, "feat": 0.0, "adv": 1.0}),
-    "mse": ({"init": "random"}, {"l1": 0.0, "lpips": 0.0, "feat": 0.0, "adv": 0.0, "mse": 1.0}),  # Aguinaldo et al.
+    "distill": Recipe({"init": "inherit"}, {}),  # our default recipe
+    "scratch": Recipe({"init": "random"}, {"mode": "gan", "l1": 0.0, "lpips": 0.0, "feat": 0.0, "adv": 1.0}),
+    "mse": _AGUINALDO,  # the name the committed sweeps use
+    "aguinaldo": _AGUINALDO,  # Aguinaldo et al. 2019, Compressing GANs using Knowledge Distillation
+    "pruned-only": Recipe({"init": "inherit"}, None),
+    "cagan": Recipe({"init": "inherit"}, {**_OUTPUT_KD, **_ROSINALITY}, _ROSINALITY_STYLEGAN2),
+    "stylekd": Recipe({"init": "mapping-only"}, {**_OUTPUT_KD, **_ROSINALITY, "relation": 30.0, "relation_strength": 5.0},
+                      _ROSINALITY_STYLEGAN2, families=("stylegan2",)),
+    # GAN Compression (Li et al. 2020): a student from scratch, features through learnable 1x1
+    # adapters (MSE, lambda_distill 0.01), L1 reconstruction (lambda_recon 10) and a hinge GAN loss
+    "gan-compression": Recipe({"init": "random"}, {"l1": 10.0, "lpips": 0.0, "mse": 0.0, "feat": 0.01, "adv": 1.0,
+                                                    "adv_loss": "hinge"}),
 }
 PLAN_FILE = "sweep.json"
 LATENCY_RUNTIMES = ("torch-cpu", "onnxruntime-cpu")
@@ -60,8 +95,7 @@ def parse_plan(teacher: str, widths, methods, preset: str, overrides: dict | Non
 def check_plan(plan: dict) -> None:
     """Every error a sweep would meet in one of its pairs, raised before the first pair trains."""
     from gancompress.compression import PRESETS, check_data_reference, check_n_eval, teacher_dataset
-    from gancompress.distillation.trainer import TrainConfig
-    from gancompress.pipeline import check_run
+    from gancompress.pipeline import build_student, check_run
     from gancompress.teachers import resolve_generator
 
     if plan["preset"] not in PRESETS:
@@ -69,12 +103,33 @@ def check_plan(plan: dict) -> None:
     if plan["n_eval"] is not None:
         check_n_eval(plan["n_eval"])
     check_data_reference(teacher_dataset(plan["teacher"]) if plan["data"] == "auto" else plan["data"])
+    from gancompress.families import family_of
+
     teacher = resolve_generator(plan["teacher"])[0]  # loaded once for every pair's check
+    family = family_of(teacher)
     for method in plan["methods"]:
-        student_plan, overrides = METHODS[method]
-        config = TrainConfig(**{**PRESETS[plan["preset"]]["train"], **overrides, **plan["overrides"]})
+        recipe = METHODS[method]
+        if family.name not in recipe.families:
+            raise SweepError(f"method {method!r} is for {', '.join(recipe.families)} teachers, and "
+                             f"{plan['teacher']} is {family.title}; leave it out of --methods")
+        config = _train_config(plan, method, family.name)
         for width in plan["widths"]:
-            check_run(config, teacher, _student_plan(student_plan, width))
+            student_plan = _student_plan(recipe.student, width)
+            if config is None:
+                build_student(teacher, student_plan)  # pruned only: the plan must build
+            else:
+                check_run(config, teacher, student_plan)
+
+
+def _train_config(plan: dict, method: str, family: str):
+    """The TrainConfig of `method`'s pairs in `plan` (None: the method does not train)."""
+    from gancompress.compression import PRESETS
+    from gancompress.distillation.trainer import TrainConfig
+
+    overrides = METHODS[method].overrides(family)
+    if overrides is None:
+        return None
+    return TrainConfig(**{**PRESETS[plan["preset"]]["train"], **overrides, **plan["overrides"]})
 
 
 def _student_plan(method_plan: dict, width: float):
@@ -138,16 +193,30 @@ def train_pair(plan: dict, out_dir: Path, width: float, method: str, device: str
     """Train (or resume, or find finished) the run of one (width, method) pair of `plan` under
     `out_dir/runs`. Returns (run_dir, trainer). Training a sweep's pairs in separate processes or on
     another machine, then `sweep --resume` on the sweep directory, gives the same sweep."""
-    from gancompress.compression import PRESETS
-    from gancompress.distillation.trainer import TrainConfig
+    from gancompress.families import family_of
     from gancompress.pipeline import train_or_resume
+    from gancompress.teachers import resolve_generator
 
-    student_plan, overrides = METHODS[method]
-    config = TrainConfig(**{**PRESETS[plan["preset"]]["train"], **overrides, **plan["overrides"]})
-    full_plan = _student_plan(student_plan, width)
+    teacher, _ = resolve_generator(plan["teacher"])
+    config = _train_config(plan, method, family_of(teacher).name)
+    full_plan = _student_plan(METHODS[method].student, width)
     name = pair_name(method, width)
+    if config is None:
+        return _pruned_pair(Path(out_dir) / "runs" / name, teacher, full_plan, plan["teacher"], log), None
     log(f"{name}: training {config.steps} steps of batch {config.batch_size}")
     return train_or_resume(Path(out_dir) / "runs", name, config, plan["teacher"], full_plan, device, progress)
+
+
+def _pruned_pair(run_dir: Path, teacher, student_plan, teacher_spec: str, log) -> Path:
+    """A method without training: the pruned student, written as a run's student file."""
+    from gancompress.pipeline import STUDENT_FILE, build_student, save_student
+
+    student, kept = build_student(teacher, student_plan)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_student(run_dir / STUDENT_FILE, student, {"teacher": teacher_spec, "kept": kept,
+                                                   "criterion": student_plan.criterion})
+    log(f"{run_dir.name}: pruned, not trained")
+    return run_dir
 
 
 def run_sweep(plan: dict, out_dir: Path, device: str = "cpu", progress: bool = True, log=print) -> Path:
@@ -166,8 +235,9 @@ def run_sweep(plan: dict, out_dir: Path, device: str = "cpu", progress: bool = T
 
     def student_row(method, width):
         run_dir, trainer = train_pair(plan, study.out_dir, width, method, device, progress, log)
-        train_info = {"steps": trainer.step, "batch_size": trainer.config.batch_size,
-                      "train_time_s": trainer.elapsed(), "run_dir": str(run_dir.relative_to(study.out_dir))}
+        train_info = {"steps": 0, "batch_size": None, "train_time_s": 0.0} if trainer is None else \
+            {"steps": trainer.step, "batch_size": trainer.config.batch_size, "train_time_s": trainer.elapsed()}
+        train_info["run_dir"] = str(run_dir.relative_to(study.out_dir))
         return _row(pair_name(method, width), method, width, str(run_dir / STUDENT_FILE), plan, n, data, device,
                     threads, train_info, log)
 

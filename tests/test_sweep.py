@@ -7,6 +7,7 @@ import shutil
 import subprocess
 
 import pytest
+import torch
 from PIL import Image
 
 from gancompress.cli import main
@@ -117,3 +118,39 @@ def test_headless_chromium_renders_the_report_with_plot_and_table(finished_sweep
     pixels = list(image.get_flattened_data())
     plot_blue = sum(1 for r, g, b in pixels if b > 150 and r < 90 and 90 < g < 150)  # matplotlib's first line colour
     assert plot_blue > 200, "the FID-vs-MACs plot did not render"
+
+
+def test_published_recipes_set_their_papers_terms_and_refuse_a_teacher_they_do_not_fit(tmp_path):
+    from gancompress.families.stylegan2.config import StyleGAN2Config
+    from gancompress.io import load_generator
+    from gancompress.pruning import prune_generator
+    from gancompress.sweeps import METHODS, _train_config
+    from tests.conftest import tiny_stylegan2
+
+    stylegan2 = save_generator(tmp_path / "sg2.safetensors", tiny_stylegan2())
+    plan = parse_plan(str(stylegan2), ["0.5"], list(METHODS), "quick", TINY, 16, None)  # every method checks
+    cagan = _train_config(plan, "cagan", "stylegan2")
+    assert (cagan.l1, cagan.lpips, cagan.feat, cagan.adv, cagan.r1_gamma, cagan.r1_interval) == (3, 3, 0, 1, 10, 16)
+    assert (cagan.style_mixing, cagan.pl_weight, cagan.lr_g, cagan.betas, cagan.diffaug) == (0.9, 2, 0.002, (0, 0.99), ())
+    assert cagan.steps == 3  # the sweep's own overrides win
+    stylekd = _train_config(plan, "stylekd", "stylegan2")
+    assert stylekd.relation == 30 and stylekd.l1 == stylekd.lpips == 3 and METHODS["stylekd"].student == {"init": "mapping-only"}
+    gan_compression = _train_config(plan, "gan-compression", "stylegan2")
+    assert (gan_compression.l1, gan_compression.feat, gan_compression.adv_loss) == (10, 0.01, "hinge")
+    assert METHODS["gan-compression"].student == {"init": "random"}  # features through adapters, not kept channels
+    assert _train_config(plan, "pruned-only", "stylegan2") is None
+    # DCGAN teachers get the loss weights, not StyleGAN2's terms; StyleKD needs a mapping network
+    dcgan = save_generator(tmp_path / "dcgan.safetensors", tiny_generator(channels=(32, 16, 16)))
+    dcgan_cagan = _train_config(plan, "cagan", "dcgan")
+    assert dcgan_cagan.l1 == 3 and dcgan_cagan.style_mixing == 0 and dcgan_cagan.lr_g == 1e-3
+    with pytest.raises(SweepError, match="method 'stylekd' is for stylegan2 teachers"):
+        parse_plan(str(dcgan), ["0.5"], ["distill", "stylekd"], "quick", TINY, 16, None)
+    # pruned-only: the pruned student, written without training
+    pruned_plan = parse_plan(str(stylegan2), ["0.5"], ["pruned-only"], "quick", TINY, 16, None)
+    out = prepare_sweep_dir(pruned_plan, tmp_path / "s")
+    run_dir, trainer = train_pair(pruned_plan, out, 0.5, "pruned-only", log=lambda m: None)
+    assert trainer is None and not (run_dir / "checkpoints").exists()
+    student = load_generator(run_dir / "student.safetensors")
+    pruned, _ = prune_generator(load_generator(stylegan2), width=0.5)
+    assert isinstance(student.config, StyleGAN2Config)
+    assert all(torch.equal(a, b) for a, b in zip(student.state_dict().values(), pruned.state_dict().values()))
