@@ -152,6 +152,16 @@ def _student_options(p, width_default=None):
                         "pointwise + depthwise modulated convolutions (initialised from the pruned kernels)")
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
+
+
 def _betas(text: str) -> tuple[float, float]:
     try:
         values = tuple(float(v) for v in text.split(","))
@@ -461,7 +471,7 @@ def cmd_sweep(args) -> int:
     if args.dry_run:
         print(json.dumps(plan, indent=2))
         return 0
-    run_sweep(plan, out_dir, device, progress=not args.quiet)
+    run_sweep(plan, out_dir, device, progress=not args.quiet, budget_ms=args.budget_ms, budget_macs=args.budget_macs)
     print(f"sweep written to {out_dir} (report.md, report.html, table.csv)")
     return 0
 
@@ -778,6 +788,11 @@ def _sweep_parser(sub) -> None:
                        help=_TRAIN_HELP[name] + " (default: the preset's)")
     p.add_argument("--run-root", type=Path, default=Path("runs"), help="where the numbered sweep directory goes")
     p.add_argument("--resume", type=Path, default=None, help="continue the sweep in this directory")
+    p.add_argument("--budget-ms", type=_positive_float, default=None,
+                   help="the report recommends the best student (lowest FID vs teacher) within this ONNX Runtime "
+                        "batch-1 latency; may change on --resume (it only changes the report)")
+    p.add_argument("--budget-macs", type=_positive_float, default=None,
+                   help="the same within this many MACs per image (e.g. 5e6)")
     p.set_defaults(func=cmd_sweep)
 
 

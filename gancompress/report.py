@@ -19,17 +19,41 @@ def grid_image(rows: list[torch.Tensor]) -> torch.Tensor:
     return make_grid(images, nrow=len(rows[0]), padding=2, normalize=True, value_range=(-1, 1), pad_value=1.0)
 
 
-def save_grid(path: str | Path, rows: list[torch.Tensor]) -> Path:
-    """`grid_image(rows)` as a PNG, written atomically."""
+def save_grid(path: str | Path, rows: list[torch.Tensor], labels: list[str] | None = None) -> Path:
+    """`grid_image(rows)` as a PNG, written atomically; `labels` name the rows in a left margin."""
     path = Path(path)
+    image = grid_image(rows)
     with atomic_path(path) as tmp:
-        save_image(grid_image(rows), tmp, format="png")
+        if labels:
+            _labelled(image, labels).save(tmp, format="png")
+        else:
+            save_image(image, tmp, format="png")
     return path
 
 
-def sample_grid(path: str | Path, generators: list, n: int = 8, seed: int = 0, device="cpu") -> Path:
+def _labelled(image: torch.Tensor, labels: list[str]):
+    from PIL import Image, ImageDraw, ImageFont
+    from torchvision.transforms.functional import to_pil_image
+
+    grid = to_pil_image(image)
+    font = ImageFont.load_default()
+    probe = ImageDraw.Draw(grid)
+    margin = int(max(probe.textlength(label, font=font) for label in labels)) + 8
+    canvas = Image.new("RGB", (grid.width + margin, grid.height), "white")
+    canvas.paste(grid, (margin, 0))
+    draw = ImageDraw.Draw(canvas)
+    row_height = (grid.height - 2) / len(labels)  # make_grid: 2 px padding above every row and below the last
+    for i, label in enumerate(labels):
+        left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
+        draw.text((4, 2 + (i + 0.5) * row_height - (bottom + top) / 2), label, fill="black", font=font)
+    return canvas
+
+
+def sample_grid(path: str | Path, generators: list, n: int = 8, seed: int = 0, device="cpu",
+                labels: list[str] | None = None) -> Path:
     """One row per generator on the same `n` latents (`seed`) and the same extra inputs (StyleGAN2's
-    noise, drawn from `seed` for the first generator), so the rows differ by the network only."""
+    noise, drawn from `seed` for the first generator), so the rows differ by the network only;
+    `labels` name the rows."""
     from gancompress.evaluation import latents
     from gancompress.families import family_of
 
@@ -38,7 +62,7 @@ def sample_grid(path: str | Path, generators: list, n: int = 8, seed: int = 0, d
     extra = family_of(first).shared_inputs(first, n, torch.Generator().manual_seed(seed), device)
     with torch.inference_mode():
         images = [g.eval()(z, **extra) for g in generators]
-    return save_grid(path, images)
+    return save_grid(path, images, labels)
 
 
 def format_number(value, digits: int = 4) -> str:

@@ -219,7 +219,8 @@ def _pruned_pair(run_dir: Path, teacher, student_plan, teacher_spec: str, log) -
     return run_dir
 
 
-def run_sweep(plan: dict, out_dir: Path, device: str = "cpu", progress: bool = True, log=print) -> Path:
+def run_sweep(plan: dict, out_dir: Path, device: str = "cpu", progress: bool = True, log=print,
+              budget_ms: float | None = None, budget_macs: float | None = None) -> Path:
     """Run (or resume) every pair of `plan` in `out_dir`, then write the table, plots and report."""
     from gancompress.compression import PRESETS, teacher_dataset
     from gancompress.pipeline import STUDENT_FILE
@@ -245,7 +246,7 @@ def run_sweep(plan: dict, out_dir: Path, device: str = "cpu", progress: bool = T
     for width in plan["widths"]:
         for method in plan["methods"]:
             study.row(pair_name(method, width), lambda: student_row(method, width), log)
-    write_outputs(study.out_dir, plan, device)
+    write_outputs(study.out_dir, plan, device, budget_ms, budget_macs)
     return study.out_dir
 
 
@@ -263,7 +264,8 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return front
 
 
-def _plot(rows: list[dict], x_key: str, x_label: str, path: Path) -> Path:
+def _plot(rows: list[dict], x_key: str, x_label: str, path: Path, y_key: str = "fid_vs_teacher",
+          y_label: str = "FID vs teacher samples") -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -271,22 +273,22 @@ def _plot(rows: list[dict], x_key: str, x_label: str, path: Path) -> Path:
 
     students = [r for r in rows if r["method"]]
     teacher = rows[0]
-    front = set(pareto_front([(r[x_key], r["fid_vs_teacher"]) for r in students]))
+    front = set(pareto_front([(r[x_key], r[y_key]) for r in students]))
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
     for method in dict.fromkeys(r["method"] for r in students):
-        pts = sorted((r[x_key], r["fid_vs_teacher"], r["width"]) for r in students if r["method"] == method)
+        pts = sorted((r[x_key], r[y_key], r["width"]) for r in students if r["method"] == method)
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=method)
         for x, y, w in pts:
             ax.annotate(f"{w:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    if front:
-        fpts = sorted((students[i][x_key], students[i]["fid_vs_teacher"]) for i in front)
-        ax.plot([p[0] for p in fpts], [p[1] for p in fpts], color="black", lw=2.5, alpha=0.25, zorder=0,
-                label="Pareto front")
-    ax.scatter([teacher[x_key]], [teacher["fid_vs_teacher"]], marker="*", s=180, color="black", zorder=5,
-               label="teacher (FID floor)")
+    if front:  # drawn over the methods' lines, each point on it ringed, so it is seen
+        fpts = sorted((students[i][x_key], students[i][y_key]) for i in front)
+        ax.plot([p[0] for p in fpts], [p[1] for p in fpts], color="crimson", lw=1.8, ls="--", zorder=4,
+                marker="o", markersize=11, markerfacecolor="none", markeredgewidth=1.8, label="Pareto front")
+    ax.scatter([teacher[x_key]], [teacher[y_key]], marker="*", s=180, color="black", zorder=5,
+               label="teacher" + (" (FID floor)" if y_key == "fid_vs_teacher" else ""))
     ax.set_xscale("log")
     ax.set_xlabel(x_label)
-    ax.set_ylabel(f"FID vs teacher samples (n = {teacher['n']})")
+    ax.set_ylabel(f"{y_label} (n = {teacher['n']})")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -295,17 +297,66 @@ def _plot(rows: list[dict], x_key: str, x_label: str, path: Path) -> Path:
     plt.close(fig)
     with atomic_path(path.with_suffix(".csv")) as tmp, open(tmp, "w", newline="") as handle:  # the data beside the plot
         writer = csv.writer(handle)
-        writer.writerow(["model", "method", "width", x_key, "fid_vs_teacher", "pareto"])
+        writer.writerow(["model", "method", "width", x_key, y_key, "pareto"])
         for r in rows:
             on_front = r["method"] is not None and students.index(r) in front
-            writer.writerow([r["model"], r["method"] or "", r["width"], r[x_key], r["fid_vs_teacher"], int(on_front)])
+            writer.writerow([r["model"], r["method"] or "", r["width"], r[x_key], r[y_key], int(on_front)])
     return path
+
+
+def _speedup_plot(rows: list[dict], path: Path) -> Path:
+    """Measured speedup over the teacher against the MACs reduction, per runtime at batch 1, with
+    the ideal line (speedup = MACs reduction) every point is measured against."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    teacher, students = rows[0], [r for r in rows if r["method"]]
+    runtimes = (("ONNX Runtime", "latency_ort_b1_ms"), ("PyTorch", "latency_torch_b1_ms"))
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    reductions = [teacher["macs"] / r["macs"] for r in students]
+    for (name, key), marker in zip(runtimes, ("o", "s")):
+        ax.scatter(reductions, [teacher[key] / r[key] for r in students], marker=marker, label=f"{name}, batch 1",
+                   zorder=3)
+    for width, x in dict(sorted({r["width"]: x for r, x in zip(students, reductions)}.items())).items():
+        ax.annotate(f"width {width:g}", (x, 1), textcoords="offset points", xytext=(2, 4), fontsize=8)  # methods share it
+    top = max(reductions + [1.0]) * 1.3
+    ax.plot([1, top], [1, top], color="black", lw=1, ls=":", label="ideal: speedup = MACs reduction")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("MACs reduction over the teacher (log)")
+    ax.set_ylabel("measured speedup over the teacher (log)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    with atomic_path(path.with_suffix(".csv")) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["model", "macs_reduction", "speedup_ort_b1", "speedup_torch_b1"])
+        for r, x in zip(students, reductions):
+            writer.writerow([r["model"], x, teacher["latency_ort_b1_ms"] / r["latency_ort_b1_ms"],
+                             teacher["latency_torch_b1_ms"] / r["latency_torch_b1_ms"]])
+    return path
+
+
+def recommended(rows: list[dict], budget_ms: float | None = None, budget_macs: float | None = None) -> dict | None:
+    """The student with the lowest FID vs the teacher among those within the budgets (ONNX Runtime
+    batch-1 latency, MACs per image); None without a budget or when none fits."""
+    if budget_ms is None and budget_macs is None:
+        return None
+    fits = [r for r in rows if r["method"] and (budget_ms is None or r["latency_ort_b1_ms"] <= budget_ms)
+            and (budget_macs is None or r["macs"] <= budget_macs)]
+    return min(fits, key=lambda r: r["fid_vs_teacher"], default=None)
 
 
 def _grid(rows: list[dict], path: Path, device: str) -> Path:
     from gancompress.teachers import resolve_generator
 
-    return sample_grid(path, [resolve_generator(r["generator"], device)[0] for r in rows], device=device)
+    return sample_grid(path, [resolve_generator(r["generator"], device)[0] for r in rows], device=device,
+                       labels=[r["model"] for r in rows])
 
 
 def _table_lines(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
@@ -317,7 +368,10 @@ def _table_lines(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
              ("ORT b16", "latency_ort_b16_ms")]
     head = ["model", "channels", "params", "MACs (M)", "MACs reduction", "FID vs teacher", "FID vs data", "LPIPS",
             "torch b1 ms", "ORT b1 ms", "ORT b16 ms"]
-    head += [f"speedup {name if 'b16' in name else name + ' b1'} (/ MACs reduction)" for name, _ in cells] + ["train s"]
+    head += [f"speedup {name if 'b16' in name else name + ' b1'} (/ MACs reduction)" for name, _ in cells]
+    head += ["Pareto (FID, MACs)", "train s"]
+    students = [r for r in rows if r["method"]]
+    front = {students[i]["model"] for i in pareto_front([(r["macs"], r["fid_vs_teacher"]) for r in students])}
     body = []
     for r in rows:
         reduction = teacher["macs"] / r["macs"]
@@ -328,7 +382,7 @@ def _table_lines(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
         for _, key in cells:
             speedup = teacher[key] / r[key]
             line.append(f"{speedup:.2f}x ({speedup / reduction:.2f})")
-        body.append(line + [format_number(r.get("train_time_s"), 3)])
+        body.append(line + ["yes" if r["model"] in front else "", format_number(r.get("train_time_s"), 3)])
     return head, body
 
 
@@ -345,7 +399,10 @@ def plan_command(plan: dict) -> str:
     return " ".join(shlex.quote(a) for a in args)
 
 
-def write_outputs(out_dir: Path, plan: dict, device: str = "cpu") -> dict:
+def write_outputs(out_dir: Path, plan: dict, device: str = "cpu", budget_ms: float | None = None,
+                  budget_macs: float | None = None) -> dict:
+    """Table, plots, grid and report pages from the finished rows; with a budget (ONNX Runtime
+    batch-1 ms, MACs per image) the report names and highlights the best student within it."""
     out_dir = Path(out_dir)
     rows = load_rows(out_dir, plan)
     with atomic_path(out_dir / "table.csv") as tmp, open(tmp, "w", newline="") as handle:
@@ -354,11 +411,27 @@ def write_outputs(out_dir: Path, plan: dict, device: str = "cpu") -> dict:
         for r in rows:
             writer.writerow({**r, "channels": "-".join(map(str, r["channels"]))})
     atomic_write_text(out_dir / "table.json", json.dumps({"plan": plan, "rows": rows}, indent=2) + "\n")
-    plots = {"fid_vs_macs.png": _plot(rows, "macs", "MACs per image (log)", out_dir / "fid_vs_macs.png"),
-             "fid_vs_latency.png": _plot(rows, "latency_ort_b1_ms", "ONNX Runtime latency, batch 1 (ms/image, log)",
-                                         out_dir / "fid_vs_latency.png")}
+    plots = {"FID vs MACs": _plot(rows, "macs", "MACs per image (log)", out_dir / "fid_vs_macs.png"),
+             "FID vs latency": _plot(rows, "latency_ort_b1_ms", "ONNX Runtime latency, batch 1 (ms/image, log)",
+                                     out_dir / "fid_vs_latency.png")}
+    if all(r["fid_vs_data"] is not None for r in rows):
+        plots["FID vs data against MACs"] = _plot(rows, "macs", "MACs per image (log)", out_dir / "fid_data_vs_macs.png",
+                                                  "fid_vs_data", "FID vs the dataset")
+    plots["speedup vs MACs reduction"] = _speedup_plot(rows, out_dir / "speedup_vs_macs.png")
     grid = _grid(rows, out_dir / "grid.png", device)
     head, body = _table_lines(rows)
+    choice = recommended(rows, budget_ms, budget_macs)
+    budget = ", ".join(b for b in (f"ONNX Runtime batch 1 <= {budget_ms:g} ms" if budget_ms is not None else "",
+                                   f"MACs <= {budget_macs:.4g}" if budget_macs is not None else "") if b)
+    if not budget:
+        advice = "No budget given (--budget-ms, --budget-macs): no student is recommended."
+    elif choice is None:
+        advice = f"No student fits the budget ({budget})."
+    else:
+        advice = (f"Recommended within the budget ({budget}): **{choice['model']}**, the lowest FID vs teacher "
+                  f"({format_number(choice['fid_vs_teacher'])}) at {format_number(choice['latency_ort_b1_ms'])} ms "
+                  f"and {choice['macs'] / 1e6:.1f} M MACs.")
+    links = {r["model"]: r["run_dir"] for r in rows if r.get("run_dir")}
     teacher = rows[0]
     env = teacher["latency_environment"]
     protocol = (f"FID/KID vs {teacher['n']} fresh teacher samples (the teacher row is the floor: teacher vs itself) and "
@@ -368,29 +441,42 @@ def write_outputs(out_dir: Path, plan: dict, device: str = "cpu") -> dict:
                 f"{env['cpu']}, torch {env['torch']}, ONNX Runtime {env['onnxruntime']}. Training: preset "
                 f"{plan['preset']} {json.dumps(plan['overrides']) if plan['overrides'] else ''}.")
     protocol = f"Command: {plan_command(plan)}. " + protocol
-    md = [f"# Sweep: {plan['teacher']}", "", protocol, "", *markdown_table(head, body)]
-    md += ["", "![FID vs MACs](fid_vs_macs.png)", "", "![FID vs latency](fid_vs_latency.png)", "",
-           "Samples (`grid.png`): teacher first, then one row per model in table order, same latents.", "",
-           "![samples](grid.png)", ""]
+    md_body = [[f"**{line[0]}**" if choice and line[0] == choice["model"] else line[0], *line[1:]] for line in body]
+    md = [f"# Sweep: {plan['teacher']}", "", protocol, "", advice, "",
+          *markdown_table(head, md_body), "", "Pareto: not beaten on both FID vs teacher and MACs by another student. "
+          "Each model's run directory: " + ", ".join(f"[{m}]({d})" for m, d in links.items()) + "."]
+    for title, path in plots.items():
+        md += ["", f"![{title}]({path.name})"]
+    md += ["", "Samples (`grid.png`): teacher first, then one row per model in table order (labelled), same latents.",
+           "", "![samples](grid.png)", ""]
     atomic_write_text(out_dir / "report.md", "\n".join(md))
-    atomic_write_text(out_dir / "report.html", _html(plan, protocol, head, body,
-                                                     [plots["fid_vs_macs.png"], plots["fid_vs_latency.png"], grid]))
-    return {"rows": rows, "report": out_dir / "report.html"}
+    atomic_write_text(out_dir / "report.html", _html(plan, protocol, advice, head, body, list(plots.values()) + [grid],
+                                                     links, choice["model"] if choice else None))
+    return {"rows": rows, "report": out_dir / "report.html", "recommended": choice["model"] if choice else None}
 
 
-def _html(plan, protocol, head, body, images: list[Path]) -> str:
+def _html(plan, protocol, advice, head, body, images: list[Path], links: dict, chosen: str | None) -> str:
     def img(path: Path) -> str:
         data = base64.b64encode(path.read_bytes()).decode()
         return f'<figure><img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}"><figcaption>' \
                f"{html.escape(path.name)}</figcaption></figure>"
 
+    def row(cells) -> str:
+        model = cells[0]
+        name = f"<a href='{html.escape(links[model])}/'>{html.escape(model)}</a>" if model in links else html.escape(model)
+        classes = " ".join(c for c in ("recommended" if model == chosen else "", "pareto" if cells[-2] == "yes" else "") if c)
+        return (f"<tr class='{classes}'>" if classes else "<tr>") + f"<td>{name}</td>" + \
+            "".join(f"<td>{html.escape(c)}</td>" for c in cells[1:]) + "</tr>"
+
     table = "<table id='results'><thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr></thead><tbody>"
-    table += "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>" for cells in body)
-    table += "</tbody></table>"
+    table += "".join(row(cells) for cells in body) + "</tbody></table>"
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
              "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
-             "td:first-child,th:first-child{text-align:left}img{max-width:100%}figure{margin:1.5em 0}")
+             "td:first-child,th:first-child{text-align:left}img{max-width:100%}figure{margin:1.5em 0}"
+             "tr.pareto td:first-child{border-left:4px solid crimson}tr.recommended{background:#fff3b0;font-weight:bold}")
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Sweep: {html.escape(plan['teacher'])}</title>"
             f"<style>{style}</style></head><body><h1>Sweep: {html.escape(plan['teacher'])}</h1>"
-            f"<p>{html.escape(protocol)}</p>{table}{''.join(img(p) for p in images)}"
+            f"<p>{html.escape(protocol)}</p><p id='advice'>{html.escape(advice.replace('**', ''))}</p>{table}"
+            f"<p>Red edge: on the Pareto front (FID vs teacher against MACs). Model names link to their runs.</p>"
+            f"{''.join(img(p) for p in images)}"
             f"<p>Generated by gancompress sweep on {time.strftime('%Y-%m-%d')}.</p></body></html>\n")

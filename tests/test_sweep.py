@@ -93,6 +93,37 @@ def test_pairs_trained_apart_are_evaluated_not_retrained(finished_sweep, tmp_pat
     assert row["lpips_to_teacher"] == pytest.approx(straight["lpips_to_teacher"], rel=1e-4)
 
 
+def test_report_marks_the_front_recommends_within_a_budget_and_labels_the_grid(finished_sweep, tmp_path):
+    from gancompress.sweeps import write_outputs
+
+    plan, done = finished_sweep
+    out = shutil.copytree(done, tmp_path / "copy")
+    rows = {r["model"]: r for r in json.loads((out / "table.json").read_text())["rows"]}
+    students = [r for r in rows.values() if r["method"]]
+    # a budget only the narrower students fit: the best FID among them, not the best overall
+    budget = max(r["macs"] for r in students if r["width"] == 0.25)
+    expected = min((r for r in students if r["macs"] <= budget), key=lambda r: r["fid_vs_teacher"])["model"]
+    result = write_outputs(out, plan, budget_macs=budget)
+    assert result["recommended"] == expected and expected.endswith("w0.25")
+    report = (out / "report.md").read_text()
+    assert f"Recommended within the budget (MACs <= {budget:.4g}): **{expected}**" in report
+    assert f"| **{expected}** |" in report and f"[{expected}](runs/" in report
+    page = (out / "report.html").read_text()
+    assert "class='recommended" in page and f"<a href='{rows[expected]['run_dir']}/'>{expected}</a>" in page
+    front_lines = [line for line in report.splitlines() if line.startswith("| ") and line.endswith(" |")
+                   and line.split(" | ")[-2] == "yes"]
+    assert 1 <= len(front_lines) <= len(students)
+    speedups = list(csv.DictReader(open(out / "speedup_vs_macs.csv")))
+    assert [d["model"] for d in speedups] == [r["model"] for r in students]
+    assert all(float(d["macs_reduction"]) > 1 and float(d["speedup_ort_b1"]) > 0 for d in speedups)
+    assert Image.open(out / "speedup_vs_macs.png").size[0] > 300
+    width, height = Image.open(out / "grid.png").size
+    side = (height - 2) // len(rows) - 2  # make_grid: one row per model, 2 px padding
+    assert width >= 8 * (side + 2) + 2 + 60  # 8 samples per row plus a margin wide enough for "scratch-w0.25"
+    assert write_outputs(out, plan, budget_ms=1e-9)["recommended"] is None
+    assert "No student fits the budget (ONNX Runtime batch 1 <= 1e-09 ms)." in (out / "report.md").read_text()
+
+
 def test_pareto_front():
     points = [(10, 50), (5, 60), (5, 70), (20, 40), (20, 45)]  # (cost, FID)
     assert pareto_front(points) == [0, 1, 3]
@@ -111,7 +142,7 @@ def test_headless_chromium_renders_the_report_with_plot_and_table(finished_sweep
     page = f"file://{out / 'report.html'}"
     flags = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
     dom = subprocess.run(flags + ["--dump-dom", page], capture_output=True, text=True, timeout=120).stdout
-    assert "<table id=\"results\">" in dom and dom.count("data:image/png;base64,") == 3 and "distill-w0.25" in dom
+    assert "<table id=\"results\">" in dom and dom.count("data:image/png;base64,") == 4 and "distill-w0.25" in dom
     shot = tmp_path / "report.png"
     subprocess.run(flags + [f"--screenshot={shot}", "--window-size=1200,2400", page], capture_output=True, timeout=120)
     image = Image.open(shot).convert("RGB")
