@@ -768,9 +768,10 @@ def _sweep_parser(sub) -> None:
         help="FID-vs-size trade-off: every (width, method) pair, plots and a report",
         description="Train every (width, method) pair in one directory (distill: our recipe from the pruned teacher; "
                     "scratch: the same student as a GAN against teacher samples; mse: output-MSE distillation from "
-                    "random init), evaluate each with one protocol (FID/KID vs teacher samples and vs data, LPIPS, "
+                    "random init; the published recipes cagan, stylekd, gan-compression: docs/recipes.md), evaluate each with one protocol (FID/KID vs teacher samples and vs data, LPIPS, "
                     "params, MACs, PyTorch and ONNX Runtime latency at batch 1 and 16), then write table.csv/json, "
-                    "fid_vs_macs.png, fid_vs_latency.png, grid.png, report.md and a self-contained report.html. "
+                    "fid_vs_macs.png, fid_vs_latency.png, speedup_vs_macs.png, grid.png, report.md and a self-contained "
+                    "report.html (with --budget-ms/--budget-macs: the best student within the budget highlighted). "
                     "Interrupted sweeps resume with --resume DIR; finished pairs are not redone.",
         epilog="examples:\n  gancompress sweep --teacher dcgan-face64 --widths 0.5,0.25,0.125 --methods distill,scratch,mse\n"
                "  gancompress sweep --resume runs/00007-sweep-dcgan-face64",
