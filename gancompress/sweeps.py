@@ -7,7 +7,9 @@ Layout of a sweep directory:
   runs/NNNNN-<method>-w<width>/   one training run per pair (resumable)
   pairs/<method>-w<width>.json    one finished row per pair (a finished pair is never redone)
   pairs/teacher.json    the teacher's row (its FID vs itself is the floor)
-  table.csv, table.json, fid_vs_macs.png/.csv, fid_vs_latency.png/.csv, grid.png, report.md, report.html
+  latency_rounds.json   every model timed in turn over LATENCY_ROUNDS rounds (what the report shows)
+  table.csv, table.json, fid_vs_macs.png/.csv, fid_vs_latency.png/.csv, fid_data_vs_macs.png/.csv (with a
+  dataset), speedup_vs_macs.png/.csv, grid.png, report.md, report.html
 """
 
 from __future__ import annotations
@@ -69,6 +71,10 @@ METHODS = {
 PLAN_FILE = "sweep.json"
 LATENCY_RUNTIMES = ("torch-cpu", "onnxruntime-cpu")
 LATENCY_BATCHES = (1, 16)
+LATENCY_ROUNDS = 3  # the report's latency: every model in turn, this many rounds (latency_rounds.json)
+LATENCY_FILE = "latency_rounds.json"
+_LATENCY_KEYS = {("torch-cpu", 1): "latency_torch_b1_ms", ("torch-cpu", 16): "latency_torch_b16_ms",
+                 ("onnxruntime-cpu", 1): "latency_ort_b1_ms", ("onnxruntime-cpu", 16): "latency_ort_b16_ms"}
 COLUMNS = ["model", "method", "width", "channels", "params", "macs", "fid_vs_teacher", "kid_vs_teacher", "fid_vs_data",
            "kid_vs_data", "lpips_to_teacher", "n", "latency_torch_b1_ms", "latency_torch_b16_ms", "latency_ort_b1_ms",
            "latency_ort_b16_ms", "threads", "steps", "batch_size", "train_time_s"]
@@ -143,8 +149,7 @@ def _latency(generator, threads: int) -> dict:
 
     result = bench_generator(generator, LATENCY_BATCHES, [threads], list(LATENCY_RUNTIMES), min_run_time=0.5)
     cells = {(c["runtime"], c["batch_size"]): c["median_ms_per_image"] for c in result["results"]}
-    return {"latency_torch_b1_ms": cells[("torch-cpu", 1)], "latency_torch_b16_ms": cells[("torch-cpu", 16)],
-            "latency_ort_b1_ms": cells[("onnxruntime-cpu", 1)], "latency_ort_b16_ms": cells[("onnxruntime-cpu", 16)],
+    return {**{key: cells[cell] for cell, key in _LATENCY_KEYS.items()},
             "threads": threads, "latency_environment": result["environment"],
             "onnx_max_abs_diff": result["onnx_verification"]["max_abs_diff"]}
 
@@ -254,6 +259,44 @@ def load_rows(out_dir: Path, plan: dict) -> list[dict]:
     return sweep_study(plan, out_dir).rows(["teacher"] + pair_names(plan))
 
 
+def latency_rounds(rows: list[dict], out_dir: Path, device: str = "cpu", log=print) -> dict:
+    """{model: {latency key: [ms per round]}}: every model timed in turn, LATENCY_ROUNDS rounds, so a
+    drift of the machine falls on all of them alike (one measurement per row, taken when the row was
+    made, can rank width 0.25 behind width 0.5). Kept in latency_rounds.json for the same models and
+    files (by sha256), so a resumed sweep re-times only when a model changed."""
+    from gancompress.benchmark import bench_generators
+    from gancompress.teachers import resolve_generator
+
+    path = Path(out_dir) / LATENCY_FILE
+    generators = [resolve_generator(r["generator"], device) for r in rows]
+    models = [[r["model"], identity.get("sha256")] for r, (_, identity) in zip(rows, generators)]
+    if path.is_file():
+        cached = json.loads(path.read_text())
+        if cached.get("models") == models and cached.get("rounds") == LATENCY_ROUNDS:
+            return cached["latency"]
+    log(f"latency: {len(rows)} models in turn, {LATENCY_ROUNDS} rounds")
+    entries = bench_generators(generators, LATENCY_BATCHES, [rows[0]["threads"]], list(LATENCY_RUNTIMES),
+                               min_run_time=0.5, repeats=LATENCY_ROUNDS)
+    latency = {r["model"]: {_LATENCY_KEYS[(c["runtime"], c["batch_size"])]: c["rounds_ms_per_image"]
+                            for c in entry["results"]} for r, entry in zip(rows, entries)}
+    atomic_write_text(path, json.dumps({"models": models, "rounds": LATENCY_ROUNDS, "threads": rows[0]["threads"],
+                                        "latency": latency}, indent=2) + "\n")
+    return latency
+
+
+def _with_rounds(rows: list[dict], latency: dict) -> list[dict]:
+    """The rows with each latency the median of its rounds, the rounds beside it."""
+    import statistics
+
+    merged = []
+    for r in rows:
+        r = dict(r)
+        for key, rounds in latency[r["model"]].items():
+            r[key], r[key + "_rounds"] = statistics.median(rounds), rounds
+        merged.append(r)
+    return merged
+
+
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     """Indices of the points no other point beats on both cost and FID (lower is better for both)."""
     front = []
@@ -286,8 +329,13 @@ def _plot(rows: list[dict], x_key: str, x_label: str, path: Path, y_key: str = "
                 marker="o", markersize=11, markerfacecolor="none", markeredgewidth=1.8, label="Pareto front")
     ax.scatter([teacher[x_key]], [teacher[y_key]], marker="*", s=180, color="black", zorder=5,
                label="teacher" + (" (FID floor)" if y_key == "fid_vs_teacher" else ""))
+    rounds = x_key + "_rounds"
+    if all(rounds in r for r in rows):  # the spread of the alternating latency rounds
+        ax.errorbar([r[x_key] for r in rows], [r[y_key] for r in rows], fmt="none", ecolor="grey", elinewidth=1,
+                    capsize=3, zorder=2, xerr=[[r[x_key] - min(r[rounds]) for r in rows],
+                                               [max(r[rounds]) - r[x_key] for r in rows]])
     ax.set_xscale("log")
-    ax.set_xlabel(x_label)
+    ax.set_xlabel(x_label + (" (median, bars: range over rounds)" if all(rounds in r for r in rows) else ""))
     ax.set_ylabel(f"{y_label} (n = {teacher['n']})")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
@@ -377,13 +425,20 @@ def _table_lines(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
         reduction = teacher["macs"] / r["macs"]
         line = [r["model"], "-".join(map(str, r["channels"])), format_number(r["params"]), f"{r['macs'] / 1e6:.1f}",
                 f"{reduction:.1f}x"]
-        line += [format_number(r[key]) for key in ("fid_vs_teacher", "fid_vs_data", "lpips_to_teacher",
-                                                   "latency_torch_b1_ms", "latency_ort_b1_ms", "latency_ort_b16_ms")]
+        line += [format_number(r[key]) for key in ("fid_vs_teacher", "fid_vs_data", "lpips_to_teacher")]
+        line += [_with_range(r, key) for key in ("latency_torch_b1_ms", "latency_ort_b1_ms", "latency_ort_b16_ms")]
         for _, key in cells:
             speedup = teacher[key] / r[key]
             line.append(f"{speedup:.2f}x ({speedup / reduction:.2f})")
         body.append(line + ["yes" if r["model"] in front else "", format_number(r.get("train_time_s"), 3)])
     return head, body
+
+
+def _with_range(row: dict, key: str) -> str:
+    rounds = row.get(key + "_rounds")
+    if not rounds or len(rounds) < 2:
+        return format_number(row[key])
+    return f"{format_number(row[key])} ({format_number(min(rounds))}-{format_number(max(rounds))})"
 
 
 def plan_command(plan: dict) -> str:
@@ -405,6 +460,7 @@ def write_outputs(out_dir: Path, plan: dict, device: str = "cpu", budget_ms: flo
     batch-1 ms, MACs per image) the report names and highlights the best student within it."""
     out_dir = Path(out_dir)
     rows = load_rows(out_dir, plan)
+    rows = _with_rounds(rows, latency_rounds(rows, out_dir, device))
     with atomic_path(out_dir / "table.csv") as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, COLUMNS, extrasaction="ignore")
         writer.writeheader()
@@ -437,7 +493,8 @@ def write_outputs(out_dir: Path, plan: dict, device: str = "cpu", budget_ms: flo
     protocol = (f"FID/KID vs {teacher['n']} fresh teacher samples (the teacher row is the floor: teacher vs itself) and "
                 f"vs {plan['data'] if plan['data'] != 'auto' else 'the teacher dataset'} when there is one, n = "
                 f"{teacher['n']}, Inception (torch-fidelity weights, 299 px bilinear); LPIPS (AlexNet) to the teacher "
-                f"on the same latents. Latency: median ms per image after warm-up, {teacher['threads']} threads, "
+                f"on the same latents. Latency: median ms per image after warm-up over {LATENCY_ROUNDS} rounds that time "
+                f"every model in turn (range in brackets), {teacher['threads']} threads, "
                 f"{env['cpu']}, torch {env['torch']}, ONNX Runtime {env['onnxruntime']}. Training: preset "
                 f"{plan['preset']} {json.dumps(plan['overrides']) if plan['overrides'] else ''}.")
     protocol = f"Command: {plan_command(plan)}. " + protocol

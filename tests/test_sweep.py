@@ -4,6 +4,7 @@ table, plots (data beside them), a grid and a report page that headless Chromium
 import csv
 import json
 import shutil
+import statistics
 import subprocess
 
 import pytest
@@ -12,6 +13,7 @@ from PIL import Image
 
 from gancompress.cli import main
 from gancompress.io import save_generator
+from gancompress.report import format_number
 from gancompress.sweeps import SweepError, pareto_front, parse_plan, prepare_sweep_dir, run_sweep, train_pair
 from tests.conftest import tiny_generator
 
@@ -100,6 +102,15 @@ def test_report_marks_the_front_recommends_within_a_budget_and_labels_the_grid(f
     out = shutil.copytree(done, tmp_path / "copy")
     rows = {r["model"]: r for r in json.loads((out / "table.json").read_text())["rows"]}
     students = [r for r in rows.values() if r["method"]]
+    # latency: every model timed in turn over 3 rounds; the table holds the medians, the report the range
+    rounds = json.loads((out / "latency_rounds.json").read_text())
+    assert rounds["rounds"] == 3 and list(rounds["latency"]) == list(rows)
+    for model, r in rows.items():
+        assert len(r["latency_ort_b1_ms_rounds"]) == 3 == len(rounds["latency"][model]["latency_torch_b16_ms"])
+        assert r["latency_ort_b1_ms"] == statistics.median(r["latency_ort_b1_ms_rounds"])
+    teacher_line = next(line for line in (out / "report.md").read_text().splitlines() if line.startswith("| teacher |"))
+    low, high = min(rows["teacher"]["latency_ort_b1_ms_rounds"]), max(rows["teacher"]["latency_ort_b1_ms_rounds"])
+    assert f"({format_number(low)}-{format_number(high)})" in teacher_line
     # a budget only the narrower students fit: the best FID among them, not the best overall
     budget = max(r["macs"] for r in students if r["width"] == 0.25)
     expected = min((r for r in students if r["macs"] <= budget), key=lambda r: r["fid_vs_teacher"])["model"]
