@@ -337,18 +337,25 @@ def _plot(rows: list[dict], x_key: str, x_label: str, path: Path, y_key: str = "
     ax.set_xscale("log")
     ax.set_xlabel(x_label + (" (median, bars: range over rounds)" if all(rounds in r for r in rows) else ""))
     ax.set_ylabel(f"{y_label} (n = {teacher['n']})")
+    data = [[r["model"], r["method"] or "", r["width"], r[x_key], r[y_key],
+             int(r["method"] is not None and students.index(r) in front)] for r in rows]
+    return _save_plot(fig, ax, path, ["model", "method", "width", x_key, y_key, "pareto"], data)
+
+
+def _save_plot(fig, ax, path: Path, header: list[str], data: list[list]) -> Path:
+    """Grid, legend and layout; the PNG and, beside it, the plotted data as a CSV (both atomic)."""
+    import matplotlib.pyplot as plt
+
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
-    with atomic_path(path.with_suffix(".csv")) as tmp, open(tmp, "w", newline="") as handle:  # the data beside the plot
+    with atomic_path(path.with_suffix(".csv")) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["model", "method", "width", x_key, y_key, "pareto"])
-        for r in rows:
-            on_front = r["method"] is not None and students.index(r) in front
-            writer.writerow([r["model"], r["method"] or "", r["width"], r[x_key], r[y_key], int(on_front)])
+        writer.writerow(header)
+        writer.writerows(data)
     return path
 
 
@@ -375,19 +382,9 @@ def _speedup_plot(rows: list[dict], path: Path) -> Path:
     ax.set_yscale("log")
     ax.set_xlabel("MACs reduction over the teacher (log)")
     ax.set_ylabel("measured speedup over the teacher (log)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    with atomic_path(path.with_suffix(".csv")) as tmp, open(tmp, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["model", "macs_reduction", "speedup_ort_b1", "speedup_torch_b1"])
-        for r, x in zip(students, reductions):
-            writer.writerow([r["model"], x, teacher["latency_ort_b1_ms"] / r["latency_ort_b1_ms"],
-                             teacher["latency_torch_b1_ms"] / r["latency_torch_b1_ms"]])
-    return path
+    data = [[r["model"], x, teacher["latency_ort_b1_ms"] / r["latency_ort_b1_ms"],
+             teacher["latency_torch_b1_ms"] / r["latency_torch_b1_ms"]] for r, x in zip(students, reductions)]
+    return _save_plot(fig, ax, path, ["model", "macs_reduction", "speedup_ort_b1", "speedup_torch_b1"], data)
 
 
 def recommended(rows: list[dict], budget_ms: float | None = None, budget_macs: float | None = None) -> dict | None:
