@@ -75,7 +75,7 @@ class TrainConfig(SerializableConfig):
     pl_interval: int = 4
     relation: float = 0.0  # StyleGAN2 distillation: StyleKD's latent-direction relation loss (StyleKD uses 30)
     relation_strength: float = 5.0  # std of the random move along a unit direction in w space
-    # Execution options: how a step is computed, not what it computes (docs/training.md, "Speed and memory").
+    # Execution options: how a step is computed, not what it computes (docs/design-notes.md, "Execution options").
     precision: str = "fp32"  # bf16: autocast over every forward pass; fp16: NVlabs' scheme (StyleGAN2 only)
     fp16_blocks: int = 4  # fp16: blocks at the highest resolutions in fp16 (NVlabs' num_fp16_res), never the 4x4
     channels_last: bool = False  # NHWC memory format for the networks and images (faster convolutions on GPUs)
