@@ -116,7 +116,10 @@ FP16_CLAMP = 256.0  # NVlabs' conv_clamp for the layers it runs in fp16
 
 def _in_fp16(x) -> bool:
     device = x.device.type
-    return torch.is_autocast_enabled(device) and torch.get_autocast_dtype(device) == torch.float16
+    try:
+        return torch.is_autocast_enabled(device) and torch.get_autocast_dtype(device) == torch.float16
+    except RuntimeError:  # a device autocast does not know (the meta device of the cost counts)
+        return False
 
 
 def _clamp(x, limit, in_fp16=False):
