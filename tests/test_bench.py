@@ -23,16 +23,17 @@ def test_every_cell_is_measured_on_every_cpu_runtime():
 
 
 def test_bench_command_reports_speedups_against_the_first_generator(tmp_path, capsys):
-    big = save_generator(tmp_path / "big.safetensors", tiny_generator(channels=(64, 32, 16)))
+    # far apart in cost, so that per-op overhead (which tiny networks share) cannot hide the difference
+    big = save_generator(tmp_path / "big.safetensors", tiny_generator(channels=(256, 128, 64)))
     small = save_generator(tmp_path / "small.safetensors", tiny_generator(channels=(8, 8, 8)))
     out = tmp_path / "bench.json"
     assert main(["bench", "--generator", str(big), "--generator", str(small), "--batches", "8", "--threads", "1",
                  "--runtimes", "torch-cpu", "--min-run-time", "0.2", "--out", str(out)]) == 0
     entries = json.loads(out.read_text())["entries"]
     small_entry = entries[1]
-    assert small_entry["macs_reduction"] > 5
+    assert small_entry["macs_reduction"] > 50
     (cell,) = small_entry["results"]
-    assert cell["speedup"] > 1  # 8x fewer MACs per image must run faster at batch 8
+    assert cell["speedup"] > 2  # 97x fewer MACs per image must run clearly faster at batch 8 (measured: 5.5x)
     assert "speedup over big.safetensors" in capsys.readouterr().out
 
 
@@ -53,7 +54,8 @@ def test_the_profile_splits_a_call_into_its_graph_nodes(tmp_path):
 
 
 def test_bench_command_compares_the_fastest_cells(tmp_path, capsys):
-    big = save_generator(tmp_path / "big.safetensors", tiny_generator(channels=(64, 32, 16)))
+    # far apart in cost, so that per-op overhead (which tiny networks share) cannot hide the difference
+    big = save_generator(tmp_path / "big.safetensors", tiny_generator(channels=(256, 128, 64)))
     small = save_generator(tmp_path / "small.safetensors", tiny_generator(channels=(8, 8, 8)))
     out = tmp_path / "bench.json"
     assert main(["bench", "--generator", str(big), "--generator", str(small), "--batches", "1", "--threads", "1",
