@@ -101,6 +101,7 @@ def parse_plan(teacher: str, widths, methods, preset: str, overrides: dict | Non
 def check_plan(plan: dict) -> None:
     """Every error a sweep would meet in one of its pairs, raised before the first pair trains."""
     from gancompress.compression import PRESETS, check_data_reference, check_n_eval, teacher_dataset
+    from gancompress.families import family_of
     from gancompress.pipeline import build_student, check_run
     from gancompress.teachers import resolve_generator
 
@@ -109,8 +110,6 @@ def check_plan(plan: dict) -> None:
     if plan["n_eval"] is not None:
         check_n_eval(plan["n_eval"])
     check_data_reference(teacher_dataset(plan["teacher"]) if plan["data"] == "auto" else plan["data"])
-    from gancompress.families import family_of
-
     teacher = resolve_generator(plan["teacher"])[0]  # loaded once for every pair's check
     family = family_of(teacher)
     for method in plan["methods"]:
@@ -144,16 +143,6 @@ def _student_plan(method_plan: dict, width: float):
     return StudentPlan(**{"width": width, "criterion": "l1", "prune_seed": 0, **method_plan})
 
 
-def _latency(generator, threads: int) -> dict:
-    from gancompress.benchmark import bench_generator
-
-    result = bench_generator(generator, LATENCY_BATCHES, [threads], list(LATENCY_RUNTIMES), min_run_time=0.5)
-    cells = {(c["runtime"], c["batch_size"]): c["median_ms_per_image"] for c in result["results"]}
-    return {**{key: cells[cell] for cell, key in _LATENCY_KEYS.items()},
-            "threads": threads, "latency_environment": result["environment"],
-            "onnx_max_abs_diff": result["onnx_verification"]["max_abs_diff"]}
-
-
 def _row(model: str, method: str | None, width: float | None, generator_spec: str, plan: dict, n: int, data, device,
          threads: int, train_info: dict, log) -> dict:
     from gancompress.evaluation import evaluate
@@ -169,7 +158,7 @@ def _row(model: str, method: str | None, width: float | None, generator_spec: st
            "fid_vs_data": vs_data["metrics"]["fid"] if vs_data else None,
            "kid_vs_data": vs_data["metrics"]["kid"]["mean"] if vs_data else None,
            "lpips_to_teacher": vs_teacher["metrics"]["lpips"].get("mean"), "n": n,
-           **_latency(generator, threads), **train_info, "generator": generator_spec,
+           "threads": threads, **train_info, "generator": generator_spec,  # latency: latency_rounds()
            "protocol": {"vs_teacher": vs_teacher["protocol"], "vs_data": vs_data["protocol"] if vs_data else None}}
     return row
 
@@ -260,7 +249,8 @@ def load_rows(out_dir: Path, plan: dict) -> list[dict]:
 
 
 def latency_rounds(rows: list[dict], out_dir: Path, device: str = "cpu", log=print) -> dict:
-    """{model: {latency key: [ms per round]}}: every model timed in turn, LATENCY_ROUNDS rounds, so a
+    """The record of latency_rounds.json, its "latency" {model: {latency key: [ms per round]}}: the
+    one latency measurement of a sweep, every model timed in turn, LATENCY_ROUNDS rounds, so a
     drift of the machine falls on all of them alike (one measurement per row, taken when the row was
     made, can rank width 0.25 behind width 0.5). Kept in latency_rounds.json for the same models and
     files (by sha256), so a resumed sweep re-times only when a model changed."""
@@ -272,26 +262,29 @@ def latency_rounds(rows: list[dict], out_dir: Path, device: str = "cpu", log=pri
     models = [[r["model"], identity.get("sha256")] for r, (_, identity) in zip(rows, generators)]
     if path.is_file():
         cached = json.loads(path.read_text())
-        if cached.get("models") == models and cached.get("rounds") == LATENCY_ROUNDS:
-            return cached["latency"]
+        if cached.get("models") == models and cached.get("rounds") == LATENCY_ROUNDS and "environment" in cached:
+            return cached
     log(f"latency: {len(rows)} models in turn, {LATENCY_ROUNDS} rounds")
     entries = bench_generators(generators, LATENCY_BATCHES, [rows[0]["threads"]], list(LATENCY_RUNTIMES),
                                min_run_time=0.5, repeats=LATENCY_ROUNDS)
     latency = {r["model"]: {_LATENCY_KEYS[(c["runtime"], c["batch_size"])]: c["rounds_ms_per_image"]
                             for c in entry["results"]} for r, entry in zip(rows, entries)}
-    atomic_write_text(path, json.dumps({"models": models, "rounds": LATENCY_ROUNDS, "threads": rows[0]["threads"],
-                                        "latency": latency}, indent=2) + "\n")
-    return latency
+    record = {"models": models, "rounds": LATENCY_ROUNDS, "threads": rows[0]["threads"], "latency": latency,
+              "environment": entries[0]["environment"],
+              "onnx_max_abs_diff": {r["model"]: e["onnx_verification"]["max_abs_diff"] for r, e in zip(rows, entries)}}
+    atomic_write_text(path, json.dumps(record, indent=2) + "\n")
+    return record
 
 
-def _with_rounds(rows: list[dict], latency: dict) -> list[dict]:
-    """The rows with each latency the median of its rounds, the rounds beside it."""
+def _with_rounds(rows: list[dict], record: dict) -> list[dict]:
+    """The rows with each latency the median of its rounds (the rounds beside it), the machine they
+    ran on and the ONNX export's verification."""
     import statistics
 
     merged = []
     for r in rows:
-        r = dict(r)
-        for key, rounds in latency[r["model"]].items():
+        r = dict(r, latency_environment=record["environment"], onnx_max_abs_diff=record["onnx_max_abs_diff"][r["model"]])
+        for key, rounds in record["latency"][r["model"]].items():
             r[key], r[key + "_rounds"] = statistics.median(rounds), rounds
         merged.append(r)
     return merged

@@ -265,10 +265,12 @@ class Trainer:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
+    def _nhwc(self, images: torch.Tensor) -> torch.Tensor:
+        """The discriminator's input in the networks' memory format."""
+        return images.contiguous(memory_format=torch.channels_last) if self.config.channels_last else images
+
     def _discriminate(self, images: torch.Tensor) -> torch.Tensor:
-        if self.config.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        return self._forward(self.D)(images)
+        return self._forward(self.D)(self._nhwc(images))
 
     # ------------------------------------------------------------------ phases
 
@@ -368,9 +370,7 @@ class Trainer:
         self.D.requires_grad_(True)
 
         def losses():
-            real = self._augment(self._real(step), step, "aug-r1")
-            if self.config.channels_last:
-                real = real.contiguous(memory_format=torch.channels_last)
+            real = self._nhwc(self._augment(self._real(step), step, "aug-r1"))
             return r1_penalty(self.D, real, self.config.r1_gamma, self.config.r1_interval)
         return self.apply(self.opt_d, self.d_params, losses)
 
