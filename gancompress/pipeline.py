@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from gancompress import extras
 from gancompress.data import DATASETS, ImageFiles, check_image_source, load_dataset
-from gancompress.distillation.trainer import Rank, TrainConfig, Trainer, init_distributed
+from gancompress.distillation.trainer import EXECUTION_FIELDS, Rank, TrainConfig, Trainer, init_distributed
 from gancompress.errors import GancompressError
 from gancompress.families import FAMILIES, build_generator, config_from_dict, family_of
 from gancompress.io import atomic_write_text, save_generator
@@ -307,11 +307,11 @@ def resume_run(run_dir: str | Path, given: dict[str, tuple[str, object]], device
         for key, (option, value) in given.items():
             section, _, field_name = key.partition(".")
             recorded = spec.get(section, {}).get(field_name) if field_name else spec.get(section)
-            absent = _ABSENT_MEANS.get(key)  # a field left out of run.json at its default
+            absent = _absent_means(key)  # a field left out of run.json at its default
             value, recorded = (absent if value is None else value), (absent if recorded is None else recorded)
             if _same(value, recorded):
                 continue
-            if key in _EXECUTION_KEYS:  # how steps are computed may follow the machine the run moves to
+            if section == "train" and field_name in EXECUTION_FIELDS:  # may follow the machine the run moves to
                 changed[key] = [recorded, value]
                 spec["train"][field_name] = value
                 continue
@@ -326,7 +326,9 @@ def resume_run(run_dir: str | Path, given: dict[str, tuple[str, object]], device
             conflicts.append(f"{option} {_show(value)} (the run has {_show(recorded)})")
         if conflicts:
             raise RunError(f"{run_dir} was started with other settings: {', '.join(conflicts)}. A resumed run keeps its "
-                           "recorded config (only a larger --steps, --device and the execution options --precision, --fp16-blocks, --channels-last, --compile and --grad-accum may change); start a new run to change it")
+                           "recorded config (only a larger --steps, --device and the execution options " +
+                           ", ".join("--" + f.replace("_", "-") for f in EXECUTION_FIELDS) +
+                           " may change); start a new run to change it")
         for key, (option, value) in (may_change or {}).items():
             section, _, field_name = key.partition(".")
             recorded = spec.setdefault(section, {}).get(field_name)
@@ -340,9 +342,15 @@ def resume_run(run_dir: str | Path, given: dict[str, tuple[str, object]], device
     return spec
 
 
-_ABSENT_MEANS = {"student.conv": "full", "train.precision": "fp32", "train.fp16_blocks": 4,
-                 "train.channels_last": False, "train.compile": "off", "train.grad_accum": 1}
-_EXECUTION_KEYS = {"train.precision", "train.fp16_blocks", "train.channels_last", "train.compile", "train.grad_accum"}
+def _absent_means(key: str):
+    """What a field left out of run.json at its default means: StudentPlan.conv's "full", or the
+    TrainConfig default of a field recorded only when it differs (SerializableConfig.omit_when_default)."""
+    section, _, field_name = key.partition(".")
+    if key == "student.conv":
+        return "full"
+    if section == "train" and field_name in TrainConfig.omit_when_default:
+        return next(f.default for f in dataclasses.fields(TrainConfig) if f.name == field_name)
+    return None
 
 
 def _show(value) -> str:

@@ -39,6 +39,9 @@ __all__ = ["TrainConfig", "Trainer", "TrainingDiverged", "Rank", "init_distribut
 
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+# How a step is computed, not what it computes: left out of records at their defaults, and a resumed
+# run may change them (pipeline.resume_run)
+EXECUTION_FIELDS = ("precision", "fp16_blocks", "channels_last", "compile", "grad_accum")
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,7 @@ class TrainConfig(SerializableConfig):
     grad_accum: int = 1  # micro-batches per step: the same update from batch_size / grad_accum images at a time
 
     family = "train"
-    omit_when_default = ("precision", "fp16_blocks", "channels_last", "compile", "grad_accum")
+    omit_when_default = EXECUTION_FIELDS
 
     def __post_init__(self):
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))  # Adam rejects (0, 0.99)
