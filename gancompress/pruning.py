@@ -25,8 +25,9 @@ def criterion_error(criterion: str, family: Family) -> ConfigError:
     return ConfigError(f"{what}; choose one of {', '.join(family.criteria)}")
 
 
-def channel_importance(generator, criterion: str = "l1", seed: int = 0, n_samples: int = 256) -> dict[str, torch.Tensor]:
-    """{block name (or StyleGAN2 channel space): importance per channel} (higher = keep)."""
+def channel_importance(generator, criterion: str = "l1", seed: int = 0, n_samples: int | None = None) -> dict[str, torch.Tensor]:
+    """{block name (or StyleGAN2 channel space): importance per channel} (higher = keep); `n_samples`
+    for the data-driven criteria (None: each criterion's own, e.g. CAGAN's 400)."""
     return family_of(generator).channel_importance(generator, criterion, seed, n_samples)
 
 

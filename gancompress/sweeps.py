@@ -60,7 +60,7 @@ METHODS = {
     "mse": _AGUINALDO,  # the name the committed sweeps use
     "aguinaldo": _AGUINALDO,  # Aguinaldo et al. 2019, Compressing GANs using Knowledge Distillation
     "pruned-only": Recipe({"init": "inherit"}, None),
-    "cagan": Recipe({"init": "inherit"}, {**_OUTPUT_KD, **_ROSINALITY}, _ROSINALITY_STYLEGAN2),
+    "cagan": Recipe({"init": "inherit", "criterion": "cagan"}, {**_OUTPUT_KD, **_ROSINALITY}, _ROSINALITY_STYLEGAN2),
     "stylekd": Recipe({"init": "mapping-only"}, {**_OUTPUT_KD, **_ROSINALITY, "relation": 30.0, "relation_strength": 5.0},
                       _ROSINALITY_STYLEGAN2, families=("stylegan2",)),
     # GAN Compression (Li et al. 2020): a student from scratch, features through learnable 1x1

@@ -54,6 +54,39 @@ def test_taylor_scores_dead_channels_zero_and_live_ones_positive():
     assert all(torch.equal(scores[k], again[k]) for k in scores)  # seeded: reproducible
 
 
+def test_cagan_scores_dead_channels_zero_and_leaves_the_teacher_as_it_was():
+    teacher = tiny_generator(channels=(16, 12, 8)).requires_grad_(False)  # frozen, as a teacher is
+    with torch.no_grad():  # channel 3 of b8 can never fire, so the weights reading it get no gradient
+        teacher.blocks["b8"].conv.weight[:, 3] = 0
+        teacher.blocks["b8"].bn.bias[3] = -10
+    teacher.train()
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    scores = channel_importance(teacher, "cagan", n_samples=30)
+    assert {k: v.shape[0] for k, v in scores.items()} == {"b4": 16, "b8": 12, "b16": 8}
+    assert scores["b8"][3] == 0 and (scores["b8"][torch.arange(12) != 3] > 0).all()
+    assert all(torch.isfinite(v).all() and (v > 0).all() for k, v in scores.items() if k != "b8")
+    assert teacher.training and not any(p.requires_grad or p.grad is not None for p in teacher.parameters())
+    assert all(torch.equal(v, teacher.state_dict()[k]) for k, v in before.items())  # eval mode: no BN update
+    again = channel_importance(teacher, "cagan", n_samples=30)
+    assert all(torch.equal(scores[k], again[k]) for k in scores)  # seeded: reproducible
+    other = channel_importance(teacher, "cagan", n_samples=30, seed=1)
+    assert not torch.equal(scores["b4"], other["b4"])
+
+
+def test_salt_and_pepper_sets_the_expected_share_of_pixels_to_plus_or_minus_one():
+    from gancompress.families import salt_and_pepper
+
+    images = torch.rand(8, 3, 64, 64) * 1.6 - 0.8  # never exactly +-1
+    noisy = salt_and_pepper(images, torch.Generator().manual_seed(0), probability=0.05)
+    changed = (noisy != images).any(1)  # (n, h, w)
+    assert changed.float().mean() == pytest.approx(0.05, abs=0.005)
+    hit = noisy.permute(1, 0, 2, 3)[:, changed]  # (3, hits): a hit pixel is +-1 in every channel alike
+    assert set(hit.unique().tolist()) == {-1.0, 1.0} and (hit == hit[:1]).all()
+    assert (hit[0] == 1).float().mean() == pytest.approx(0.5, abs=0.05)
+    assert torch.equal(noisy.permute(1, 0, 2, 3)[:, ~changed], images.permute(1, 0, 2, 3)[:, ~changed])
+    assert not noisy.requires_grad
+
+
 def test_random_criterion_depends_on_the_seed():
     teacher = tiny_generator(channels=(16, 12, 8))
     a = prune_generator(teacher, width=0.5, criterion="random", seed=0)[1]

@@ -286,6 +286,26 @@ def test_diversity_criterion_keeps_channels_that_follow_the_latent():
     assert student.config.channels == (16, 16, 8, 8)
 
 
+def test_cagan_criterion_scores_every_space_and_a_dead_last_channel_zero():
+    from gancompress.pruning import channel_importance, prune_generator
+
+    teacher = tiny_stylegan2().requires_grad_(False)
+    with torch.no_grad():  # b32 channel 3 is always 0, and only the (non-demodulated) last to_rgb reads it
+        layer = teacher.synthesis.convs["b32_conv1"]
+        layer.conv.weight[3], layer.bias[3] = 0, 0
+        layer.noise_strength.zero_()
+    scores = channel_importance(teacher, "cagan", n_samples=20)
+    magnitude = channel_importance(teacher, "l1")
+    assert {k: v.shape for k, v in scores.items()} == {k: v.shape for k, v in magnitude.items()}
+    assert scores["b32"][3] == 0 and (scores["b32"][torch.arange(8) != 3] > 0).all()
+    assert all(torch.isfinite(v).all() and (v > 0).all() for k, v in scores.items() if k != "b32")
+    assert not any(p.requires_grad or p.grad is not None for p in teacher.parameters())
+    again = channel_importance(teacher, "cagan", n_samples=20)
+    assert all(torch.equal(scores[k], again[k]) for k in scores)
+    student, kept = prune_generator(teacher, channels=(16, 16, 8, 4), criterion="cagan")
+    assert 3 not in kept["b32"] and student.config.channels == (16, 16, 8, 4)
+
+
 def test_path_length_regularisation_is_logged_and_resumes_exactly(tmp_path):
     from gancompress.distillation.trainer import TrainConfig, Trainer
     from gancompress.pruning import prune_generator

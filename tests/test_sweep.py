@@ -166,7 +166,7 @@ def test_published_recipes_set_their_papers_terms_and_refuse_a_teacher_they_do_n
     from gancompress.families.stylegan2.config import StyleGAN2Config
     from gancompress.io import load_generator
     from gancompress.pruning import prune_generator
-    from gancompress.sweeps import METHODS, _train_config
+    from gancompress.sweeps import METHODS, _student_plan, _train_config
     from tests.conftest import tiny_stylegan2
 
     stylegan2 = save_generator(tmp_path / "sg2.safetensors", tiny_stylegan2())
@@ -175,6 +175,8 @@ def test_published_recipes_set_their_papers_terms_and_refuse_a_teacher_they_do_n
     assert (cagan.l1, cagan.lpips, cagan.feat, cagan.adv, cagan.r1_gamma, cagan.r1_interval) == (3, 3, 0, 1, 10, 16)
     assert (cagan.style_mixing, cagan.pl_weight, cagan.lr_g, cagan.betas, cagan.diffaug) == (0.9, 2, 0.002, (0, 0.99), ())
     assert cagan.steps == 3  # the sweep's own overrides win
+    assert _student_plan(METHODS["cagan"].student, 0.5).prune_criterion == "cagan"  # CAGAN's gradient score
+    assert _student_plan(METHODS["distill"].student, 0.5).prune_criterion == "l1"
     stylekd = _train_config(plan, "stylekd", "stylegan2")
     assert stylekd.relation == 30 and stylekd.l1 == stylekd.lpips == 3 and METHODS["stylekd"].student == {"init": "mapping-only"}
     gan_compression = _train_config(plan, "gan-compression", "stylegan2")

@@ -73,7 +73,9 @@ class Family:
         return None
 
     # -- pruning
-    def channel_importance(self, generator, criterion: str, seed: int = 0, n_samples: int = 256) -> dict:
+    def channel_importance(self, generator, criterion: str, seed: int = 0, n_samples: int | None = None) -> dict:
+        """{channel space: importance per channel}; `n_samples`: the data-driven criteria's sample count
+        (None: each criterion's own)."""
         raise NotImplementedError
 
     def prune(self, teacher, widths: tuple[int, ...], importance: dict) -> tuple[nn.Module, dict[str, list[int]]]:
@@ -122,6 +124,54 @@ class Family:
     def export_notes(self, part: str, psi: float) -> dict:
         """Fields of an export record that describe this family's graph (truncation, noise)."""
         return {"psi": None, "noise": None}
+
+
+# CAGAN's content-aware importance (Liu et al. 2021, lychenyoko/content-aware-gan-compression), with
+# the whole image as the content mask (we have no face parser, and our teachers are not all faces).
+CAGAN_SAMPLES, CAGAN_BATCH, CAGAN_NOISE = 400, 10, 0.05
+
+
+def salt_and_pepper(images: torch.Tensor, rng: torch.Generator, probability: float = CAGAN_NOISE) -> torch.Tensor:
+    """A detached copy of `images` (in [-1, 1]) where each pixel, with `probability`, is set to +1 or -1
+    (a fair coin per pixel, the same value in every channel)."""
+    n, _, h, w = images.shape
+    hit = torch.rand(n, 1, h, w, generator=rng) < probability
+    value = torch.randint(0, 2, (n, 1, h, w), generator=rng).to(images.dtype) * 2 - 1
+    return torch.where(hit.to(images.device), value.to(images.device), images.detach())
+
+
+@torch.enable_grad()
+def gradient_importance(generator, sample, consumers: dict, seed: int = 0, n_samples: int | None = None,
+                        batch_size: int = CAGAN_BATCH) -> dict[str, torch.Tensor]:
+    """CAGAN's criterion: {space: sum over batches of the mean |dL/dW| of the weight W that consumes the
+    space's channels}, L = sum |salt_and_pepper(G(z)) - G(z)|, so a channel scores by how much the
+    image it helps draw reacts to the noise. `sample(n, rng)` draws n images; `consumers` maps a space
+    to (weight, the weight's axes other than its input-channel axis). The generator runs in eval mode
+    (BatchNorm on its running statistics, as it generates) and is left as it was."""
+    rng = torch.Generator().manual_seed(seed)
+    n_samples = n_samples or CAGAN_SAMPLES
+    weights = [weight for weight, _ in consumers.values()]
+    flags = [weight.requires_grad for weight in weights]
+    was_training = generator.training
+    generator.eval()
+    scores = {}
+    try:
+        for weight in weights:
+            weight.requires_grad_(True)
+        for start in range(0, n_samples, batch_size):
+            image = sample(min(batch_size, n_samples - start), rng)
+            for weight in weights:
+                weight.grad = None
+            (salt_and_pepper(image, rng) - image).abs().sum().backward()
+            for space, (weight, dims) in consumers.items():
+                scores[space] = scores.get(space, 0) + weight.grad.abs().mean(dims).double().cpu()
+    finally:
+        for weight, flag in zip(weights, flags):
+            weight.grad = None
+            weight.requires_grad_(flag)
+        generator.zero_grad(set_to_none=True)
+        generator.train(was_training)
+    return {space: score.float() for space, score in scores.items()}
 
 
 def _registry() -> dict[str, Family]:

@@ -8,6 +8,10 @@ Pruning criteria (importance of output channel j of a block):
   taylor  output sensitivity: the expected squared first-order change of the generated image when
           the channel's activation is zeroed, E_z,r[(sum_hw a_j * dL/da_j)^2] with L = <G(z), r>
           for random Gaussian r, so E_r gives ||J_j a_j||^2 (Molchanov et al. 2019, on the output)
+  cagan   CAGAN's content-aware gradient score (Liu et al. 2021): the mean |gradient| of the weights
+          that read channel j (the next block's transposed convolution, or to_rgb), summed over 400
+          samples in batches of 10, of L = sum |salt-and-pepper(G(z)) - G(z)| with 5% of the pixels
+          set to +-1; the whole image is the content mask (see `families.gradient_importance`)
 A block's kept output channels are sliced through its transposed convolution (and the next layer's
 input channels) and its BatchNorm parameters and running statistics.
 """
@@ -19,14 +23,14 @@ import dataclasses
 import torch
 
 from gancompress.families.dcgan.config import DCGANConfig, DCGANDiscriminatorConfig
-from gancompress.families import Family
+from gancompress.families import Family, gradient_importance
 
 
 class DCGANFamily(Family):
     name = "dcgan"
     title = "DCGAN"
     config_class = DCGANConfig
-    criteria = ("l1", "bn", "random", "taylor")
+    criteria = ("l1", "bn", "random", "taylor", "cagan")
 
     foreign_catch_all = True
 
@@ -53,7 +57,7 @@ class DCGANFamily(Family):
     def tiny_config(self, **changes):
         return DCGANConfig(**{"z_dim": 8, "channels": (16, 8, 8), "resolution": 32, **changes})
 
-    def channel_importance(self, generator, criterion: str, seed: int = 0, n_samples: int = 256) -> dict:
+    def channel_importance(self, generator, criterion: str, seed: int = 0, n_samples: int | None = None) -> dict:
         blocks = generator.blocks
         if criterion == "l1":
             return {name: b.conv.weight.detach().abs().sum(dim=(0, 2, 3)) for name, b in blocks.items()}
@@ -63,7 +67,9 @@ class DCGANFamily(Family):
             rng = torch.Generator().manual_seed(seed)
             return {name: torch.rand(b.bn.num_features, generator=rng) for name, b in blocks.items()}
         if criterion == "taylor":
-            return _taylor_importance(generator, seed, n_samples, batch_size=64)
+            return _taylor_importance(generator, seed, n_samples or 256, batch_size=64)
+        if criterion == "cagan":
+            return _cagan_importance(generator, seed, n_samples)
         from gancompress.pruning import criterion_error
 
         raise criterion_error(criterion, self)
@@ -104,6 +110,16 @@ class DCGANFamily(Family):
 
     def reference_module(self, generator, graph):
         return generator  # the model as trained: the check covers the BatchNorm folding too
+
+
+def _cagan_importance(generator, seed, n_samples):
+    device = next(generator.parameters()).device
+    names = list(generator.blocks)
+    readers = [generator.blocks[name].conv for name in names[1:]] + [generator.to_rgb]
+    # A ConvTranspose2d weight is (in, out, k, k): the channel read is axis 0.
+    consumers = {name: (reader.weight, (1, 2, 3)) for name, reader in zip(names, readers)}
+    return gradient_importance(generator, lambda n, rng: generator(torch.randn(n, generator.z_dim, generator=rng).to(device)),
+                               consumers, seed, n_samples)
 
 
 @torch.enable_grad()

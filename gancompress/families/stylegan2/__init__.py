@@ -15,6 +15,10 @@ network, noise strengths, w average and toRGB biases are copied.
           (central differences at t = +-0.5 standard deviations; the same noise throughout). Channels
           that carry the latent's variation are kept, as DCP's diversity-aware pruning argues. The
           constant input does not depend on w, so its space falls back to the l1 score.
+  cagan   CAGAN's content-aware gradient score (Liu et al. 2021): the mean |gradient| of the
+          main-path modulated conv weight that reads the channel, summed over 400 samples (batches of
+          10, fresh noise) of L = sum |salt-and-pepper(G(z)) - G(z)|, 5% of the pixels set to +-1; the
+          whole image is the content mask (see `families.gradient_importance`)
 
 Export graphs: `full` z -> image, `mapping` z -> w, `synthesis` ws (N, num_ws, w_dim) -> image, all
 through the non-fused modulated convolution with the stored per-layer noise buffers.
@@ -30,7 +34,7 @@ from torch import nn
 
 from gancompress.config import ConfigError
 from gancompress.families.stylegan2.config import StyleGAN2Config, StyleGAN2DiscriminatorConfig
-from gancompress.families import Family
+from gancompress.families import Family, gradient_importance
 from gancompress.families.stylegan2.networks import StyleGAN2Discriminator, StyleGAN2Generator, fp16_resolution
 
 
@@ -38,7 +42,7 @@ class StyleGAN2Family(Family):
     name = "stylegan2"
     title = "StyleGAN2"
     config_class = StyleGAN2Config
-    criteria = ("l1", "random", "diversity")
+    criteria = ("l1", "random", "diversity", "cagan")
     export_parts = ("full", "mapping", "synthesis")
     init_modes = ("inherit", "random", "mapping-only")
     student_convs = ("full", "separable")
@@ -88,7 +92,7 @@ class StyleGAN2Family(Family):
         return StyleGAN2Config(**{"resolution": 32, "channels": (32, 32, 16, 8), "z_dim": 16, "w_dim": 16,
                                   "mapping_layers": 2, **changes})
 
-    def channel_importance(self, generator, criterion: str, seed: int = 0, n_samples: int = 256) -> dict:
+    def channel_importance(self, generator, criterion: str, seed: int = 0, n_samples: int | None = None) -> dict:
         return _stylegan2_importance(generator, criterion, seed, n_samples)
 
     def prune(self, teacher, widths, importance):
@@ -248,8 +252,10 @@ def _stylegan2_importance(generator, criterion, seed, n_samples):
         from gancompress.pruning import criterion_error
 
         raise criterion_error(criterion, StyleGAN2Family())
+    if criterion == "cagan":
+        return _stylegan2_cagan(generator, spaces, seed, n_samples)
     device = generator.w_avg.device
-    z = torch.randn(n_samples, generator.z_dim, generator=torch.Generator().manual_seed(seed)).to(device)
+    z = torch.randn(n_samples or 256, generator.z_dim, generator=torch.Generator().manual_seed(seed)).to(device)
     w = generator.mapping(z)
     scores = {}
     for space, (_, consumers) in spaces.items():
@@ -261,6 +267,22 @@ def _stylegan2_importance(generator, criterion, seed, n_samples):
     if criterion == "diversity":
         scores |= _stylegan2_diversity(generator, w[:64])
     return scores
+
+
+def _stylegan2_cagan(generator, spaces, seed, n_samples):
+    """CAGAN's gradient score; a space is scored at the convolution of the main path that reads it (the
+    next modulated conv, or the last to_rgb), as in CAGAN's code."""
+    consumers = {}
+    for space, (_, readers) in spaces.items():
+        main = [path for path in readers if path.startswith("convs.")] or readers
+        consumers[space] = (_modulated(generator.synthesis, main[0]).weight, (0, 2, 3))  # (out, in, k, k)
+    device = generator.w_avg.device
+
+    def sample(n, rng):
+        z = torch.randn(n, generator.z_dim, generator=rng).to(device)
+        return generator(z, noise=generator.make_noise(n, rng, device))
+
+    return gradient_importance(generator, sample, consumers, seed, n_samples)
 
 
 @torch.no_grad()
