@@ -181,7 +181,14 @@ _TRAIN_HELP = {
     "mse": "weight of output MSE to the teacher", "feat": "weight of intermediate-feature MSE",
     "adv": "weight of the adversarial loss (0: no discriminator)", "adv_loss": "nonsat, hinge or lsgan",
     "r1_gamma": "R1 weight on real images (0: off)", "r1_interval": "lazy R1 every N steps",
-    "diffaug": "DiffAugment policies, comma-separated, or 'none'", "d_width": "discriminator width relative to the student",
+    "diffaug": "DiffAugment policies, comma-separated, or 'none'", "d_width": "discriminator width relative to the generator it mirrors",
+    "d_init": "the discriminator: student (fresh, mirroring the student), teacher-size (fresh, mirroring the teacher) or "
+              "teacher (the teacher's own: shipped with it, beside it as NAME-D.safetensors, or --teacher-d)",
+    "d_distill": "weight of discriminator distillation: its logits toward the teacher discriminator's on the same "
+                 "images (soft labels at --d-temperature; needs the teacher's discriminator)",
+    "adv_soft": "weight of soft adversarial matching: the discriminator's logits on student images toward its logits "
+                "on the teacher's images of the same latents",
+    "d_temperature": "temperature of the soft labels of --d-distill and --adv-soft",
     "ema_decay": "decay of the student EMA (what is saved and evaluated)",
     "student_bn": "batch (BatchNorm on batch statistics) or frozen (on the inherited running statistics)", "seed": "seed of every random draw",
     "real": "real images for the discriminator: 'teacher' (data-free) or a dataset/folder",
@@ -206,9 +213,10 @@ _TRAIN_HELP = {
 def _train_choices() -> dict[str, list[str]]:
     from gancompress.distillation.losses import ADVERSARIAL_LOSSES
 
-    from gancompress.distillation.trainer import PRECISIONS
+    from gancompress.distillation.trainer import D_INITS, PRECISIONS
 
-    return {"adv_loss": sorted(ADVERSARIAL_LOSSES), "student_bn": ["batch", "frozen"], "precision": list(PRECISIONS)}
+    return {"adv_loss": sorted(ADVERSARIAL_LOSSES), "student_bn": ["batch", "frozen"], "precision": list(PRECISIONS),
+            "d_init": list(D_INITS)}
 
 
 def _train_options(p, base):
@@ -283,7 +291,7 @@ def _launch(args, label: str, mode: str, teacher, plan, keys: dict | None = None
         if args.dry_run:
             print(json.dumps({"teacher": teacher, "student": plan, "train": config.to_dict()}, indent=2))
             return 0
-        run_dir = start_run(args.run_root, label, config, teacher, plan, device)
+        run_dir = start_run(args.run_root, label, config, teacher, plan, device, teacher_d=getattr(args, "teacher_d", None))
         student, trainer = run_training(run_dir, device, progress=not args.quiet)
     if trainer.rank.main:
         print(f"run {run_dir}: {trainer.step} steps in {trainer.elapsed():.0f} s; student: {Path(run_dir) / 'student.safetensors'}")
@@ -330,7 +338,7 @@ def cmd_distill(args) -> int:
     plan = StudentPlan(args.init, width=None if args.channels else args.width, channels=args.channels or None,
                        criterion=args.criterion, prune_seed=args.prune_seed,
                        freeze_mapping=args.freeze_mapping if args.init == "mapping-only" else None, conv=args.conv)
-    return _launch(args, plan.run_label("distill", args.teacher), "distill", args.teacher, plan, {**_STUDENT_KEYS, "teacher": "teacher"})
+    return _launch(args, plan.run_label("distill", args.teacher), "distill", args.teacher, plan, {**_STUDENT_KEYS, "teacher": "teacher", "teacher_d": "teacher_d"})
 
 
 def cmd_train(args) -> int:
@@ -358,8 +366,8 @@ def cmd_train(args) -> int:
 
 def cmd_import(args) -> int:
     from gancompress.families import family_of
-    from gancompress.io import save_generator, save_tensors
-    from gancompress.teachers import read_foreign
+    from gancompress.io import save_discriminator, save_generator
+    from gancompress.teachers import discriminator_sibling, read_foreign
 
     imported = read_foreign(args.checkpoint, allow_pickle=args.allow_pickle)
     generator, notes = imported["generator"]
@@ -374,9 +382,7 @@ def cmd_import(args) -> int:
         print(f"  w average: {notes['w_avg']}")
     if imported["discriminator"] is not None:
         d = imported["discriminator"]
-        d_path = out_dir / f"{stem}-D.safetensors"
-        save_tensors(d_path, d.state_dict(), {"kind": "discriminator", "config": d.config.to_dict(),
-                                              "imported_from": {"file": args.checkpoint.name}})
+        d_path = save_discriminator(discriminator_sibling(g_path), d, {"imported_from": {"file": args.checkpoint.name}})
         print(f"discriminator: channels {d.config.channels} -> {d_path}")
     return 0
 
@@ -616,6 +622,10 @@ def _distill_parser(sub) -> None:
                    help="inherit the teacher's sliced weights, the same architecture from random init, or "
                         "(StyleGAN2) a fresh synthesis network with the teacher's mapping network")
     p.add_argument("--freeze-mapping", action="store_true", help="with --init mapping-only: keep the copied mapping fixed")
+    p.add_argument("--teacher-d", default=None,
+                   help="the teacher's discriminator, for --d-init teacher and --d-distill: a -D.safetensors file "
+                        "(gancompress import writes one) or a foreign checkpoint that carries it "
+                        "(default: shipped with the teacher or found beside it)")
     _train_options(p, TrainConfig())
     p.set_defaults(func=cmd_distill)
 

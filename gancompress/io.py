@@ -183,29 +183,55 @@ def config_of(metadata_config, path):
         raise CheckpointError(f"{path}: invalid generator config in its metadata: {err}") from None
 
 
+def save_discriminator(path: str | os.PathLike, discriminator: torch.nn.Module, extra_metadata: dict | None = None) -> Path:
+    """Write a discriminator (weights and config) to a `.safetensors` file that load_discriminator reads."""
+    metadata = {"format": FORMAT_VERSION, "kind": "discriminator", "config": discriminator.config.to_dict()}
+    save_tensors(path, discriminator.state_dict(), {**(extra_metadata or {}), **metadata})
+    return Path(path)
+
+
 def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") -> torch.nn.Module:
     """Rebuild a generator from a gancompress checkpoint (in eval mode)."""
+    return _load_network(path, "generator", config_of, build_generator, device,
+                         "pass a DCGAN state_dict as a .pt/.pth file instead, or save the network with save_generator")
+
+
+def load_discriminator(path: str | os.PathLike, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """Rebuild a discriminator from a file save_discriminator wrote (`gancompress import`'s `-D` file,
+    a trained teacher's), in eval mode."""
+    from gancompress.families import build_discriminator, discriminator_config_from_dict
+
+    def config(data, path):
+        if not isinstance(data, dict):
+            raise CheckpointError(f"{path}: the config in its metadata is {data!r}, not an object of fields")
+        try:
+            return discriminator_config_from_dict(data)
+        except GancompressError as err:
+            raise CheckpointError(f"{path}: invalid discriminator config in its metadata: {err}") from None
+
+    return _load_network(path, "discriminator", config, build_discriminator, device,
+                         "import a foreign checkpoint with `gancompress import`, which writes its -D file")
+
+
+def _load_network(path, kind: str, read_config, build, device, fix: str) -> torch.nn.Module:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     metadata = read_metadata(path)
-    if metadata.get("kind") != "generator" or "config" not in metadata:
-        raise CheckpointError(
-            f"{path}: not a gancompress generator checkpoint (no generator config in its metadata); "
-            "pass a DCGAN state_dict as a .pt/.pth file instead, or save the network with save_generator"
-        )
-    config = config_of(metadata["config"], path)
+    if metadata.get("kind") != kind or "config" not in metadata:
+        raise CheckpointError(f"{path}: not a gancompress {kind} checkpoint (no {kind} config in its metadata); {fix}")
+    config = read_config(metadata["config"], path)
     # The config's tensor shapes are checked against the file's header before any real network is
     # built: a wrong config (say z_dim 1e9) must fail here, not by allocating terabytes.
     with torch.device("meta"):
-        skeleton = build_generator(config)
+        skeleton = build(config)
     problem = shape_mismatches({k: tuple(v.shape) for k, v in skeleton.state_dict().items()}, tensor_shapes(path))
     if problem:
         raise CheckpointError(f"{path}: its tensors do not match the config in its metadata ({problem})")
-    generator = build_generator(config)
+    network = build(config)
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError) as err:
         raise CheckpointError(f"{path}: tensor data cannot be read ({err}); the file is truncated or damaged") from None
-    generator.load_state_dict(state)
-    return generator.to(device).eval()
+    network.load_state_dict(state)
+    return network.to(device).eval()

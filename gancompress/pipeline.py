@@ -29,9 +29,9 @@ from gancompress.data import DATASETS, ImageFiles, check_image_source, load_data
 from gancompress.distillation.trainer import EXECUTION_FIELDS, Rank, TrainConfig, Trainer, init_distributed
 from gancompress.errors import GancompressError
 from gancompress.families import FAMILIES, build_generator, config_from_dict, family_of
-from gancompress.io import atomic_write_text, save_generator
+from gancompress.io import atomic_write_text, save_discriminator, save_generator
 from gancompress.pruning import prune_generator
-from gancompress.teachers import resolve_generator
+from gancompress.teachers import discriminator_sibling, resolve_generator
 
 RUN_FILE = "run.json"
 LOCK_FILE = ".lock"
@@ -215,9 +215,12 @@ def start_run(
     student_plan: StudentPlan | dict,
     device: str = "cpu",
     extra: dict | None = None,
+    teacher_d: str | None = None,
 ) -> Path:
     """Create a run directory and its run.json. `student_plan` says how the student is built
-    (a StudentPlan, or its dict form).
+    (a StudentPlan, or its dict form). `teacher_d`: the teacher's discriminator file, for d_init
+    'teacher' and d_distill (None: the one shipped with or found beside the teacher; see
+    teachers.resolve_discriminator); the run records the file and sha256 of the one it uses.
     `extra`: further top-level entries of run.json (e.g. the compress command's preset and command line).
     Everything is validated first: a run that cannot start leaves no directory behind."""
     rank = init_distributed(device)
@@ -225,15 +228,42 @@ def start_run(
     if rank.main:
         student_plan = StudentPlan.of(student_plan)
         check_run(config, teacher_spec, student_plan, rank.device)
+        discriminator = teacher_discriminator(config, teacher_spec, teacher_d)[1]
         run_dir = make_run_dir(run_root, label)
         record = {"teacher": teacher_spec, "student": student_plan.to_dict(), "train": config.to_dict(), "device": device,
-                  **(extra or {})}
+                  **({"teacher_d": teacher_d} if teacher_d else {}),
+                  **({"teacher_discriminator": discriminator} if discriminator else {}), **(extra or {})}
         atomic_write_text(run_dir / RUN_FILE, json.dumps(record, indent=2, sort_keys=True) + "\n")
     if rank.world > 1:  # every rank reads run.json: rank 0 sends the name only once it is written
         names = [str(run_dir) if run_dir else None]
         torch.distributed.broadcast_object_list(names, 0)
         run_dir = Path(names[0])
     return run_dir
+
+
+def needs_teacher_discriminator(config: TrainConfig) -> bool:
+    return config.adv > 0 and (config.d_init == "teacher" or config.d_distill > 0)
+
+
+def teacher_discriminator(config: TrainConfig, teacher_spec: str | None, teacher_d: str | None, device="cpu",
+                          recorded: dict | None = None):
+    """(the teacher's discriminator, its identity) when the run's config uses it, else (None, None); a
+    RunError naming the fix when it is needed and there is none, or when it is not the file `recorded`."""
+    from gancompress.teachers import resolve_discriminator
+
+    if not needs_teacher_discriminator(config):
+        return None, None
+    if teacher_spec is None and teacher_d is None:
+        raise RunError("d_init 'teacher' and d_distill need a teacher's discriminator: pass --teacher-d FILE")
+    network, identity = resolve_discriminator(teacher_spec, teacher_d, device)
+    if network is None:
+        raise RunError(f"d_init 'teacher' and d_distill need the teacher's discriminator; {teacher_spec} carries none "
+                       "and has no -D.safetensors beside it: pass --teacher-d FILE, or use --d-init student or "
+                       "teacher-size with --d-distill 0")
+    if recorded is not None and identity["sha256"] != recorded.get("sha256"):
+        raise RunError(f"the teacher's discriminator {identity['file']} is not the one the run started with "
+                       f"(sha256 {recorded.get('sha256')}); restore that file or start a new run")
+    return network, identity
 
 
 def check_run(config: TrainConfig, teacher, plan: StudentPlan | dict, device: str = "cpu") -> None:
@@ -421,9 +451,12 @@ def _train_run(run_dir: Path, spec: dict, rank: Rank, resume: bool, progress: bo
     real = None
     if config.real != "teacher":
         real = real_image_source(config.real, student.resolution, student.out_channels)
+    teacher_d = teacher_discriminator(config, spec["teacher"], spec.get("teacher_d"), device,
+                                      recorded=spec.get("teacher_discriminator"))[0]
     log = _logger(run_dir, rank)
     trainer = Trainer(config, student, teacher, real, run_dir, device=device, kept=kept,
-                      lpips_model=lpips_model, rank=rank, progress=progress, log_line=log.info)
+                      lpips_model=lpips_model, rank=rank, progress=progress, log_line=log.info,
+                      teacher_discriminator=teacher_d)
     if resume:
         trainer.load_checkpoint(run_dir)
         log.info("resumed at step %d", trainer.step)
@@ -433,6 +466,9 @@ def _train_run(run_dir: Path, spec: dict, rank: Rank, resume: bool, progress: bo
     if rank.main:
         pruning = {"teacher": spec["teacher"], "kept": kept, "criterion": plan.criterion} if kept else None
         save_student(run_dir / STUDENT_FILE, student_ema, pruning)
+        if config.adv:  # the discriminator it was trained against, where teachers.resolve_discriminator looks
+            save_discriminator(discriminator_sibling(run_dir / STUDENT_FILE), trainer.D,
+                               {"trained_with": {"run": run_dir.name, "step": trainer.step}})
         log.info("finished at step %d after %.1f s; EMA student written to %s", trainer.step, trainer.elapsed(),
                  run_dir / STUDENT_FILE)
     return student_ema, trainer
@@ -440,7 +476,7 @@ def _train_run(run_dir: Path, spec: dict, rank: Rank, resume: bool, progress: bo
 
 def train_or_resume(run_root: str | Path, label: str, config: TrainConfig, teacher_spec: str | None,
                     plan: StudentPlan | dict,
-                    device: str = "cpu", progress: bool = True):
+                    device: str = "cpu", progress: bool = True, teacher_d: str | None = None):
     """Train the run called `label` under `run_root` to its end: resume the latest such run that has a
     checkpoint, else start a new one (a run started but killed before its first checkpoint starts
     over). Returns (run_dir, trainer). Lets sweeps and studies pick up where they were interrupted."""
@@ -452,7 +488,7 @@ def train_or_resume(run_root: str | Path, label: str, config: TrainConfig, teach
     else:
         for stale in existing:
             (stale / RUN_FILE).unlink(missing_ok=True)
-        run_dir, resume = start_run(run_root, label, config, teacher_spec, plan, device), False
+        run_dir, resume = start_run(run_root, label, config, teacher_spec, plan, device, teacher_d=teacher_d), False
     _, trainer = run_training(run_dir, device, resume=resume, progress=progress)
     return run_dir, trainer
 

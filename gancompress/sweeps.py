@@ -32,18 +32,21 @@ from gancompress.study import Study, StudyError
 class Recipe:
     """A method a sweep compares: how its student starts (StudentPlan fields besides the width) and
     its TrainConfig overrides, with further ones for StyleGAN2 teachers (terms DCGAN does not have).
-    train None: no training, the pruned student as it is. What each published recipe keeps and
-    changes from its paper and code: docs/recipes.md."""
+    train None: no training, the pruned student as it is. `teacher_d`: start from the teacher's
+    discriminator when the teacher has one, else from a fresh one mirroring the teacher (full width).
+    What each published recipe keeps and changes from its paper and code: docs/recipes.md."""
 
     student: dict
     train: dict | None
     stylegan2: dict = field(default_factory=dict)
     families: tuple[str, ...] = ("dcgan", "stylegan2")
+    teacher_d: bool = False
 
-    def overrides(self, family: str) -> dict | None:
+    def overrides(self, family: str, teacher_has_d: bool = False) -> dict | None:
         if self.train is None:
             return None
-        return {**self.train, **(self.stylegan2 if family == "stylegan2" else {})}
+        d_init = {"d_init": "teacher" if teacher_has_d else "teacher-size"} if self.teacher_d else {}
+        return {**self.train, **(self.stylegan2 if family == "stylegan2" else {}), **d_init}
 
 
 _OUTPUT_KD = {"l1": 3.0, "lpips": 3.0, "feat": 0.0, "mse": 0.0}  # CAGAN's and StyleKD's output terms
@@ -60,13 +63,14 @@ METHODS = {
     "mse": _AGUINALDO,  # the name the committed sweeps use
     "aguinaldo": _AGUINALDO,  # Aguinaldo et al. 2019, Compressing GANs using Knowledge Distillation
     "pruned-only": Recipe({"init": "inherit"}, None),
-    "cagan": Recipe({"init": "inherit", "criterion": "cagan"}, {**_OUTPUT_KD, **_ROSINALITY}, _ROSINALITY_STYLEGAN2),
+    "cagan": Recipe({"init": "inherit", "criterion": "cagan"}, {**_OUTPUT_KD, **_ROSINALITY}, _ROSINALITY_STYLEGAN2,
+                    teacher_d=True),
     "stylekd": Recipe({"init": "mapping-only"}, {**_OUTPUT_KD, **_ROSINALITY, "relation": 30.0, "relation_strength": 5.0},
                       _ROSINALITY_STYLEGAN2, families=("stylegan2",)),
     # GAN Compression (Li et al. 2020): a student from scratch, features through learnable 1x1
     # adapters (MSE, lambda_distill 0.01), L1 reconstruction (lambda_recon 10) and a hinge GAN loss
     "gan-compression": Recipe({"init": "random"}, {"l1": 10.0, "lpips": 0.0, "mse": 0.0, "feat": 0.01, "adv": 1.0,
-                                                    "adv_loss": "hinge"}),
+                                                    "adv_loss": "hinge"}, teacher_d=True),
 }
 PLAN_FILE = "sweep.json"
 LATENCY_RUNTIMES = ("torch-cpu", "onnxruntime-cpu")
@@ -92,8 +96,12 @@ def parse_plan(teacher: str, widths, methods, preset: str, overrides: dict | Non
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         raise SweepError(f"unknown methods {unknown or methods}; choose from {', '.join(METHODS)}")
+    from gancompress.teachers import resolve_discriminator
+
+    identity = resolve_discriminator(teacher)[1]  # the recipes that inherit it, when there is one
     plan = {"teacher": teacher, "widths": widths, "methods": list(methods), "preset": preset,
-            "overrides": overrides or {}, "n_eval": n_eval, "data": data}
+            "overrides": overrides or {}, "n_eval": n_eval, "data": data,
+            "teacher_discriminator": {"file": Path(identity["file"]).name, "sha256": identity["sha256"]} if identity else None}
     check_plan(plan)
     return plan
 
@@ -131,7 +139,7 @@ def _train_config(plan: dict, method: str, family: str):
     from gancompress.compression import PRESETS
     from gancompress.distillation.trainer import TrainConfig
 
-    overrides = METHODS[method].overrides(family)
+    overrides = METHODS[method].overrides(family, bool(plan.get("teacher_discriminator")))
     if overrides is None:
         return None
     return TrainConfig(**{**PRESETS[plan["preset"]]["train"], **overrides, **plan["overrides"]})

@@ -56,6 +56,52 @@ def resolve_generator(spec: str, device: str | torch.device = "cpu") -> tuple[to
     return generator, file_identity(name, path, generator)
 
 
+def discriminator_sibling(generator_path: str | Path) -> Path:
+    """Where a generator file's discriminator lies: `X-G.safetensors` -> `X-D.safetensors` (what
+    `gancompress import` writes), any other `X.safetensors` -> `X-D.safetensors` (what `train` writes)."""
+    path = Path(generator_path)
+    return path.with_name(path.stem.removesuffix("-G") + "-D.safetensors")
+
+
+def resolve_discriminator(teacher_spec: str, d_spec: str | None = None,
+                          device: str | torch.device = "cpu") -> tuple[torch.nn.Module | None, dict | None]:
+    """The teacher's discriminator and its identity (file, sha256), or (None, None) when it has none:
+    `d_spec` when given (a gancompress -D file, or a foreign checkpoint that carries one), else the
+    registered teacher's shipped one, else the one a foreign teacher file carries, else the
+    `-D.safetensors` sibling of a gancompress teacher file."""
+    from gancompress.io import load_discriminator
+
+    if d_spec is not None:
+        path = Path(d_spec).expanduser()
+        if not path.is_file():
+            raise TeacherError(f"--teacher-d {d_spec}: no such file")
+        if path.suffix == ".safetensors":
+            network = load_discriminator(path, device)
+        else:
+            network = read_foreign(path)["discriminator"]
+            if network is None:
+                raise TeacherError(f"--teacher-d {d_spec}: the file carries no discriminator that gancompress reads")
+        return network.to(device).eval(), {"file": str(path), "sha256": sha256_file(path)}
+    path = Path(teacher_spec).expanduser()
+    if not path.exists() and teacher_spec not in manifest():
+        raise TeacherError(f"{teacher_spec!r} is neither a registered teacher ({', '.join(manifest())}) nor an existing file")
+    if not path.exists():
+        entry = manifest()[teacher_spec].get("discriminator")
+        if entry is None:
+            return None, None
+        path = Path(str(resources.files("gancompress.pretrained").joinpath(entry["file"])))
+        if sha256_file(path) != entry["sha256"]:
+            raise TeacherError(f"teacher {teacher_spec!r}: {path} does not match the manifest's sha256; reinstall gancompress")
+        return load_discriminator(path, device), {"file": str(path), "sha256": entry["sha256"]}
+    if path.suffix != ".safetensors":
+        network = read_foreign(path)["discriminator"]
+        return (network.to(device).eval(), {"file": str(path), "sha256": sha256_file(path)}) if network else (None, None)
+    sibling = discriminator_sibling(path)
+    if not sibling.is_file():
+        return None, None
+    return load_discriminator(sibling, device), {"file": str(sibling), "sha256": sha256_file(sibling)}
+
+
 def file_identity(name: str, path: Path, generator) -> dict:
     """What records say about a generator read from `path` (its sha256 also keys cached features)."""
     return {"name": name, "file": str(path), "sha256": sha256_file(path), "config": generator.config.to_dict()}

@@ -16,7 +16,7 @@ from gancompress.cli import main
 from gancompress.foreign import ForeignCheckpointError
 from gancompress.families.stylegan2.importers.nvlabs import import_nvlabs, is_plain_pickle, load_nvlabs_pickle, nvlabs_generator
 from gancompress.io import load_generator
-from gancompress.teachers import resolve_generator
+from gancompress.teachers import resolve_discriminator, resolve_generator
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PKL = FIXTURES / "nvlabs_tiny.pkl"
@@ -148,6 +148,12 @@ def test_import_command_and_teacher_option_take_a_pkl(tmp_path, imported, expect
     assert "mapping.w_avg from the checkpoint" in capsys.readouterr().out
     converted = load_generator(tmp_path / "nvlabs_tiny-G.safetensors")
     assert (tmp_path / "nvlabs_tiny-D.safetensors").is_file()
+    from_sibling, identity_d = resolve_discriminator(str(tmp_path / "nvlabs_tiny-G.safetensors"))
+    from_pickle, _ = resolve_discriminator(str(PKL))  # a foreign teacher's own, read from its file
+    assert identity_d["file"] == str(tmp_path / "nvlabs_tiny-D.safetensors")
+    images = torch.randn(4, from_sibling.config.in_channels, from_sibling.config.resolution, from_sibling.config.resolution)
+    with torch.no_grad():
+        assert torch.equal(from_sibling(images), from_pickle(images))
     teacher, identity = resolve_generator(str(PKL))
     with torch.no_grad():
         for generator in (converted, teacher):

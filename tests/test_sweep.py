@@ -176,9 +176,19 @@ def test_published_recipes_set_their_papers_terms_and_refuse_a_teacher_they_do_n
     assert (cagan.style_mixing, cagan.pl_weight, cagan.lr_g, cagan.betas, cagan.diffaug) == (0.9, 2, 0.002, (0, 0.99), ())
     assert cagan.steps == 3  # the sweep's own overrides win
     assert _student_plan(METHODS["cagan"].student, 0.5).prune_criterion == "cagan"  # CAGAN's gradient score
+    assert plan["teacher_discriminator"] is None and cagan.d_init == "teacher-size"  # no D beside it: a fresh full one
     assert _student_plan(METHODS["distill"].student, 0.5).prune_criterion == "l1"
     stylekd = _train_config(plan, "stylekd", "stylegan2")
     assert stylekd.relation == 30 and stylekd.l1 == stylekd.lpips == 3 and METHODS["stylekd"].student == {"init": "mapping-only"}
+    from gancompress.families import build_discriminator_for
+    from gancompress.io import save_discriminator
+    from gancompress.teachers import discriminator_sibling
+
+    save_discriminator(discriminator_sibling(stylegan2), build_discriminator_for(tiny_stylegan2().config))
+    with_d = parse_plan(str(stylegan2), ["0.5"], ["cagan", "gan-compression", "distill"], "quick", TINY, 16, None)
+    assert with_d["teacher_discriminator"]["file"] == "sg2-D.safetensors"
+    assert [_train_config(with_d, m, "stylegan2").d_init for m in ("cagan", "gan-compression", "distill")] == [
+        "teacher", "teacher", "student"]
     gan_compression = _train_config(plan, "gan-compression", "stylegan2")
     assert (gan_compression.l1, gan_compression.feat, gan_compression.adv_loss) == (10, 0.01, "hinge")
     assert METHODS["gan-compression"].student == {"init": "random"}  # features through adapters, not kept channels

@@ -28,3 +28,38 @@ def test_registered_teacher_matches_its_manifest(name, ready_assets):
     else:  # StyleGAN2 has no output tanh (the evaluator clamps), but a trained one stays near [-1, 1]
         assert images.abs().max() < 2 and (images - images.clamp(-1, 1)).abs().mean() < 0.05
     assert images.std() > 0.05  # not a collapsed constant image
+
+
+def test_a_teachers_discriminator_is_found_beside_it_recorded_by_the_run_and_checked_on_resume(tmp_path):
+    from gancompress.distillation.trainer import TrainConfig
+    from gancompress.families import build_discriminator_for
+    from gancompress.io import load_discriminator, save_discriminator, save_generator
+    from gancompress.pipeline import RunError, StudentPlan, read_run, run_training, start_run
+    from gancompress.teachers import discriminator_sibling, resolve_discriminator
+    from tests.conftest import tiny_generator
+
+    teacher = tiny_generator(channels=(16, 8, 8))
+    g_path = save_generator(tmp_path / "netG-G.safetensors", teacher)
+    assert resolve_discriminator(str(g_path)) == (None, None)  # none beside it yet
+    config = TrainConfig(steps=2, batch_size=4, lpips=0.0, d_init="teacher", log_every=1, checkpoint_every=1)
+    plan = StudentPlan("inherit", width=0.5)
+    with pytest.raises(RunError, match="carries none and has no -D.safetensors beside it: pass --teacher-d"):
+        start_run(tmp_path / "runs", "x", config, str(g_path), plan)
+    assert not (tmp_path / "runs").exists()  # refused before anything was written
+
+    torch.manual_seed(1)
+    d_path = save_discriminator(discriminator_sibling(g_path), build_discriminator_for(teacher.config))
+    assert d_path == tmp_path / "netG-D.safetensors"
+    found, identity = resolve_discriminator(str(g_path))
+    assert identity == {"file": str(d_path), "sha256": sha256_file(d_path)}
+    run_dir = start_run(tmp_path / "runs", "x", config, str(g_path), plan)
+    assert read_run(run_dir)["teacher_discriminator"]["sha256"] == identity["sha256"]
+    _, trainer = run_training(run_dir, progress=False)
+    trained_d = load_discriminator(run_dir / "student-D.safetensors")  # the run's own, for its student as a teacher
+    assert trained_d.config == found.config and torch.equal(trained_d.head.weight, trainer.D.head.weight.cpu())
+    assert not torch.equal(trained_d.head.weight, found.head.weight)  # trained on from the teacher's copy
+
+    torch.manual_seed(2)
+    save_discriminator(d_path, build_discriminator_for(teacher.config))  # the file changed under the run
+    with pytest.raises(RunError, match="is not the one the run started with"):
+        run_training(run_dir, resume=True, progress=False)

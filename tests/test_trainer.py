@@ -119,9 +119,58 @@ def test_tensorboard_logs_each_step_once_across_a_resume(tmp_path, lpips_alex):
     assert [e.step for e in events.Images("samples")] == [3, 6]
 
 
+def test_soft_logit_loss_is_zero_only_for_matching_logits_and_pulls_toward_the_target():
+    from gancompress.distillation.losses import soft_logit_loss
+
+    target = torch.tensor([[-3.0], [0.5], [4.0]])
+    assert soft_logit_loss(target.clone(), target, 2.0) == pytest.approx(0, abs=1e-6)
+    logits = torch.zeros(3, 1, requires_grad=True)
+    loss = soft_logit_loss(logits, target, 1.0)
+    loss.backward()
+    assert loss > 0 and (logits.grad.sign() == -target.sign()).all()  # descending moves each logit toward its target
+    p, q = torch.sigmoid(target), torch.tensor(0.5)  # KL(Bern(p) || Bern(1/2)) by hand, averaged
+    assert float(loss.detach()) == pytest.approx(float((p * (p / q).log() + (1 - p) * ((1 - p) / (1 - q)).log()).mean()), rel=1e-5)
+
+
+def test_discriminator_from_the_teacher_starts_as_its_copy_and_distils_toward_it(tmp_path):
+    from gancompress.families import build_discriminator_for
+
+    teacher = tiny_generator(channels=(16, 8, 8))
+    student, kept = prune_generator(teacher, width=0.5)
+    torch.manual_seed(5)
+    teacher_d = build_discriminator_for(teacher.config)
+    before = {k: v.clone() for k, v in teacher_d.state_dict().items()}
+    config = TrainConfig(**SMALL, lpips=0.0, d_init="teacher", d_distill=1.0, adv_soft=1.0, d_temperature=2.0)
+    trainer = Trainer(config, student, teacher, None, tmp_path, kept=kept, progress=False, teacher_discriminator=teacher_d)
+    assert trainer.D is not teacher_d and trainer.D.config.channels == teacher_d.config.channels == (8, 8, 16)
+    assert all(torch.equal(v, before[k]) for k, v in trainer.D.state_dict().items())
+    terms = trainer.discriminator_step(0)
+    assert terms["d_distill"] == pytest.approx(0, abs=1e-7)  # an unchanged copy agrees with its teacher exactly
+    trainer.train()
+    lines = [json.loads(line) for line in (tmp_path / "stats.jsonl").read_text().splitlines()]
+    assert all(line["d_distill"] > 0 and line["g_adv_soft"] >= 0 for line in lines[1:])
+    assert all(torch.equal(v, before[k]) for k, v in teacher_d.state_dict().items())  # the teacher's stays as it was
+    assert not all(torch.equal(v, before[k]) for k, v in trainer.D.state_dict().items())
+
+
+def test_discriminator_sizes_and_a_missing_teacher_discriminator(tmp_path):
+    teacher = tiny_generator(channels=(16, 8, 8))
+    student, kept = prune_generator(teacher, width=0.5)
+    wide = Trainer(TrainConfig(**SMALL, lpips=0.0, d_init="teacher-size"), student, teacher, None, tmp_path / "a",
+                   kept=kept, progress=False)
+    assert wide.D.config.channels == (8, 8, 16)  # the teacher's (16, 8, 8) mirrored
+    for changes in ({"d_init": "teacher"}, {"d_distill": 0.5}):
+        with pytest.raises(ConfigError, match="need the teacher's discriminator.*--teacher-d"):
+            Trainer(TrainConfig(**SMALL, lpips=0.0, **changes), student, teacher, None, tmp_path / "b", kept=kept,
+                    progress=False)
+
+
 @pytest.mark.parametrize(
     "kwargs,match",
-    [({"mode": "teach"}, "mode must be"), ({"adv_loss": "wgan"}, "adv_loss must be one of"),
+    [({"d_init": "borrowed"}, "d_init must be one of"), ({"d_init": "teacher", "d_width": 0.5}, "d_width must be 1"),
+     ({"adv": 0.0, "d_distill": 1.0}, "need adv > 0"), ({"d_temperature": 0.0}, "d_temperature must be"),
+     ({"adv_soft": -1.0}, "adv_soft must be a finite number >= 0"),
+     ({"mode": "teach"}, "mode must be"), ({"adv_loss": "wgan"}, "adv_loss must be one of"),
      ({"diffaug": ("color", "flip")}, "unknown DiffAugment policies"), ({"mode": "gan", "adv": 0}, "adv must be > 0")],
 )
 def test_invalid_training_configs(kwargs, match):

@@ -101,6 +101,17 @@ class AdversarialLoss(nn.Module):
         return {"d_real": real, "d_fake": fake}
 
 
+def soft_logit_loss(logits: torch.Tensor, target_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """T^2 * KL(Bernoulli(sigmoid(target / T)) || Bernoulli(sigmoid(logits / T))), averaged: Hinton's
+    soft-label distillation for a one-logit discriminator. The target is detached; the loss is 0
+    exactly when the logits match (it is the soft-label BCE less the target's entropy)."""
+    target = torch.sigmoid(target_logits.detach().float() / temperature)
+    scaled = logits.float() / temperature
+    kl = F.binary_cross_entropy_with_logits(scaled, target) - F.binary_cross_entropy_with_logits(
+        target_logits.detach().float() / temperature, target)
+    return temperature ** 2 * kl
+
+
 def r1_penalty(discriminator: nn.Module, real_images: torch.Tensor, gamma: float, interval: int) -> dict[str, torch.Tensor]:
     """Lazy R1 (Mescheder et al. 2018; StyleGAN2): gamma/2 * E||grad_x D(x)||^2 on real images,
     applied every `interval` steps and scaled by `interval` to keep its average strength."""

@@ -30,7 +30,8 @@ from tqdm import tqdm
 from gancompress.config import ConfigError, SerializableConfig
 from gancompress.distillation.augment import POLICIES, diff_augment
 from gancompress.distillation.distributed import Rank, broadcast, init_distributed, rank_device, sync_grads
-from gancompress.distillation.losses import ADVERSARIAL_LOSSES, AdversarialLoss, FeatureLoss, OutputLoss, r1_penalty
+from gancompress.distillation.losses import (ADVERSARIAL_LOSSES, AdversarialLoss, FeatureLoss, OutputLoss, r1_penalty,
+                                             soft_logit_loss)
 from gancompress.distillation.run_files import RunFiles
 from gancompress.errors import GancompressError
 from gancompress.families import build_discriminator_for, family_of
@@ -39,6 +40,7 @@ __all__ = ["TrainConfig", "Trainer", "TrainingDiverged", "Rank", "init_distribut
 
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+D_INITS = ("student", "teacher-size", "teacher")
 # How a step is computed, not what it computes: left out of records at their defaults, and a resumed
 # run may change them (pipeline.resume_run)
 EXECUTION_FIELDS = ("precision", "fp16_blocks", "channels_last", "compile", "grad_accum")
@@ -63,7 +65,11 @@ class TrainConfig(SerializableConfig):
     r1_gamma: float = 0.1
     r1_interval: int = 16
     diffaug: tuple[str, ...] = ("color", "translation", "cutout")
-    d_width: float = 1.0  # discriminator widths relative to the mirrored student generator
+    d_width: float = 1.0  # discriminator widths relative to the generator it mirrors (d_init student / teacher-size)
+    d_init: str = "student"  # student: fresh, mirroring the student; teacher-size: fresh, mirroring the teacher; teacher: the teacher's own
+    d_distill: float = 0.0  # weight: the discriminator's logits toward the teacher discriminator's on the same images
+    adv_soft: float = 0.0  # weight: D's logits on student images toward its logits on the teacher's images, same latents
+    d_temperature: float = 1.0  # temperature of the soft labels of d_distill and adv_soft
     ema_decay: float = 0.999
     student_bn: str = "batch"  # batch: BatchNorm on batch statistics; frozen: on the inherited running ones
     seed: int = 0
@@ -108,13 +114,24 @@ class TrainConfig(SerializableConfig):
             raise ConfigError(f"need pl_weight >= 0 and pl_interval >= 1, got {self.pl_weight}, {self.pl_interval}")
         if not 0 <= self.style_mixing <= 1:
             raise ConfigError(f"style_mixing is a probability in [0, 1], got {self.style_mixing}")
+        if self.d_init not in D_INITS:
+            raise ConfigError(f"d_init must be one of {', '.join(D_INITS)}, got {self.d_init!r}")
+        if self.d_init == "teacher" and self.d_width != 1:
+            raise ConfigError(f"d_init 'teacher' keeps the teacher's discriminator as it is; d_width must be 1, got {self.d_width}")
+        if (self.d_distill or self.adv_soft) and not self.adv:
+            raise ConfigError("d_distill and adv_soft act through the discriminator: they need adv > 0")
+        if self.adv_soft and self.mode != "distill":
+            raise ConfigError("adv_soft compares student and teacher images: it needs mode 'distill'")
+        if not (math.isfinite(self.d_temperature) and self.d_temperature > 0):
+            raise ConfigError(f"d_temperature must be a finite number > 0, got {self.d_temperature}")
         if not 0 < self.d_width <= 4 or not 0 <= self.ema_decay < 1:
             raise ConfigError(f"need 0 < d_width <= 4 and 0 <= ema_decay < 1, got {self.d_width}, {self.ema_decay}")
         for name in ("lr_g", "lr_d"):  # `not x > 0` is also true for NaN
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ConfigError(f"{name} must be a finite number > 0, got {value}")
-        for name in ("l1", "lpips", "mse", "feat", "adv", "r1_gamma", "pl_weight", "relation", "relation_strength"):
+        for name in ("l1", "lpips", "mse", "feat", "adv", "r1_gamma", "pl_weight", "relation", "relation_strength",
+                     "d_distill", "adv_soft"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ConfigError(f"the weight {name} must be a finite number >= 0, got {value}")
@@ -165,6 +182,7 @@ class Trainer:
         rank: Rank | None = None,
         progress: bool = True,
         log_line: Callable[[str], None] | None = None,
+        teacher_discriminator: torch.nn.Module | None = None,
     ):
         if config.mode == "distill" and teacher is None:
             raise ConfigError("distillation needs a teacher")
@@ -186,7 +204,7 @@ class Trainer:
         self._real_batch = (None, None)  # (step, images): one dataset draw shared by a step's micro-batches
         torch.manual_seed(config.seed)  # discriminator and adapter initialisation, same on every rank
         self.family = family_of(student)
-        self._build_networks(student)
+        self._build_networks(student, teacher, teacher_discriminator)
         self._build_losses(student, teacher, kept, lpips_model)
         self._build_optimizers()
         self._setup_execution()
@@ -196,7 +214,7 @@ class Trainer:
         self._t_end = None  # set when train() returns, so later work is not counted
         self.sample_z = torch.randn(16, student.z_dim, generator=_seeded(config.seed, 0, -1, "sample-bank"))
 
-    def _build_networks(self, student) -> None:
+    def _build_networks(self, student, teacher, teacher_discriminator) -> None:
         config = self.config
         self.G = student.to(self.device).train()
         # "frozen" keeps BatchNorm on the statistics the student inherited (train = deploy function,
@@ -212,7 +230,30 @@ class Trainer:
         if unsupported:
             raise ConfigError(f"{', '.join(unsupported)} need a StyleGAN2 generator; set them to 0 for {self.family.title}")
         self.extra_state = self.family.initial_training_state(self.device)  # checkpointed with the run
-        self.D = build_discriminator_for(student.config, config.d_width).to(self.device)
+        self.D, self.teacher_D = self._discriminators(student, teacher, teacher_discriminator)
+
+    def _discriminators(self, student, teacher, teacher_d):
+        """(the discriminator to train, the frozen teacher discriminator d_distill reads or None)."""
+        config = self.config
+        needs_teacher_d = config.d_init == "teacher" or config.d_distill
+        if needs_teacher_d and teacher_d is None:
+            raise ConfigError("d_init 'teacher' and d_distill need the teacher's discriminator, and none was given or "
+                              "found beside the teacher; pass --teacher-d FILE, or use --d-init student / teacher-size")
+        if needs_teacher_d:
+            c = teacher_d.config
+            if (c.resolution, c.in_channels) != (student.resolution, student.out_channels):
+                raise ConfigError(f"the teacher's discriminator reads {c.resolution}px images with {c.in_channels} "
+                                  f"channels, the student makes {student.resolution}px with {student.out_channels}")
+        if config.d_init == "teacher":
+            discriminator = copy.deepcopy(teacher_d).float().train().requires_grad_(True)
+        elif config.d_init == "teacher-size":
+            if teacher is None:
+                raise ConfigError("d_init 'teacher-size' mirrors the teacher: it needs one")
+            discriminator = build_discriminator_for(teacher.config, config.d_width)
+        else:
+            discriminator = build_discriminator_for(student.config, config.d_width)
+        frozen = copy.deepcopy(teacher_d).float().eval().requires_grad_(False).to(self.device) if config.d_distill else None
+        return discriminator.to(self.device), frozen
 
     def _build_losses(self, student, teacher, kept, lpips_model) -> None:
         config = self.config
@@ -364,9 +405,17 @@ class Trainer:
         def losses():
             with torch.no_grad():
                 fake = self._generate(self.G, self.latents(step, "d-fake"), step, "d-fake")
-            real = self._real(step)
-            return self.adv.discriminator_loss(self._discriminate(self._augment(real, step, "aug-d-real")),
-                                               self._discriminate(self._augment(fake, step, "aug-d-fake")))
+            real = self._augment(self._real(step), step, "aug-d-real")
+            fake = self._augment(fake, step, "aug-d-fake")
+            real_logits, fake_logits = self._discriminate(real), self._discriminate(fake)
+            terms = self.adv.discriminator_loss(real_logits, fake_logits)
+            if self.teacher_D is not None:  # the teacher discriminator's verdicts on the same images, as soft labels
+                with torch.no_grad():
+                    t_real, t_fake = self.teacher_D(self._nhwc(real)), self.teacher_D(self._nhwc(fake))
+                temperature = self.config.d_temperature
+                terms["d_distill"] = self.config.d_distill * 0.5 * (soft_logit_loss(real_logits, t_real, temperature) +
+                                                                     soft_logit_loss(fake_logits, t_fake, temperature))
+            return terms
         return self.apply(self.opt_d, self.d_params, losses)
 
     def r1_step(self, step: int) -> dict:
@@ -392,7 +441,12 @@ class Trainer:
                     terms.update(self.feature_loss(feats, t_feats))
             terms.update(self.family.generator_terms(self, z, step))
             if self.config.adv:
-                terms.update(self.adv.generator_loss(self._discriminate(self._augment(images, step, "aug-g"))))
+                logits = self._discriminate(self._augment(images, step, "aug-g"))
+                terms.update(self.adv.generator_loss(logits))
+                if self.config.adv_soft:  # the same augmentation draw on the teacher's images of the same latents
+                    with torch.no_grad():
+                        t_logits = self._discriminate(self._augment(t_images, step, "aug-g"))
+                    terms["g_adv_soft"] = self.config.adv_soft * soft_logit_loss(logits, t_logits, self.config.d_temperature)
             return terms
         return self.apply(self.opt_g, self.g_params, losses)
 

@@ -26,6 +26,7 @@ class Family:
     name: str = ""  # as in configs and checkpoints
     title: str = ""  # as in messages
     config_class: type = type(None)
+    discriminator_config_class: type = type(None)
     criteria: tuple[str, ...] = ()  # pruning criteria, the default first
     export_parts: tuple[str, ...] = ("full",)
     init_modes: tuple[str, ...] = ("inherit", "random")
@@ -39,6 +40,10 @@ class Family:
 
     def build_discriminator(self, generator_config, width: float = 1.0) -> nn.Module:
         """The discriminator sized like a (student) generator, scaled by `width`."""
+        return self.discriminator_from_config(self.discriminator_config_class.for_generator(generator_config, width))
+
+    def discriminator_from_config(self, config) -> nn.Module:
+        """A discriminator of this family from its own config (a saved or imported one)."""
         raise NotImplementedError
 
     def scratch_config(self, resolution: int, channels=None, z_dim=None, out_channels: int = 3, **extra):
@@ -197,6 +202,23 @@ def config_from_dict(data: dict):
 
 def build_generator(config):
     return family_of(config).build_generator(config)
+
+
+def discriminator_config_from_dict(data: dict):
+    """The discriminator config a file's metadata describes ({"family": "dcgan-d" | "stylegan2-d", ...})."""
+    for family in FAMILIES.values():
+        if family.discriminator_config_class.family == data.get("family"):
+            return family.discriminator_config_class.from_dict(data)
+    known = sorted(f.discriminator_config_class.family for f in FAMILIES.values())
+    raise ConfigError(f"unknown discriminator family {data.get('family')!r}; known: {known}")
+
+
+def build_discriminator(config):
+    """The discriminator a discriminator config describes, built by the family that owns the config."""
+    for family in FAMILIES.values():
+        if isinstance(config, family.discriminator_config_class):
+            return family.discriminator_from_config(config)
+    raise ConfigError(f"{type(config).__name__} is no family's discriminator config")
 
 
 def build_discriminator_for(generator_config, width: float = 1.0):

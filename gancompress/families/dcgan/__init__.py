@@ -30,6 +30,7 @@ class DCGANFamily(Family):
     name = "dcgan"
     title = "DCGAN"
     config_class = DCGANConfig
+    discriminator_config_class = DCGANDiscriminatorConfig
     criteria = ("l1", "bn", "random", "taylor", "cagan")
 
     foreign_catch_all = True
@@ -45,10 +46,10 @@ class DCGANFamily(Family):
 
         return DCGANGenerator(config)
 
-    def build_discriminator(self, generator_config, width: float = 1.0):
+    def discriminator_from_config(self, config):
         from gancompress.families.dcgan.networks import DCGANDiscriminator
 
-        return DCGANDiscriminator(DCGANDiscriminatorConfig.for_generator(generator_config, width))
+        return DCGANDiscriminator(config)
 
     def scratch_config(self, resolution: int, channels=None, z_dim=None, out_channels: int = 3, **extra):
         return DCGANConfig(z_dim=z_dim or 100, channels=channels or (256, 128, 64), out_channels=out_channels,

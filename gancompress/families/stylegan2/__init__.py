@@ -42,6 +42,7 @@ class StyleGAN2Family(Family):
     name = "stylegan2"
     title = "StyleGAN2"
     config_class = StyleGAN2Config
+    discriminator_config_class = StyleGAN2DiscriminatorConfig
     criteria = ("l1", "random", "diversity", "cagan")
     export_parts = ("full", "mapping", "synthesis")
     init_modes = ("inherit", "random", "mapping-only")
@@ -79,8 +80,8 @@ class StyleGAN2Family(Family):
     def build_generator(self, config):
         return StyleGAN2Generator(config)
 
-    def build_discriminator(self, generator_config, width: float = 1.0):
-        return StyleGAN2Discriminator(StyleGAN2DiscriminatorConfig.for_generator(generator_config, width))
+    def discriminator_from_config(self, config):
+        return StyleGAN2Discriminator(config)
 
     def scratch_config(self, resolution: int, channels=None, z_dim=None, out_channels: int = 3, w_dim: int = 512,
                        mapping_layers: int = 8, **extra):
