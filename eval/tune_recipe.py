@@ -3,7 +3,8 @@ changed, trained at a short budget with several seeds and scored by FID (and LPI
 teacher samples. The defaults in TrainConfig are the winners of this search (docs/recipes.md).
 
 A setting is named by its changes, `field=value` joined by `+` (`default`: none), e.g.
-`feat=0+adv=0.3`; values are JSON (`diffaug=none` means no DiffAugment). Every row is one
+`feat=0+adv=0.3`; values are JSON, or a bare word for a string (`d_init=teacher`; `diffaug=none`
+means no DiffAugment). Every row is one
 (setting, seed) pair, stored in OUT/rows/ and skipped when the search is run again, so a first stage
 of one-field changes can be followed by a stage that combines the winners in the same directory:
 
@@ -46,7 +47,10 @@ def parse_setting(name: str) -> dict:
         field, sep, text = part.partition("=")
         if not sep:
             raise StudyError(f"setting {name!r}: {part!r} is not field=value")
-        value = [] if text == "none" else json.loads(text)
+        try:
+            value = [] if text == "none" else json.loads(text)
+        except ValueError:
+            value = text  # a bare word: d_init=teacher
         changes[field] = tuple(value) if isinstance(value, list) else value
     TrainConfig(**changes)  # unknown fields and bad values fail before anything trains
     return changes

@@ -41,12 +41,13 @@ def prune(teacher, width: float | None = None, channels=None, criterion: str = "
 
 def distill(teacher: str | Path, width: float | None = 0.25, channels=None, steps: int = 2000, *,
             criterion: str = "l1", init: str = "inherit", conv: str | None = None, run_root: str | Path = "runs", device: str | None = None,
-            progress: bool = True, **train):
+            progress: bool = True, teacher_d: str | Path | None = None, **train):
     """(student, run_dir): prune `teacher` (a name or a file, recorded in the run so it can resume) and
     distil the student for `steps` steps; `train` takes any TrainConfig field (batch_size, lr_g, l1,
     lpips, feat, adv, ...). The run directory holds run.json, logs, checkpoints and
     student.safetensors (the EMA student, also returned). `conv="separable"` (StyleGAN2): the
-    mobile student's separable convolutions, initialised from the pruned kernels.
+    mobile student's separable convolutions, initialised from the pruned kernels. `teacher_d`: the
+    teacher's discriminator file for d_init="teacher" / d_distill (default: shipped with or beside it).
 
     >>> student, run_dir = gc.distill("dcgan-fmnist32", width=0.5, steps=200, batch_size=16)"""
     from gancompress.distillation.trainer import TrainConfig
@@ -56,7 +57,8 @@ def distill(teacher: str | Path, width: float | None = 0.25, channels=None, step
     config = TrainConfig(steps=steps, **train)
     plan = StudentPlan(init, width=None if channels else width, channels=channels or None, criterion=criterion,
                        prune_seed=0, conv=conv)
-    run_dir = start_run(run_root, plan.run_label("distill", teacher), config, str(teacher), plan, device)
+    run_dir = start_run(run_root, plan.run_label("distill", teacher), config, str(teacher), plan, device,
+                        teacher_d=str(teacher_d) if teacher_d else None)
     student, _ = run_training(run_dir, device, progress=progress)
     return student, run_dir
 

@@ -5,7 +5,8 @@ import torch
 
 from gancompress.io import sha256_file
 from gancompress.metrics.cost import count_macs, count_parameters
-from gancompress.teachers import manifest, resolve_generator, teacher_path
+from gancompress.families import build_discriminator_for
+from gancompress.teachers import manifest, resolve_discriminator, resolve_generator, teacher_path
 
 TEACHERS = sorted(manifest())
 
@@ -28,6 +29,16 @@ def test_registered_teacher_matches_its_manifest(name, ready_assets):
     else:  # StyleGAN2 has no output tanh (the evaluator clamps), but a trained one stays near [-1, 1]
         assert images.abs().max() < 2 and (images - images.clamp(-1, 1)).abs().mean() < 0.05
     assert images.std() > 0.05  # not a collapsed constant image
+    discriminator, d_identity = resolve_discriminator(name)
+    assert (discriminator is None) == ("discriminator" not in entry)
+    if discriminator is not None:  # ours, trained against the frozen teacher (eval/teacher_discriminator.py)
+        assert d_identity["sha256"] == entry["discriminator"]["sha256"]
+        assert discriminator.config == build_discriminator_for(generator.config).config  # mirrors the teacher, full width
+        held_out = entry["discriminator"]["held_out"]  # tells the data from the teacher's samples better than chance
+        assert held_out["real_accuracy"] + held_out["fake_accuracy"] > 1.2
+        with torch.inference_mode():
+            logits = discriminator(images)
+        assert logits.shape[0] == 4 and logits.numel() == 4 and torch.isfinite(logits).all()
 
 
 def test_a_teachers_discriminator_is_found_beside_it_recorded_by_the_run_and_checked_on_resume(tmp_path):
