@@ -173,14 +173,14 @@ def shape_mismatches(expected: dict[str, tuple], found: dict[str, tuple]) -> str
     return ", ".join(p for p in parts if p)
 
 
-def config_of(metadata_config, path):
-    """The generator config stored in a checkpoint's metadata, or a CheckpointError saying what is wrong."""
+def config_of(metadata_config, path, kind: str = "generator", read=config_from_dict):
+    """The `kind` config stored in a checkpoint's metadata (read by `read`), or a CheckpointError saying what is wrong."""
     if not isinstance(metadata_config, dict):
         raise CheckpointError(f"{path}: the config in its metadata is {metadata_config!r}, not an object of fields")
     try:
-        return config_from_dict(metadata_config)
+        return read(metadata_config)
     except GancompressError as err:
-        raise CheckpointError(f"{path}: invalid generator config in its metadata: {err}") from None
+        raise CheckpointError(f"{path}: invalid {kind} config in its metadata: {err}") from None
 
 
 def save_discriminator(path: str | os.PathLike, discriminator: torch.nn.Module, extra_metadata: dict | None = None) -> Path:
@@ -202,12 +202,7 @@ def load_discriminator(path: str | os.PathLike, device: str | torch.device = "cp
     from gancompress.families import build_discriminator, discriminator_config_from_dict
 
     def config(data, path):
-        if not isinstance(data, dict):
-            raise CheckpointError(f"{path}: the config in its metadata is {data!r}, not an object of fields")
-        try:
-            return discriminator_config_from_dict(data)
-        except GancompressError as err:
-            raise CheckpointError(f"{path}: invalid discriminator config in its metadata: {err}") from None
+        return config_of(data, path, "discriminator", discriminator_config_from_dict)
 
     return _load_network(path, "discriminator", config, build_discriminator, device,
                          "import a foreign checkpoint with `gancompress import`, which writes its -D file")

@@ -25,6 +25,34 @@ def test_checkpoint_rebuilds_any_generator_from_the_file_alone(tmp_path):
     assert meta["note"] == {"width": 0.5}
 
 
+@pytest.mark.parametrize("family", ["dcgan", "stylegan2"])
+def test_discriminator_files_round_trip_and_bad_ones_are_clear_errors(tmp_path, family):
+    from gancompress.families import FAMILIES, build_discriminator_for
+    from gancompress.io import load_discriminator, save_discriminator, save_tensors
+
+    config = FAMILIES[family].tiny_config()
+    torch.manual_seed(0)
+    discriminator = build_discriminator_for(config, 0.5)
+    path = save_discriminator(tmp_path / "d.safetensors", discriminator, {"note": "kept"})
+    loaded = load_discriminator(path)
+    images = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(loaded(images), discriminator.eval()(images)) and not loaded.training
+    assert read_metadata(path)["note"] == "kept" and read_metadata(path)["kind"] == "discriminator"
+    generator = save_generator(tmp_path / "g.safetensors", FAMILIES[family].build_generator(config))
+    with pytest.raises(CheckpointError, match="not a gancompress discriminator checkpoint.*gancompress import"):
+        load_discriminator(generator)
+    with pytest.raises(CheckpointError, match="not a gancompress generator checkpoint"):
+        load_generator(path)
+    wider = build_discriminator_for(config, 1.0).state_dict()
+    save_tensors(tmp_path / "bad.safetensors", wider, {"kind": "discriminator", "config": discriminator.config.to_dict()})
+    with pytest.raises(CheckpointError, match="do not match the config in its metadata"):
+        load_discriminator(tmp_path / "bad.safetensors")
+    save_tensors(tmp_path / "odd.safetensors", wider, {"kind": "discriminator", "config": {"family": "vqgan-d"}})
+    with pytest.raises(CheckpointError, match="invalid discriminator config.*unknown discriminator family 'vqgan-d'"):
+        load_discriminator(tmp_path / "odd.safetensors")
+
+
 def test_checkpoints_are_byte_deterministic(tmp_path):
     """Records cite checkpoint sha256s, so the same network must always give the same bytes."""
     from gancompress.io import sha256_file
