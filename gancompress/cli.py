@@ -538,7 +538,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"gancompress {gancompress.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_assets_parser, _eval_parser, _prune_parser, _distill_parser, _train_parser, _import_parser, _compress_parser, _export_parser, _bench_parser, _sweep_parser):
+    for add in (_assets_parser, _eval_parser, _generate_parser, _prune_parser, _distill_parser, _train_parser, _import_parser, _compress_parser, _export_parser, _bench_parser, _sweep_parser):
         add(sub)
     return parser
 
@@ -586,6 +586,34 @@ def _eval_parser(sub) -> None:
     p.add_argument("--isc", action="store_true", help="ask for Inception Score (reported unavailable, with why)")
     p.add_argument("--out", type=Path, default=None, help="write the JSON record here")
     p.set_defaults(func=cmd_eval)
+
+
+def _generate_parser(sub) -> None:
+    p = sub.add_parser(
+        "generate", formatter_class=_Formatter, parents=_parents("device", "quiet"),
+        help="write a generator's samples as PNGs or .npz (to recompute FID with other tools)",
+        description="Write the images `eval --seed S --n N` generates (same latents, per-layer noise and uint8 "
+                    "quantisation) as lossless PNGs in a new folder (with generate.json) or as one .npz (images "
+                    "N,H,W,C uint8, z, record), so torch-fidelity, clean-fid or pytorch-fid can check our FID.",
+        epilog="examples:\n  gancompress generate --generator dcgan-face64 --n 1000 --out samples/\n"
+               "  fidelity --gpu -1 --fid --input1 samples/ --input2 other/\n"
+               "  gancompress generate --generator student.safetensors --n 2000 --out student.npz",
+    )
+    p.add_argument("--generator", required=True, help="registered teacher name or checkpoint path")
+    p.add_argument("--n", type=int, required=True, help="number of images")
+    p.add_argument("--seed", type=int, default=0, help="seed of the latents (and noise), as eval's --seed")
+    p.add_argument("--batch-size", type=int, default=64, help="generator batch size (does not change the images)")
+    p.add_argument("--out", type=Path, required=True, help="a new (or empty) folder for PNGs, or FILE.npz")
+    p.set_defaults(func=cmd_generate)
+
+
+def cmd_generate(args) -> int:
+    from gancompress.evaluation import write_samples
+
+    write_samples(args.generator, args.out, args.n, seed=args.seed, batch_size=args.batch_size, device=args.device,
+                  progress=not args.quiet)
+    print(f"{args.n} images of {args.generator} (seed {args.seed}) written to {args.out}")
+    return 0
 
 
 def _prune_parser(sub) -> None:

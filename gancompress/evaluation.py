@@ -388,6 +388,13 @@ def _lpips_unavailable(reference: Reference, generator) -> dict | None:
     return None
 
 
+def latents_rule(seed: int, per_layer_noise: bool) -> str:
+    """How the generated side's inputs are drawn (`latents`, `_noise_rng`), in words for records."""
+    return f"z ~ N(0, I) drawn on the CPU from torch seed {seed}" + (
+        f"; per-layer noise per image from a torch generator seeded with sha256('noise/{seed}/<image index>')[:4]"
+        if per_layer_noise else "")
+
+
 def protocol(n, n_ref, seed, ref_seed, batch_size, device, reference, per_layer_noise: bool = False) -> dict:
     weights = assets.provenance("fid-inception")
     ref_desc = {
@@ -397,9 +404,7 @@ def protocol(n, n_ref, seed, ref_seed, batch_size, device, reference, per_layer_
     }[reference.kind]
     return {
         "n_generated": n,
-        "latents": f"z ~ N(0, I) drawn on the CPU from torch seed {seed}" + (
-            f"; per-layer noise per image from a torch generator seeded with sha256('noise/{seed}/<image index>')[:4]"
-            if per_layer_noise else ""),
+        "latents": latents_rule(seed, per_layer_noise),
         "n_reference": n_ref,
         "reference": ref_desc,
         "feature_extractor": fid_metrics.FEATURE_EXTRACTOR_ID,
@@ -450,3 +455,57 @@ def format_table(record: dict) -> str:
     ]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+SAMPLES_RECORD = "generate.json"
+
+
+def write_samples(generator_spec, out: str | Path, n: int, seed: int = 0, batch_size: int = 64, device=None,
+                  progress: bool = True) -> dict:
+    """Write the n images `evaluate` would generate with `seed` (the same latents, per-layer noise and
+    uint8 quantisation) so FID can be recomputed by other tools: `out` a new folder of lossless PNGs
+    (000000.png, ...; grayscale as L, colour as RGB) with generate.json beside them, or a `.npz` with
+    `images` (N, H, W, C) uint8, `z` (N, z_dim) float32 and `record` (the same JSON). Returns the record."""
+    import numpy as np
+    from PIL import Image
+
+    from gancompress.io import atomic_path, atomic_write_text, check_writable
+
+    if n < 1:
+        raise EvaluationError(f"--n must be at least 1, got {n}")
+    out = Path(out)
+    as_npz = out.suffix == ".npz"
+    if not as_npz and out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise EvaluationError(f"{out} exists and is not an empty folder; choose a new --out (or a FILE.npz)")
+    device = device or default_device()
+    generator, identity = (resolve_generator(generator_spec, device) if isinstance(generator_spec, (str, Path))
+                           else (generator_spec.to(device), {"name": type(generator_spec).__name__}))
+    check_writable(out if as_npz else out / SAMPLES_RECORD)
+    z = latents(n, generator.z_dim, seed)
+    record = {"generator": {k: v for k, v in identity.items() if k != "config"}, "n": n, "seed": seed,
+              "latents": latents_rule(seed, family_of(generator).has_shared_inputs),
+              "to_uint8": TO_UINT8_RULE, "resolution": generator.resolution, "channels": generator.out_channels,
+              "format": "uint8 images (N, H, W, C), z float32 (N, z_dim)" if as_npz else
+                        "lossless PNG per image, 000000.png upwards in latent order (L for 1 channel, RGB for 3)",
+              "same_as": f"the generated side of `gancompress eval --generator {identity.get('name')} --n {n} --seed {seed}`",
+              "gancompress": gancompress.__version__, "torch": torch.__version__}
+    if not as_npz:
+        out.mkdir(parents=True, exist_ok=True)
+    chunks = []
+    bar = tqdm(total=n, desc="generate", unit="img", disable=not progress)
+    for span, images in sample_images(generator, z, batch_size, device, noise_seed=seed):
+        pixels = to_uint8(images).permute(0, 2, 3, 1).numpy()  # NHWC
+        if as_npz:
+            chunks.append(pixels)
+        else:
+            for i, image in zip(range(span.start, span.stop), pixels):
+                Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(out / f"{i:06d}.png")
+        bar.update(span.stop - span.start)
+    bar.close()
+    text = json.dumps(record, indent=2) + "\n"
+    if as_npz:
+        with atomic_path(out) as tmp, open(tmp, "wb") as f:
+            np.savez(f, images=np.concatenate(chunks), z=z.numpy(), record=np.array(text))
+    else:
+        atomic_write_text(out / SAMPLES_RECORD, text)
+    return record

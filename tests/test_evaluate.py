@@ -59,6 +59,35 @@ def test_record_carries_metrics_and_protocol(cache, generators, tmp_path, capsys
     assert "inception_score" not in m
 
 
+def test_generated_folders_give_torch_fidelity_our_fid(cache, generators, tmp_path, capsys):
+    import torch_fidelity
+
+    from gancompress.evaluation import DEFAULT_REF_SEED
+
+    teacher, student = generators
+    code, _, _ = _eval(capsys, "--generator", str(student), "--reference", f"teacher:{teacher}", "--no-latency",
+                       "--out", str(tmp_path / "record.json"))
+    ours = json.loads((tmp_path / "record.json").read_text())["metrics"]["fid"]
+    for generator, seed, out in ((student, 0, "student"), (teacher, DEFAULT_REF_SEED, "teacher"),
+                                 (student, 0, "student.npz")):
+        assert main(["generate", "--quiet", "--generator", str(generator), "--n", N, "--seed", str(seed),
+                     "--batch-size", "7", "--out", str(tmp_path / out)]) == 0
+    pngs = sorted((tmp_path / "student").glob("*.png"))
+    assert len(pngs) == 24 and pngs[0].name == "000000.png"
+    record = json.loads((tmp_path / "student" / "generate.json").read_text())
+    assert record["n"] == 24 and record["seed"] == 0 and record["generator"]["sha256"]
+    packed = np.load(tmp_path / "student.npz")
+    assert packed["images"].shape == (24, 32, 32, 3) and packed["images"].dtype == np.uint8
+    assert np.array_equal(packed["images"][5], np.asarray(Image.open(pngs[5])))  # the same pixels either way
+    assert json.loads(str(packed["record"]))["format"].startswith("uint8 images")
+    theirs = torch_fidelity.calculate_metrics(
+        input1=str(tmp_path / "student"), input2=str(tmp_path / "teacher"), fid=True, cuda=False, verbose=False, save_cpu_ram=True,
+        feature_extractor_weights_path=str(assets.resolve("fid-inception")))["frechet_inception_distance"]
+    assert theirs == pytest.approx(ours, abs=1e-3)
+    assert main(["generate", "--quiet", "--generator", str(student), "--n", "3", "--out", str(tmp_path / "student")]) == 2
+    assert "exists and is not an empty folder" in capsys.readouterr().err
+
+
 def test_teacher_against_itself_has_zero_lpips_and_reuses_reference_features(cache, generators, capsys):
     teacher, _ = generators
     args = ["--generator", str(teacher), "--reference", f"teacher:{teacher}", "--no-latency", "--json"]
