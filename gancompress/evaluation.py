@@ -167,7 +167,8 @@ def _features(batches: Iterator[torch.Tensor], extractor, total: int, desc: str,
     return torch.cat(feats)
 
 
-def reference_cache_key(reference: Reference, n_ref: int, ref_seed: int, device: str) -> tuple[str, dict]:
+def reference_cache_key(reference: Reference, n_ref: int, ref_seed: int, device: str,
+                        backend: str = "torch") -> tuple[str, dict]:
     weights = assets.provenance("fid-inception")
     descriptor = {
         "version": REFERENCE_CACHE_VERSION,
@@ -181,13 +182,14 @@ def reference_cache_key(reference: Reference, n_ref: int, ref_seed: int, device:
         "to_uint8": TO_UINT8_RULE,
         "grayscale": GRAYSCALE_RULE,
         "device_type": torch.device(device).type,
+        "feature_backend": backend,  # torch or onnxruntime: equal to 1e-4, but never mixed in one FID
     }
     key = hashlib.sha256(json.dumps(descriptor, sort_keys=True).encode()).hexdigest()[:32]
     return key, descriptor
 
 
 def cached_features(reference, n_ref, ref_seed, extractor, batch_size, device, use_cache, progress, log):
-    key, descriptor = reference_cache_key(reference, n_ref, ref_seed, device)
+    key, descriptor = reference_cache_key(reference, n_ref, ref_seed, device, extractor.backend)
     path = assets.cache_dir() / "features" / f"{key}.safetensors"
     if use_cache and path.is_file():
         log(f"features of {reference.label} (n = {n_ref}, seed {ref_seed}): reused from cache {path}")
@@ -359,8 +361,8 @@ def evaluate(
         "generator_features": gen_cache,
         "metrics": metrics,
         "cost": cost,
-        "protocol": protocol(n, n_ref, seed, ref_seed, batch_size, device, reference,
-                             family_of(generator).has_shared_inputs),
+        "protocol": {**protocol(n, n_ref, seed, ref_seed, batch_size, device, reference,
+                                family_of(generator).has_shared_inputs), "feature_backend": extractor.description},
         "timings": timings,
     }
 
@@ -449,6 +451,7 @@ def format_table(record: dict) -> str:
     rows += [
         ("features", f"{p['feature_extractor']}, weights {w['asset']} sha256 {w['sha256'][:12]}"),
         ("resize", "bilinear to 299 like TF1.x (torch-fidelity), uint8 input"),
+        ("computed by", p.get("feature_backend", "torch")),
         ("reference cache", record["reference"]["features"]["cache"]),
         ("device", f"{p['device']}, {p['threads']} threads, torch {p['torch']}"),
         ("time", ", ".join(f"{k[:-2]} {v:.1f}s" for k, v in record["timings"].items())),

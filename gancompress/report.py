@@ -153,7 +153,7 @@ def write_report(run_dir: Path, summary: dict) -> tuple[Path, Path]:
         "Protocol: " + "; ".join([
             f"n = {p['n_generated']} generated vs {p['n_reference']} reference ({p['reference']})",
             f"features: {p['feature_extractor']}, weights {p['feature_weights']['asset']} "
-            f"sha256 {p['feature_weights']['sha256'][:16]}",
+            f"sha256 {p['feature_weights']['sha256'][:16]}, computed by {p.get('feature_backend', 'torch')}",
             f"resize: {p['resize']}", f"latents: {p['latents']}",
             f"device {p['device']}, {p['threads']} threads, torch {p['torch']}",
         ]) + ".",

@@ -79,6 +79,38 @@ def test_fid_does_not_depend_on_the_evaluation_batch_size(feature_sets, inceptio
     assert abs(fid_from_features(odd_batches, f["fashion"]) - fid_from_features(f["mnist_a"], f["fashion"])) < 1e-3
 
 
+def test_onnx_runtime_features_give_torchs_fid_and_a_damaged_graph_is_exported_again(feature_sets, inception, tmp_path,
+                                                                                     monkeypatch):
+    from gancompress import assets
+    from gancompress.metrics import fid
+
+    assert inception.backend == "onnxruntime" and "onnxruntime" in inception.description  # the default on a CPU
+    eager = fid.InceptionFeatures("cpu", backend="torch")
+    sets, f = feature_sets
+    torch_feats = torch.cat([eager(sets["mnist_a"][i:i + 50]) for i in range(0, N, 50)])
+    assert (torch_feats - f["mnist_a"]).abs().max() < fid.ONNX_TOLERANCE
+    assert fid_from_features(torch_feats, f["fashion"]) == pytest.approx(fid_from_features(f["mnist_a"], f["fashion"]),
+                                                                          abs=1e-3)
+    # A graph whose bytes no longer match its recorded sha256 is not trusted: it is exported again.
+    monkeypatch.setenv(assets.CACHE_ENV, str(tmp_path))
+    weights = tmp_path / "weights" / "fid-inception.pth"
+    weights.parent.mkdir()
+    weights.write_bytes(assets.resolve("fid-inception").read_bytes())
+    monkeypatch.setenv(assets.get_asset("fid-inception").env_var, str(weights))
+    first = fid.InceptionFeatures("cpu")
+    graph = fid._onnx_path(weights)
+    assert first.backend == "onnxruntime" and graph.parent == weights.parent and fid._onnx_verified(graph)
+    with open(graph, "r+b") as handle:  # flip bytes in the middle
+        handle.seek(graph.stat().st_size // 2)
+        handle.write(b"\x00" * 64)
+    assert not fid._onnx_verified(graph)
+    again = fid.InceptionFeatures("cpu")
+    assert again.backend == "onnxruntime" and fid._onnx_verified(graph)
+    assert torch.equal(again(sets["mnist_a"][:8]), first(sets["mnist_a"][:8]))
+    with pytest.raises(ValueError, match="feature backend must be one of"):
+        fid.InceptionFeatures("cpu", backend="tensorrt")
+
+
 def test_dcgan_face64_cost_matches_the_hand_count(ready_assets):
     teacher, _ = resolve_generator("dcgan-face64")
     assert count_parameters(teacher) == 3_576_704
