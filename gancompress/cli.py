@@ -118,7 +118,7 @@ def cmd_eval(args) -> int:
         args.generator, args.reference, n=args.n, n_ref=args.n_ref, seed=args.seed, ref_seed=args.ref_seed,
         batch_size=args.batch_size, device=args.device, lpips_net=args.lpips_net, latency=not args.no_latency,
         use_cache=not args.no_cache, progress=not args.quiet, inception_score=args.isc,
-        log=lambda msg: print(msg, file=sys.stderr),
+        log=lambda msg: print(msg, file=sys.stderr), save_stats=args.save_stats,
     )
     if args.out:
         atomic_write_text(args.out, json.dumps(record, indent=2) + "\n")
@@ -585,6 +585,8 @@ def _eval_parser(sub) -> None:
     p.add_argument("--no-cache", action="store_true", help="do not read or write cached Inception features")
     p.add_argument("--isc", action="store_true", help="ask for Inception Score (reported unavailable, with why)")
     p.add_argument("--out", type=Path, default=None, help="write the JSON record here")
+    p.add_argument("--save-stats", type=Path, default=None,
+                   help="also write the generated features' mu and sigma to FILE.npz (pytorch-fid / clean-fid layout)")
     p.set_defaults(func=cmd_eval)
 
 

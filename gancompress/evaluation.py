@@ -299,13 +299,20 @@ def evaluate(
     inception_score: bool = False,
     log: Callable[[str], None] = print,
     identity: dict | None = None,
+    save_stats: str | Path | None = None,
 ) -> dict:
     """Evaluate `generator_spec` (a registered name, a checkpoint path, or a generator nn.Module)
     against `reference_spec` (teacher:NAME|PATH, a dataset[:split], an image folder/tar, or a
     `Reference` already built, e.g. `generator_reference(teacher, ...)`): a record of FID, KID,
     LPIPS, cost and latency that carries its protocol. `identity`: how the record names a generator
-    passed as an object (default: its family, config and a sha256 of its tensors)."""
+    passed as an object (default: its family, config and a sha256 of its tensors). `save_stats`: a
+    .npz for the generated features' mean and covariance (`mu`, `sigma`: pytorch-fid's and clean-fid's
+    layout) with the record's protocol as `protocol` (JSON)."""
     device = device or default_device()
+    if save_stats is not None:
+        from gancompress.io import check_writable
+
+        check_writable(save_stats)
     n_ref = _check_budget(n, n_ref, batch_size)
     timings = {}
     t0 = time.perf_counter()
@@ -353,6 +360,11 @@ def evaluate(
     metrics = {"fid": fid, "kid": {"mean": kid_mean, "std": kid_std}, "lpips": lpips_record}
     if inception_score:
         metrics["inception_score"] = {"available": False, "reason": fid_metrics.INCEPTION_SCORE_UNAVAILABLE}
+    record_protocol = {**protocol(n, n_ref, seed, ref_seed, batch_size, device, reference,
+                                  family_of(generator).has_shared_inputs), "feature_backend": extractor.description}
+    if save_stats is not None:
+        write_statistics(save_stats, gen_feats, {"generator": {k: gen_identity.get(k) for k in ("name", "sha256")},
+                                                 "n": n, "seed": seed, "protocol": record_protocol})
     return {
         "generator": gen_identity,
         "reference": {"spec": reference_spec if isinstance(reference_spec, str) else reference.label,
@@ -361,10 +373,22 @@ def evaluate(
         "generator_features": gen_cache,
         "metrics": metrics,
         "cost": cost,
-        "protocol": {**protocol(n, n_ref, seed, ref_seed, batch_size, device, reference,
-                                family_of(generator).has_shared_inputs), "feature_backend": extractor.description},
+        "protocol": record_protocol,
         "timings": timings,
     }
+
+
+def write_statistics(path: str | Path, features: torch.Tensor, about: dict) -> None:
+    """`mu` (2048,) and `sigma` (2048, 2048) float64 of `features`, as pytorch-fid and clean-fid store
+    them, plus `about` as a JSON string under `record`; written atomically."""
+    import numpy as np
+
+    from gancompress.io import atomic_path
+
+    stats = fid_metrics.fid_features_to_statistics(features.double())
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, mu=np.asarray(stats["mu"], dtype=np.float64), sigma=np.asarray(stats["sigma"], dtype=np.float64),
+                 record=np.array(json.dumps(about, indent=2)))
 
 
 @torch.inference_mode()

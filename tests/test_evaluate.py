@@ -88,6 +88,30 @@ def test_generated_folders_give_torch_fidelity_our_fid(cache, generators, tmp_pa
     assert "exists and is not an empty folder" in capsys.readouterr().err
 
 
+def test_saved_statistics_reproduce_the_fid_in_pytorch_fids_layout(cache, generators, tmp_path, capsys):
+    from torch_fidelity.metric_fid import fid_statistics_to_metric
+
+    from gancompress.evaluation import DEFAULT_REF_SEED
+
+    teacher, student = generators
+    _eval(capsys, "--generator", str(student), "--reference", f"teacher:{teacher}", "--no-latency",
+          "--out", str(tmp_path / "r.json"), "--save-stats", str(tmp_path / "student.npz"))
+    # the teacher's side of that FID: its samples from the reference seed, saved by evaluating it as a generator
+    _eval(capsys, "--generator", str(teacher), "--seed", str(DEFAULT_REF_SEED), "--ref-seed", "5",
+          "--reference", f"teacher:{teacher}", "--no-latency", "--save-stats", str(tmp_path / "teacher.npz"))
+    stats = [dict(np.load(tmp_path / name)) for name in ("student.npz", "teacher.npz")]
+    assert stats[0]["mu"].shape == (2048,) and stats[0]["sigma"].shape == (2048, 2048)
+    assert stats[0]["mu"].dtype == np.float64 and np.allclose(stats[0]["sigma"], stats[0]["sigma"].T)
+    about = json.loads(str(stats[0]["record"]))
+    assert about["n"] == 24 and about["seed"] == 0 and "onnxruntime" in about["protocol"]["feature_backend"]
+    fid = fid_statistics_to_metric(*[{"mu": s["mu"], "sigma": s["sigma"]} for s in stats], verbose=False)
+    assert fid["frechet_inception_distance"] == pytest.approx(json.loads((tmp_path / "r.json").read_text())["metrics"]["fid"],
+                                                               abs=1e-6)
+    assert main(["eval", "--quiet", "--generator", str(student), "--reference", f"teacher:{teacher}",
+                 "--save-stats", str(tmp_path)]) == 2  # a folder, refused before any work
+    assert "is a folder" in capsys.readouterr().err
+
+
 def test_teacher_against_itself_has_zero_lpips_and_reuses_reference_features(cache, generators, capsys):
     teacher, _ = generators
     args = ["--generator", str(teacher), "--reference", f"teacher:{teacher}", "--no-latency", "--json"]
