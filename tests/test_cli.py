@@ -15,6 +15,7 @@ SHARED = {"--asset", "--device", "--quiet", "--json", "--dry-run"}
 EXPECTED = {  # which shared options each subcommand takes
     "assets": {"--asset", "--quiet", "--json"},
     "eval": {"--asset", "--device", "--quiet", "--json"},
+    "generate": {"--asset", "--device", "--quiet"},
     "prune": {"--asset", "--device", "--json"},
     "distill": {"--asset", "--device", "--quiet", "--dry-run"},
     "train": {"--asset", "--device", "--quiet", "--dry-run"},
