@@ -31,6 +31,11 @@ def teacher_path(name: str) -> Path:
     entry = entries[name]
     if "asset" in entry:
         return assets.resolve(entry["asset"])
+    return _shipped_file(name, entry)
+
+
+def _shipped_file(name: str, entry: dict) -> Path:
+    """A file shipped in gancompress.pretrained, checked against the manifest's sha256."""
     path = Path(str(resources.files("gancompress.pretrained").joinpath(entry["file"])))
     if entry.get("sha256") and sha256_file(path) != entry["sha256"]:
         raise TeacherError(f"teacher {name!r}: {path} does not match the manifest's sha256; reinstall gancompress")
@@ -89,9 +94,7 @@ def resolve_discriminator(teacher_spec: str, d_spec: str | None = None,
         entry = manifest()[teacher_spec].get("discriminator")
         if entry is None:
             return None, None
-        path = Path(str(resources.files("gancompress.pretrained").joinpath(entry["file"])))
-        if sha256_file(path) != entry["sha256"]:
-            raise TeacherError(f"teacher {teacher_spec!r}: {path} does not match the manifest's sha256; reinstall gancompress")
+        path = _shipped_file(teacher_spec, entry)
         return load_discriminator(path, device), {"file": str(path), "sha256": entry["sha256"]}
     if path.suffix != ".safetensors":
         network = read_foreign(path)["discriminator"]
