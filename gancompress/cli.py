@@ -118,7 +118,7 @@ def cmd_eval(args) -> int:
         args.generator, args.reference, n=args.n, n_ref=args.n_ref, seed=args.seed, ref_seed=args.ref_seed,
         batch_size=args.batch_size, device=args.device, lpips_net=args.lpips_net, latency=not args.no_latency,
         use_cache=not args.no_cache, progress=not args.quiet, inception_score=args.isc,
-        log=lambda msg: print(msg, file=sys.stderr), save_stats=args.save_stats,
+        log=lambda msg: print(msg, file=sys.stderr), save_stats=args.save_stats, resize=args.resize,
     )
     if args.out:
         atomic_write_text(args.out, json.dumps(record, indent=2) + "\n")
@@ -207,6 +207,9 @@ _TRAIN_HELP = {
     "channels_last": "NHWC memory format for networks and images (CUDA)",
     "compile": "torch.compile backend for the student's and discriminator's forward passes (inductor), or off",
     "grad_accum": "split each step's batch into N micro-batches with the same draws (for small GPUs)",
+    "metrics_every": "every N steps, FID and KID of the EMA at --metrics-n samples (and LPIPS to the teacher), logged "
+                     "to stats.jsonl and TensorBoard; the best by FID is kept as RUN_DIR/best.safetensors (0: off)",
+    "metrics_n": "samples per in-training evaluation: small and so biased upward (the log states the floor at this n)",
 }
 
 
@@ -470,7 +473,8 @@ def cmd_sweep(args) -> int:
             raise SweepError(f"{args.resume}: not a sweep directory (no {PLAN_FILE})")
         plan, out_dir = json.loads(plan_file.read_text()), args.resume
     else:
-        overrides = {k: getattr(args, k) for k in ("steps", "batch_size") if hasattr(args, k)}
+        overrides = {k: getattr(args, k) for k in ("steps", "batch_size", "metrics_every", "metrics_n", "tensorboard")
+                     if hasattr(args, k)}
         plan = parse_plan(args.teacher, args.widths.split(","), [m for m in args.methods.split(",") if m], args.preset,
                           overrides, args.n_eval, None if args.data == "none" else args.data)
         out_dir = None if args.dry_run else make_run_dir(args.run_root, f"sweep-{Path(args.teacher).stem}")
@@ -563,13 +567,18 @@ def _eval_parser(sub) -> None:
         help="FID, KID, LPIPS, params, MACs and latency of a generator",
         description="Evaluate a generator against a reference. REFERENCE is teacher:NAME|PATH (data-free: "
                     "fresh teacher samples, and LPIPS on shared latents), mnist[:SPLIT], fashion-mnist[:SPLIT], "
-                    "or a folder/tar of images. Inception Score is never reported (see --isc).",
+                    "a folder/tar of images, or precomputed statistics FILE.npz (mu, sigma as pytorch-fid and clean-fid "
+                    "store them: FID only, and what the file does not record is marked unknown). Inception Score "
+                    "is never reported (see --isc).",
         epilog="examples:\n"
                "  gancompress eval --generator dcgan-face64 --reference teacher:dcgan-face64 --n 500\n"
-               "  gancompress eval --generator runs/00001/student.safetensors --reference fashion-mnist --out r.json",
+               "  gancompress eval --generator runs/00001/student.safetensors --reference fashion-mnist --out r.json\n"
+               "  gancompress eval --generator my-ffhq.pt --reference ffhq_stats.npz",
     )
     p.add_argument("--generator", required=True, help="registered teacher name or checkpoint path")
-    p.add_argument("--reference", required=True, help="teacher:NAME, mnist[:SPLIT], fashion-mnist[:SPLIT] or PATH")
+    p.add_argument("--reference", required=True,
+                   help="teacher:NAME, mnist[:SPLIT], fashion-mnist[:SPLIT], a folder/tar of images, or "
+                        "FILE.npz of precomputed mu/sigma (FID only)")
     from gancompress.evaluation import evaluate
     from gancompress.metrics.lpips import NETS
 
@@ -585,6 +594,11 @@ def _eval_parser(sub) -> None:
     p.add_argument("--no-cache", action="store_true", help="do not read or write cached Inception features")
     p.add_argument("--isc", action="store_true", help="ask for Inception Score (reported unavailable, with why)")
     p.add_argument("--out", type=Path, default=None, help="write the JSON record here")
+    from gancompress.metrics.fid import RESIZES
+
+    p.add_argument("--resize", choices=list(RESIZES), default=_default(evaluate, "resize"),
+                   help="how images reach Inception's 299x299: torch-fidelity (TF1.x bilinear, as torch-fidelity "
+                        "and the original TF FID) or clean (clean-fid's PIL bicubic, as papers using clean-fid)")
     p.add_argument("--save-stats", type=Path, default=None,
                    help="also write the generated features' mu and sigma to FILE.npz (pytorch-fid / clean-fid layout)")
     p.set_defaults(func=cmd_eval)
@@ -731,11 +745,14 @@ def _compress_parser(sub) -> None:
     p.add_argument("--preset", choices=sorted(PRESETS), default=None,
                    help="training and evaluation budget (default: quick; a resumed run keeps its own)")
     _n_option(p, old="--n-eval")
-    p.add_argument("--data", default="auto", help="real images for FID vs data as well: a dataset[:split] or folder; "
+    p.add_argument("--data", default="auto", help="real images for FID vs data as well: a dataset[:split], a folder, or their "
+                   "statistics FILE.npz (FID only); "
                    "auto: the registered teacher's dataset (none for dcgan-face64); none: skip")
     p.add_argument("--tensorboard", action="store_true", default=argparse.SUPPRESS, help=_TRAIN_HELP["tensorboard"])
-    for name in ("steps", "batch_size", "l1", "lpips", "mse", "feat", "adv", "r1_gamma", "diffaug", "seed", "real"):
-        kind = str if name in ("diffaug", "real") else int if name in ("steps", "batch_size", "seed") else float
+    for name in ("steps", "batch_size", "l1", "lpips", "mse", "feat", "adv", "r1_gamma", "diffaug", "seed", "real",
+                 "metrics_every", "metrics_n"):
+        kind = str if name in ("diffaug", "real") else \
+            int if name in ("steps", "batch_size", "seed", "metrics_every", "metrics_n") else float
         p.add_argument("--" + name.replace("_", "-"), type=kind, default=argparse.SUPPRESS,
                        help=_TRAIN_HELP[name] + " (default: the preset's)")
     p.add_argument("--run-root", type=Path, default=Path("runs"), help="where numbered run directories go")
@@ -823,10 +840,14 @@ def _sweep_parser(sub) -> None:
                         "(StyleGAN2), gan-compression; what each follows: docs/recipes.md")
     p.add_argument("--preset", choices=sorted(PRESETS), default="quick", help="training and evaluation budget per pair")
     _n_option(p, old="--n-eval")
-    p.add_argument("--data", default="auto", help="reference for FID vs data (auto: the teacher's dataset; none: skip)")
-    for name in ("steps", "batch_size"):
+    p.add_argument("--data", default="auto", help="reference for FID vs data: a dataset[:split], folder or statistics FILE.npz "
+                   "(auto: the teacher's dataset; none: skip)")
+    for name in ("steps", "batch_size", "metrics_every", "metrics_n"):
         p.add_argument("--" + name.replace("_", "-"), type=int, default=argparse.SUPPRESS,
                        help=_TRAIN_HELP[name] + " (default: the preset's)")
+    p.add_argument("--tensorboard", action="store_true", default=argparse.SUPPRESS,
+                   help="log each pair's losses, samples and final FID/KID/LPIPS to its run's tensorboard/ "
+                        "(needs the tensorboard extra)")
     p.add_argument("--run-root", type=Path, default=Path("runs"), help="where the numbered sweep directory goes")
     p.add_argument("--resume", type=Path, default=None, help="continue the sweep in this directory")
     p.add_argument("--budget-ms", type=_positive_float, default=None,

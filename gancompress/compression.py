@@ -58,8 +58,13 @@ def check_n_eval(n_eval) -> int:
 
 
 def check_data_reference(data: str | None) -> None:
-    """A reference for FID against real images, checked before any training."""
-    if data:
+    """A reference for FID against real images (a dataset, images, or their statistics .npz), checked
+    before any training."""
+    if data and data.endswith(".npz") and Path(data).expanduser().is_file():
+        from gancompress.evaluation import load_statistics
+
+        load_statistics(Path(data).expanduser())
+    elif data:
         check_image_source(data)
 
 
@@ -184,3 +189,14 @@ def _evaluate_and_report(run_dir, trainer, teacher, preset, n_eval, data, device
                 "(n = 2000) for numbers to compare with other runs." if preset == "quick" else None,
     }
     write_report(run_dir, summary)
+    if trainer.config.tensorboard:
+        from gancompress.distillation.run_files import log_final_metrics
+
+        log_final_metrics(run_dir, final_metrics(summary["comparison"]), trainer.step)
+
+
+def final_metrics(comparison: dict) -> dict:
+    """The student's final numbers (and the teacher's FID floor) from a report's comparison, for TensorBoard."""
+    student = {key: row["student"] for key, row in comparison.items()
+               if key.startswith(("fid_", "kid_", "lpips_"))}
+    return {**student, "teacher_fid_floor": comparison["fid_vs_teacher_samples"]["teacher"]}

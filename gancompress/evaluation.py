@@ -6,6 +6,10 @@ References:
                       and the teacher on the generator's own latents
   mnist[:SPLIT], fashion-mnist[:SPLIT]   a registered dataset split (default: test)
   PATH | folder:PATH  a folder or tar of images
+  FILE.npz            precomputed statistics (`mu`, `sigma`: pytorch-fid's, clean-fid's or our
+                      `--save-stats` layout), the way published FFHQ statistics are distributed:
+                      FID only (KID needs features, LPIPS a teacher); what the file does not say
+                      about how it was made is recorded as unknown
 
 Generators are sampled in memory, in batches. Reference features are cached under a key that
 hashes everything they depend on; a later evaluation against the same reference reuses them.
@@ -96,12 +100,13 @@ def latents(n: int, z_dim: int, seed: int) -> torch.Tensor:
 class Reference:
     """What generated images are compared with. `images(n, seed)` yields uint8 batches."""
 
-    kind: str  # teacher | dataset | folder
+    kind: str  # teacher | dataset | folder | statistics
     label: str
     identity: dict
     size: int | None  # number of available images (None: unlimited, a teacher)
     loader: Callable[[int, int, int], Iterator[torch.Tensor]] = field(repr=False)
     teacher: torch.nn.Module | None = field(default=None, repr=False)
+    statistics: dict | None = field(default=None, repr=False)  # kind statistics: {"mu", "sigma"} float64
 
 
 def generator_reference(generator, identity: dict, device) -> Reference:
@@ -134,9 +139,12 @@ def parse_reference(spec: str, device, resolution: int, channels: int) -> Refere
         return Reference("dataset", f"{name}:{split}", identity, len(images), dataset_images)
 
     path = Path(spec[len("folder:"):] if spec.startswith("folder:") else spec).expanduser()
+    if path.suffix == ".npz" and path.is_file():
+        return statistics_reference(path)
     if not path.exists():
         raise EvaluationError(
-            f"reference {spec!r}: not teacher:NAME, a dataset ({', '.join(DATASETS)}) or an existing folder/tar"
+            f"reference {spec!r}: not teacher:NAME, a dataset ({', '.join(DATASETS)}), an existing folder/tar "
+            "or a statistics .npz"
         )
     files = ImageFiles.open(path)
     identity = {"path": str(path.resolve()), "images": len(files.names), "listing_sha256": files.fingerprint(),
@@ -149,6 +157,65 @@ def parse_reference(spec: str, device, resolution: int, channels: int) -> Refere
             yield files.load(idx[start:start + batch_size].tolist(), channels, resolution)
 
     return Reference("folder", f"folder:{path}", identity, len(files.names), folder_images)
+
+
+STATISTICS_KID_UNAVAILABLE = ("KID is unavailable against precomputed statistics: it needs the reference's "
+                              "features, and the file holds only their mean and covariance")
+UNKNOWN = "unknown: the statistics file does not record it"
+
+
+def load_statistics(path: str | Path) -> tuple[dict, dict | None]:
+    """({"mu" (2048,), "sigma" (2048, 2048)} as float64, the record our `--save-stats` embeds or None)
+    from a .npz, checked: the arrays, their shapes, finite values and a symmetric covariance."""
+    import zipfile
+
+    import numpy as np
+
+    path = Path(path)
+    layout = "a statistics .npz holds mu (2048,) and sigma (2048, 2048), as pytorch-fid, clean-fid and `--save-stats` write"
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = sorted({"mu", "sigma"} - set(data.files))
+            if missing:
+                raise EvaluationError(f"{path} has no {' or '.join(missing)} array ({', '.join(data.files) or 'empty'}); {layout}")
+            mu, sigma = data["mu"].astype(np.float64), data["sigma"].astype(np.float64)
+            record = json.loads(str(data["record"])) if "record" in data.files else None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise EvaluationError(f"{path} is not a readable .npz ({type(err).__name__}: {str(err)[:120]}); {layout}") from None
+    if mu.shape != (2048,) or sigma.shape != (2048, 2048):
+        raise EvaluationError(f"{path}: mu {mu.shape} and sigma {sigma.shape} are not Inception pool3 statistics; {layout}")
+    if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
+        raise EvaluationError(f"{path}: mu or sigma holds non-finite values (NaN or inf); recompute the statistics")
+    if np.abs(sigma - sigma.T).max() > 1e-6 * max(np.abs(sigma).max(), 1e-12):
+        raise EvaluationError(f"{path}: sigma is not symmetric, so it is not a covariance; recompute the statistics")
+    return {"mu": mu, "sigma": sigma}, record if isinstance(record, dict) else None
+
+
+def statistics_reference(path: Path) -> Reference:
+    """Precomputed mu/sigma as a reference (FID only). When the file is ours, its record says how it
+    was made; a foreign file's sample count, images, weights and resize are unknown."""
+    stats, record = load_statistics(path)
+    made = (record or {}).get("protocol", {})
+    identity = {"path": str(path.resolve()), "sha256": sha256_file(path), "layout": "npz mu/sigma",
+                "written_by": "gancompress --save-stats" if record else UNKNOWN,
+                "n": record.get("n") if record else UNKNOWN,
+                "source": record.get("generator") if record else UNKNOWN,
+                **{key: made.get(key, UNKNOWN) for key in ("feature_extractor", "feature_weights", "resize", "to_uint8")}}
+    return Reference("statistics", f"statistics:{path}", identity, None, None, statistics=stats)
+
+
+def same_feature_protocol(reference: Reference, resize_rule: str) -> bool | str:
+    """Whether a statistics file was made with our features, weights and this resize: True, False or unknown."""
+    ident = reference.identity
+    if ident.get("written_by") == UNKNOWN:
+        return "unknown"
+    return all(ident.get(key) == value for key, value in protocol_features(resize_rule).items())
+
+
+def protocol_features(resize_rule: str = fid_metrics.RESIZE_RULE) -> dict:
+    """The protocol fields a statistics file must share with an evaluation for their FID to compare."""
+    return {"feature_extractor": fid_metrics.FEATURE_EXTRACTOR_ID, "feature_weights": assets.provenance("fid-inception"),
+            "resize": resize_rule, "to_uint8": TO_UINT8_RULE}
 
 
 def _subset(size: int, n: int, seed: int) -> torch.Tensor:
@@ -168,7 +235,7 @@ def _features(batches: Iterator[torch.Tensor], extractor, total: int, desc: str,
 
 
 def reference_cache_key(reference: Reference, n_ref: int, ref_seed: int, device: str,
-                        backend: str = "torch") -> tuple[str, dict]:
+                        backend: str = "torch", resize_rule: str = fid_metrics.RESIZE_RULE) -> tuple[str, dict]:
     weights = assets.provenance("fid-inception")
     descriptor = {
         "version": REFERENCE_CACHE_VERSION,
@@ -178,7 +245,7 @@ def reference_cache_key(reference: Reference, n_ref: int, ref_seed: int, device:
         "seed": ref_seed,
         "feature_extractor": fid_metrics.FEATURE_EXTRACTOR_ID,
         "feature_weights_sha256": weights["sha256"],
-        "resize": fid_metrics.RESIZE_RULE,
+        "resize": resize_rule,
         "to_uint8": TO_UINT8_RULE,
         "grayscale": GRAYSCALE_RULE,
         "device_type": torch.device(device).type,
@@ -189,7 +256,7 @@ def reference_cache_key(reference: Reference, n_ref: int, ref_seed: int, device:
 
 
 def cached_features(reference, n_ref, ref_seed, extractor, batch_size, device, use_cache, progress, log):
-    key, descriptor = reference_cache_key(reference, n_ref, ref_seed, device, extractor.backend)
+    key, descriptor = reference_cache_key(reference, n_ref, ref_seed, device, extractor.backend, extractor.resize_rule)
     path = assets.cache_dir() / "features" / f"{key}.safetensors"
     if use_cache and path.is_file():
         log(f"features of {reference.label} (n = {n_ref}, seed {ref_seed}): reused from cache {path}")
@@ -300,6 +367,7 @@ def evaluate(
     log: Callable[[str], None] = print,
     identity: dict | None = None,
     save_stats: str | Path | None = None,
+    resize: str = "torch-fidelity",
 ) -> dict:
     """Evaluate `generator_spec` (a registered name, a checkpoint path, or a generator nn.Module)
     against `reference_spec` (teacher:NAME|PATH, a dataset[:split], an image folder/tar, or a
@@ -307,12 +375,17 @@ def evaluate(
     LPIPS, cost and latency that carries its protocol. `identity`: how the record names a generator
     passed as an object (default: its family, config and a sha256 of its tensors). `save_stats`: a
     .npz for the generated features' mean and covariance (`mu`, `sigma`: pytorch-fid's and clean-fid's
-    layout) with the record's protocol as `protocol` (JSON)."""
+    layout) with the record's protocol as `protocol` (JSON). `resize`: how images reach Inception's
+    299x299, "torch-fidelity" (TF1.x bilinear inside its module) or "clean" (clean-fid's PIL bicubic),
+    recorded in the protocol; features of the two are never mixed (the cache key holds the rule)."""
+    if resize not in fid_metrics.RESIZES:
+        raise EvaluationError(f"--resize must be one of {', '.join(fid_metrics.RESIZES)}, got {resize!r}")
     device = device or default_device()
     if save_stats is not None:
         from gancompress.io import check_writable
 
         check_writable(save_stats)
+    n_ref_asked = n_ref
     n_ref = _check_budget(n, n_ref, batch_size)
     timings = {}
     t0 = time.perf_counter()
@@ -321,13 +394,20 @@ def evaluate(
         parse_reference(reference_spec, device, generator.resolution, generator.out_channels)
     if reference.kind == "teacher" and seed == ref_seed:
         raise EvaluationError("--seed equals --ref-seed: the teacher reference would reuse the generator's latents")
-    extractor = fid_metrics.InceptionFeatures(device)
+    if reference.kind == "statistics":
+        if n_ref_asked is not None:
+            raise EvaluationError("--n-ref does not apply to a statistics reference: its sample count is fixed in the file")
+        n_ref = reference.identity["n"]
+    extractor = fid_metrics.InceptionFeatures(device, resize=resize)
     timings["load_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    ref_feats, ref_cache = cached_features(
-        reference, n_ref, ref_seed, extractor, batch_size, device, use_cache, progress, log
-    )
+    if reference.kind == "statistics":
+        ref_feats, ref_cache = None, {"cache": "not used: precomputed statistics"}
+    else:
+        ref_feats, ref_cache = cached_features(
+            reference, n_ref, ref_seed, extractor, batch_size, device, use_cache, progress, log
+        )
     timings["reference_features_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -345,9 +425,14 @@ def evaluate(
     lpips_record = _lpips_record(generator, reference, n, seed, lpips_net, batch_size, device)
     timings["lpips_s"] = time.perf_counter() - t0
 
-    fid = fid_metrics.fid_from_features(gen_feats, ref_feats)
-    kid_mean, kid_std = fid_metrics.kid_from_features(gen_feats, ref_feats, seed=seed)
-    values = {"FID": fid, "KID": kid_mean, "LPIPS": lpips_record.get("mean", 0.0)}
+    if reference.kind == "statistics":
+        fid = fid_metrics.fid_from_statistics(fid_metrics.statistics_of(gen_feats), reference.statistics)
+        kid = {"available": False, "reason": STATISTICS_KID_UNAVAILABLE}
+    else:
+        fid = fid_metrics.fid_from_features(gen_feats, ref_feats)
+        kid_mean, kid_std = fid_metrics.kid_from_features(gen_feats, ref_feats, seed=seed)
+        kid = {"mean": kid_mean, "std": kid_std}
+    values = {"FID": fid, "KID": kid.get("mean", 0.0), "LPIPS": lpips_record.get("mean", 0.0)}
     bad = [name for name, value in values.items() if not math.isfinite(value)]
     if bad:  # never print a metric that is not a number
         raise EvaluationError(f"{', '.join(bad)} came out non-finite for {gen_identity['name']} against "
@@ -357,11 +442,12 @@ def evaluate(
     cost = generator_cost(generator, latency)
     timings["cost_s"] = time.perf_counter() - t0
 
-    metrics = {"fid": fid, "kid": {"mean": kid_mean, "std": kid_std}, "lpips": lpips_record}
+    metrics = {"fid": fid, "kid": kid, "lpips": lpips_record}
     if inception_score:
         metrics["inception_score"] = {"available": False, "reason": fid_metrics.INCEPTION_SCORE_UNAVAILABLE}
     record_protocol = {**protocol(n, n_ref, seed, ref_seed, batch_size, device, reference,
-                                  family_of(generator).has_shared_inputs), "feature_backend": extractor.description}
+                                  family_of(generator).has_shared_inputs, extractor.resize),
+                       "feature_backend": extractor.description}
     if save_stats is not None:
         write_statistics(save_stats, gen_feats, {"generator": {k: gen_identity.get(k) for k in ("name", "sha256")},
                                                  "n": n, "seed": seed, "protocol": record_protocol})
@@ -378,6 +464,58 @@ def evaluate(
     }
 
 
+class QualityMonitor:
+    """FID/KID (and LPIPS to a teacher reference) of a generator during training, at a small n.
+
+    The reference features are computed once (cached as `evaluate` caches them); each call samples the
+    generator on the same n latents. FID at small n is biased upward (its expectation falls roughly
+    as 1/n), so the monitor also measures the floor at this n, a teacher reference against fresh samples
+    of itself, and says so: in-training numbers compare with each other and with that floor, not with
+    the final evaluation at the preset's n."""
+
+    def __init__(self, reference: Reference, n: int, device, lpips_model=None, seed: int = 0,
+                 ref_seed: int = DEFAULT_REF_SEED, batch_size: int = 50, use_cache: bool = True,
+                 log: Callable[[str], None] = print):
+        self.reference, self.n, self.device, self.seed, self.batch_size = reference, n, device, seed, batch_size
+        self.extractor = fid_metrics.InceptionFeatures(device)
+        self.ref_feats, _ = cached_features(reference, n, ref_seed, self.extractor, batch_size, device, use_cache,
+                                            False, log)
+        self.lpips_model = lpips_model
+        if reference.kind == "teacher" and lpips_model is None:
+            self.lpips_model = load_lpips("alex", device)
+        self.floor = None
+        if reference.kind == "teacher":  # the teacher on the generators' latents against its reference samples
+            teacher_feats, _ = cached_features(reference, n, seed, self.extractor, batch_size, device, use_cache, False, log)
+            self.floor = fid_metrics.fid_from_features(teacher_feats, self.ref_feats)
+        self.description = (
+            f"in-training FID/KID: n = {n} samples of the EMA (latents from seed {seed}) against {n} of "
+            f"{reference.label} (seed {ref_seed}), {self.extractor.description}"
+            + (f"; LPIPS (AlexNet) to the teacher on the same latents. At n = {n} FID is biased upward: the teacher "
+               f"against itself scores {self.floor:.2f} here, so compare these values with each other and with "
+               "that floor; the final evaluation runs at the preset's n" if self.floor is not None else
+               f". At n = {n} FID is biased upward (roughly as 1/n): compare these values with each other only; "
+               "the final evaluation runs at the preset's n"))
+
+    def __call__(self, generator) -> dict:
+        z = latents(self.n, generator.z_dim, self.seed)
+        feats = _features((to_uint8(images) for _, images in
+                           sample_images(generator, z, self.batch_size, self.device, noise_seed=self.seed)),
+                          self.extractor, self.n, "eval", False)
+        fid = fid_metrics.fid_from_features(feats, self.ref_feats)
+        kid, _ = fid_metrics.kid_from_features(feats, self.ref_feats, seed=self.seed)
+        metrics = {"fid": fid, "kid": kid, "n": self.n}
+        if self.floor is not None:
+            metrics["fid_floor"] = self.floor
+            if _lpips_unavailable(self.reference, generator) is None:
+                metrics["lpips"] = lpips_to_teacher(generator, self.reference.teacher, z, self.lpips_model,
+                                                    self.batch_size, self.device, noise_seed=self.seed)["mean"]
+        bad = [k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v)]
+        if bad:
+            raise EvaluationError(f"in-training {', '.join(bad)} came out non-finite; the student's weights are "
+                                  "broken (a diverging run?): lower the learning rates and start a new run")
+        return metrics
+
+
 def write_statistics(path: str | Path, features: torch.Tensor, about: dict) -> None:
     """`mu` (2048,) and `sigma` (2048, 2048) float64 of `features`, as pytorch-fid and clean-fid store
     them, plus `about` as a JSON string under `record`; written atomically."""
@@ -385,7 +523,7 @@ def write_statistics(path: str | Path, features: torch.Tensor, about: dict) -> N
 
     from gancompress.io import atomic_path
 
-    stats = fid_metrics.fid_features_to_statistics(features.double())
+    stats = fid_metrics.statistics_of(features)
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, mu=np.asarray(stats["mu"], dtype=np.float64), sigma=np.asarray(stats["sigma"], dtype=np.float64),
                  record=np.array(json.dumps(about, indent=2)))
@@ -421,13 +559,23 @@ def latents_rule(seed: int, per_layer_noise: bool) -> str:
         if per_layer_noise else "")
 
 
-def protocol(n, n_ref, seed, ref_seed, batch_size, device, reference, per_layer_noise: bool = False) -> dict:
+def protocol(n, n_ref, seed, ref_seed, batch_size, device, reference, per_layer_noise: bool = False,
+             resize: str = "torch-fidelity") -> dict:
     weights = assets.provenance("fid-inception")
-    ref_desc = {
-        "teacher": f"{n_ref} fresh teacher samples, latents N(0, I) from seed {ref_seed}",
-        "dataset": f"{n_ref} images of {reference.label}, random subset with seed {ref_seed}",
-        "folder": f"{n_ref} images of {reference.label}, random subset with seed {ref_seed}",
-    }[reference.kind]
+    if reference.kind == "statistics":
+        ident = reference.identity
+        ref_desc = (f"precomputed mu/sigma in {ident['path']} (sha256 {ident['sha256'][:12]}), written by "
+                    f"{ident['written_by']}, from {ident['n']} images")
+    else:
+        ref_desc = {
+            "teacher": f"{n_ref} fresh teacher samples, latents N(0, I) from seed {ref_seed}",
+            "dataset": f"{n_ref} images of {reference.label}, random subset with seed {ref_seed}",
+            "folder": f"{n_ref} images of {reference.label}, random subset with seed {ref_seed}",
+        }[reference.kind]
+    extra = {}
+    if reference.kind == "statistics":
+        extra = {"reference_protocol": {k: reference.identity[k] for k in ("n", "source", *protocol_features())},
+                 "reference_same_feature_protocol": same_feature_protocol(reference, fid_metrics.RESIZES[resize])}
     return {
         "n_generated": n,
         "latents": latents_rule(seed, per_layer_noise),
@@ -435,11 +583,13 @@ def protocol(n, n_ref, seed, ref_seed, batch_size, device, reference, per_layer_
         "reference": ref_desc,
         "feature_extractor": fid_metrics.FEATURE_EXTRACTOR_ID,
         "feature_weights": weights,
-        "resize": fid_metrics.RESIZE_RULE,
+        "resize": fid_metrics.RESIZES[resize],
+        "resize_mode": resize,
         "to_uint8": TO_UINT8_RULE,
         "grayscale": GRAYSCALE_RULE,
         "fid": "torch-fidelity fid_statistics_to_metric on float64 mean/covariance of the 2048-d features",
-        "kid": f"torch-fidelity kid_features_to_metric: polynomial kernel (degree 3, gamma 1/2048, coef 1), "
+        "kid": STATISTICS_KID_UNAVAILABLE if reference.kind == "statistics" else
+               f"torch-fidelity kid_features_to_metric: polynomial kernel (degree 3, gamma 1/2048, coef 1), "
                f"{fid_metrics.KID_SUBSETS} subsets of {fid_metrics.kid_subset_size(n, n_ref)}, seed {seed}",
         "batch_size": batch_size,
         "device": device if device == "cpu" else f"{device} ({torch.cuda.get_device_name(device)})",
@@ -448,6 +598,7 @@ def protocol(n, n_ref, seed, ref_seed, batch_size, device, reference, per_layer_
         "torch_fidelity": torch_fidelity.__version__,
         "gancompress": gancompress.__version__,
         "cpu": platform.processor() or platform.machine(),
+        **extra,
     }
 
 
@@ -457,8 +608,15 @@ def format_table(record: dict) -> str:
         ("generator", f"{record['generator']['name']} (sha256 {record['generator']['sha256'][:12]})"),
         ("reference", f"{record['reference']['label']} ({p['reference']})"),
         ("FID", f"{m['fid']:.3f}   (n = {p['n_generated']} vs {p['n_reference']})"),
-        ("KID", f"{m['kid']['mean']:.5f} +- {m['kid']['std']:.5f}"),
+        ("KID", f"{m['kid']['mean']:.5f} +- {m['kid']['std']:.5f}" if "mean" in m["kid"] else
+         f"unavailable: {m['kid']['reason']}"),
     ]
+    if "reference_protocol" in p:
+        rows.append(("reference made", "with our features, weights and resize"
+                     if p["reference_same_feature_protocol"] is True else
+                     "with different features, weights or resize: FID is not comparable"
+                     if p["reference_same_feature_protocol"] is False else
+                     "by an unknown protocol (images, Inception weights, resize): compare with care"))
     lp = m["lpips"]
     rows.append(("LPIPS to teacher", f"{lp['mean']:.4f} +- {lp['std']:.4f} (std, {lp['net']} v{lp['version']}, n = {lp['n']})"
                  if "mean" in lp else f"unavailable: {lp['reason']}"))
@@ -474,7 +632,8 @@ def format_table(record: dict) -> str:
     w = p["feature_weights"]
     rows += [
         ("features", f"{p['feature_extractor']}, weights {w['asset']} sha256 {w['sha256'][:12]}"),
-        ("resize", "bilinear to 299 like TF1.x (torch-fidelity), uint8 input"),
+        ("resize", "PIL bicubic to 299 on uint8, float result (clean-fid 'clean')"
+         if p.get("resize_mode") == "clean" else "bilinear to 299 like TF1.x (torch-fidelity), uint8 input"),
         ("computed by", p.get("feature_backend", "torch")),
         ("reference cache", record["reference"]["features"]["cache"]),
         ("device", f"{p['device']}, {p['threads']} threads, torch {p['torch']}"),

@@ -192,7 +192,7 @@ def save_discriminator(path: str | os.PathLike, discriminator: torch.nn.Module, 
 
 def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") -> torch.nn.Module:
     """Rebuild a generator from a gancompress checkpoint (in eval mode)."""
-    return _load_network(path, "generator", config_of, build_generator, device,
+    return load_network(path, "generator", config_of, build_generator, device,
                          "pass a DCGAN state_dict as a .pt/.pth file instead, or save the network with save_generator")
 
 
@@ -204,11 +204,14 @@ def load_discriminator(path: str | os.PathLike, device: str | torch.device = "cp
     def config(data, path):
         return config_of(data, path, "discriminator", discriminator_config_from_dict)
 
-    return _load_network(path, "discriminator", config, build_discriminator, device,
+    return load_network(path, "discriminator", config, build_discriminator, device,
                          "import a foreign checkpoint with `gancompress import`, which writes its -D file")
 
 
-def _load_network(path, kind: str, read_config, build, device, fix: str) -> torch.nn.Module:
+def load_network(path, kind: str, read_config, build, device, fix: str) -> torch.nn.Module:
+    """A network of `kind` from a gancompress `.safetensors`: its config read from the metadata by
+    `read_config(data, path)`, checked against the file's tensor shapes, then built by `build`; `fix`
+    ends the error for a file that is not such a checkpoint."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")

@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import socket
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ import torch.nn.functional as F
 
 from gancompress import extras
 from gancompress.data import DATASETS, ImageFiles, check_image_source, load_dataset
-from gancompress.distillation.trainer import EXECUTION_FIELDS, Rank, TrainConfig, Trainer, init_distributed
+from gancompress.distillation.trainer import EXECUTION_FIELDS, MONITOR_FIELDS, Rank, TrainConfig, Trainer, init_distributed
 from gancompress.errors import GancompressError
 from gancompress.families import FAMILIES, build_generator, config_from_dict, family_of
 from gancompress.io import atomic_write_text, save_discriminator, save_generator
@@ -196,7 +197,8 @@ def save_student(path: Path, student, pruning: dict | None) -> Path:
     return save_generator(path, student, {"pruning": pruning} if pruning else None)
 
 
-def _logger(run_dir: Path | None, rank: Rank) -> logging.Logger:
+def run_logger(run_dir: Path | None, rank: Rank) -> logging.Logger:
+    """The run's log.txt (timestamped lines), written by the main rank only."""
     log = logging.getLogger(f"gancompress.run.{run_dir}")
     log.setLevel(logging.INFO)
     log.propagate = False
@@ -341,7 +343,7 @@ def resume_run(run_dir: str | Path, given: dict[str, tuple[str, object]], device
             value, recorded = (absent if value is None else value), (absent if recorded is None else recorded)
             if _same(value, recorded):
                 continue
-            if section == "train" and field_name in EXECUTION_FIELDS:  # may follow the machine the run moves to
+            if section == "train" and field_name in EXECUTION_FIELDS + MONITOR_FIELDS:  # not what the run trains
                 changed[key] = [recorded, value]
                 spec["train"][field_name] = value
                 continue
@@ -356,8 +358,8 @@ def resume_run(run_dir: str | Path, given: dict[str, tuple[str, object]], device
             conflicts.append(f"{option} {_show(value)} (the run has {_show(recorded)})")
         if conflicts:
             raise RunError(f"{run_dir} was started with other settings: {', '.join(conflicts)}. A resumed run keeps its "
-                           "recorded config (only a larger --steps, --device and the execution options " +
-                           ", ".join("--" + f.replace("_", "-") for f in EXECUTION_FIELDS) +
+                           "recorded config (only a larger --steps, --device and the execution and monitoring options " +
+                           ", ".join("--" + f.replace("_", "-") for f in EXECUTION_FIELDS + MONITOR_FIELDS) +
                            " may change); start a new run to change it")
         for key, (option, value) in (may_change or {}).items():
             section, _, field_name = key.partition(".")
@@ -439,9 +441,9 @@ def _train_run(run_dir: Path, spec: dict, rank: Rank, resume: bool, progress: bo
     device = rank.device
     config = TrainConfig.from_dict(spec["train"])
     plan = StudentPlan.of(spec["student"])
-    teacher = None
+    teacher, teacher_identity = None, None
     if spec["teacher"]:
-        teacher, _ = resolve_generator(spec["teacher"], device)
+        teacher, teacher_identity = resolve_generator(spec["teacher"], device)
     torch.manual_seed(config.seed)
     student, kept = build_student(teacher, plan)
     if config.mode == "distill" and config.lpips and lpips_model is None:
@@ -453,10 +455,12 @@ def _train_run(run_dir: Path, spec: dict, rank: Rank, resume: bool, progress: bo
         real = real_image_source(config.real, student.resolution, student.out_channels)
     teacher_d = teacher_discriminator(config, spec["teacher"], spec.get("teacher_d"), device,
                                       recorded=spec.get("teacher_discriminator"))[0]
-    log = _logger(run_dir, rank)
+    log = run_logger(run_dir, rank)
+    monitor = quality_monitor(config, teacher, teacher_identity, student, device, lpips_model, log.info, progress) \
+        if config.metrics_every and rank.main else None
     trainer = Trainer(config, student, teacher, real, run_dir, device=device, kept=kept,
                       lpips_model=lpips_model, rank=rank, progress=progress, log_line=log.info,
-                      teacher_discriminator=teacher_d)
+                      teacher_discriminator=teacher_d, monitor=monitor)
     if resume:
         trainer.load_checkpoint(run_dir)
         log.info("resumed at step %d", trainer.step)
@@ -472,6 +476,23 @@ def _train_run(run_dir: Path, spec: dict, rank: Rank, resume: bool, progress: bo
         log.info("finished at step %d after %.1f s; EMA student written to %s", trainer.step, trainer.elapsed(),
                  run_dir / STUDENT_FILE)
     return student_ema, trainer
+
+
+def quality_monitor(config: TrainConfig, teacher, teacher_identity, student, device, lpips_model, log, progress=True):
+    """The in-training evaluator of --metrics-every: against the teacher's samples when there is a
+    teacher (distillation, or GAN training toward one), else against the run's real images. What it
+    measures, at which n and with what bias goes into log.txt (and stderr)."""
+    from gancompress.evaluation import QualityMonitor, generator_reference, parse_reference
+
+    if teacher is not None:
+        reference = generator_reference(teacher, teacher_identity, device)
+    else:
+        reference = parse_reference(config.real, device, student.resolution, student.out_channels)
+    monitor = QualityMonitor(reference, config.metrics_n, device, lpips_model, log=log)
+    log(monitor.description)
+    if progress:
+        print(monitor.description, file=sys.stderr)
+    return monitor
 
 
 def train_or_resume(run_root: str | Path, label: str, config: TrainConfig, teacher_spec: str | None,

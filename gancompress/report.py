@@ -97,7 +97,8 @@ def comparison(teacher_record: dict, student_record: dict, data_records: tuple[d
     if data_records:
         td, sd = data_records
         rows["fid_vs_data"] = (td["metrics"]["fid"], sd["metrics"]["fid"])
-        rows["kid_vs_data"] = (td["metrics"]["kid"]["mean"], sd["metrics"]["kid"]["mean"])
+        if "mean" in sd["metrics"]["kid"]:  # not against precomputed statistics (FID only)
+            rows["kid_vs_data"] = (td["metrics"]["kid"]["mean"], sd["metrics"]["kid"]["mean"])
     rows |= {
         "lpips_to_teacher": (t["metrics"]["lpips"].get("mean"), s["metrics"]["lpips"].get("mean")),
         "params": (t["cost"]["params"], s["cost"]["params"]),

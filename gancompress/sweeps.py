@@ -164,7 +164,7 @@ def _row(model: str, method: str | None, width: float | None, generator_spec: st
            "params": vs_teacher["cost"]["params"], "macs": vs_teacher["cost"]["macs_per_image"],
            "fid_vs_teacher": vs_teacher["metrics"]["fid"], "kid_vs_teacher": vs_teacher["metrics"]["kid"]["mean"],
            "fid_vs_data": vs_data["metrics"]["fid"] if vs_data else None,
-           "kid_vs_data": vs_data["metrics"]["kid"]["mean"] if vs_data else None,
+           "kid_vs_data": vs_data["metrics"]["kid"].get("mean") if vs_data else None,
            "lpips_to_teacher": vs_teacher["metrics"]["lpips"].get("mean"), "n": n,
            "threads": threads, **train_info, "generator": generator_spec,  # latency: latency_rounds()
            "protocol": {"vs_teacher": vs_teacher["protocol"], "vs_data": vs_data["protocol"] if vs_data else None}}
@@ -221,6 +221,9 @@ def _pruned_pair(run_dir: Path, teacher, student_plan, teacher_spec: str, log) -
     return run_dir
 
 
+FINAL_METRICS = ("fid_vs_teacher", "kid_vs_teacher", "lpips_to_teacher", "fid_vs_data", "kid_vs_data")
+
+
 def run_sweep(plan: dict, out_dir: Path, device: str = "cpu", progress: bool = True, log=print,
               budget_ms: float | None = None, budget_macs: float | None = None) -> Path:
     """Run (or resume) every pair of `plan` in `out_dir`, then write the table, plots and report."""
@@ -241,8 +244,13 @@ def run_sweep(plan: dict, out_dir: Path, device: str = "cpu", progress: bool = T
         train_info = {"steps": 0, "batch_size": None, "train_time_s": 0.0} if trainer is None else \
             {"steps": trainer.step, "batch_size": trainer.config.batch_size, "train_time_s": trainer.elapsed()}
         train_info["run_dir"] = str(run_dir.relative_to(study.out_dir))
-        return _row(pair_name(method, width), method, width, str(run_dir / STUDENT_FILE), plan, n, data, device,
-                    threads, train_info, log)
+        row = _row(pair_name(method, width), method, width, str(run_dir / STUDENT_FILE), plan, n, data, device,
+                   threads, train_info, log)
+        if trainer is not None and trainer.config.tensorboard:  # beside the pair's training logs
+            from gancompress.distillation.run_files import log_final_metrics
+
+            log_final_metrics(run_dir, {k: row[k] for k in FINAL_METRICS}, trainer.step)
+        return row
 
     study.row("teacher", teacher_row)  # silently reused: the teacher has nothing to resume
     for width in plan["widths"]:

@@ -147,6 +147,34 @@ def test_compress_end_to_end(teacher_file, tmp_path, env):
     assert "--resume" in report["resumed_with"] and "(resumed with `gancompress compress" in resumed.stdout
 
 
+def test_compress_tracks_quality_while_training_and_logs_the_final_metrics(teacher_file, tmp_path, env):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _gc("compress", "--teacher", str(teacher_file), "--width", "0.5", "--steps", "4", "--batch-size", "4", "--n", "16",
+        "--metrics-every", "2", "--metrics-n", "16", "--data", "none", "--tensorboard", "--run-root",
+        str(tmp_path / "runs"), "--quiet", env=env)
+    run = next((tmp_path / "runs").iterdir())
+    report = json.loads((run / "report.json").read_text())
+    evals = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines() if '"eval"' in line]
+    assert [e["step"] for e in evals] == [2, 4]
+    last = evals[-1]["eval"]
+    assert last["n"] == 16 and last["kid"] != 0 and 0 < last["lpips"] < 1
+    # The in-training protocol is the final one at the same n: the same numbers for the same EMA.
+    cmp = report["comparison"]
+    assert last["fid"] == pytest.approx(cmp["fid_vs_teacher_samples"]["student"], abs=1e-6)
+    assert last["fid_floor"] == pytest.approx(cmp["fid_vs_teacher_samples"]["teacher"], abs=1e-6)
+    assert last["lpips"] == pytest.approx(cmp["lpips_to_teacher"]["student"], abs=1e-6)
+    log = (run / "log.txt").read_text()
+    assert "n = 16" in log and "biased upward" in log and f"{last['fid_floor']:.2f}" in log
+    best = read_metadata(run / "best.safetensors")["best"]
+    assert best["step"] in (2, 4) and best["fid"] == min(e["eval"]["fid"] for e in evals)
+    events = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0}).Reload()
+    assert [e.step for e in events.Scalars("eval/fid")] == [2, 4]
+    final = events.Scalars("final/fid_vs_teacher_samples")
+    assert [e.step for e in final] == [4] and final[0].value == pytest.approx(cmp["fid_vs_teacher_samples"]["student"])
+    assert events.Scalars("final/teacher_fid_floor")[0].value == pytest.approx(cmp["fid_vs_teacher_samples"]["teacher"])
+
+
 def test_resumed_compress_runs_keep_their_preset(tmp_path):
     from gancompress.compression import _started_with
 

@@ -112,6 +112,68 @@ def test_saved_statistics_reproduce_the_fid_in_pytorch_fids_layout(cache, genera
     assert "is a folder" in capsys.readouterr().err
 
 
+def test_precomputed_statistics_reference_gives_the_same_fid_and_marks_what_it_cannot_know(cache, generators, tmp_path,
+                                                                                          capsys):
+    from gancompress.evaluation import DEFAULT_REF_SEED
+
+    teacher, student = generators
+    _eval(capsys, "--generator", str(student), "--reference", f"teacher:{teacher}", "--no-latency",
+          "--out", str(tmp_path / "r.json"))
+    expected = json.loads((tmp_path / "r.json").read_text())["metrics"]["fid"]
+    _eval(capsys, "--generator", str(teacher), "--seed", str(DEFAULT_REF_SEED), "--ref-seed", "5",
+          "--reference", f"teacher:{teacher}", "--no-latency", "--save-stats", str(tmp_path / "teacher.npz"))
+    code, table, _ = _eval(capsys, "--generator", str(student), "--reference", str(tmp_path / "teacher.npz"),
+                           "--no-latency", "--out", str(tmp_path / "s.json"))
+    record = json.loads((tmp_path / "s.json").read_text())
+    m, p = record["metrics"], record["protocol"]
+    assert code == 0 and record["reference"]["kind"] == "statistics"
+    assert m["fid"] == pytest.approx(expected, abs=1e-6)  # FID is symmetric: the same two sample sets
+    assert m["kid"]["available"] is False and m["lpips"]["available"] is False
+    assert p["reference_same_feature_protocol"] is True and p["reference_protocol"]["n"] == 24 and p["n_reference"] == 24
+    assert "KID" in table and "unavailable" in table and "with our features" in table
+    # A foreign file (mu and sigma only, as pytorch-fid writes them): the same FID, its protocol unknown.
+    ours = np.load(tmp_path / "teacher.npz")
+    np.savez(tmp_path / "foreign.npz", mu=ours["mu"].astype(np.float32), sigma=ours["sigma"])
+    code, out, _ = _eval(capsys, "--generator", str(student), "--reference", str(tmp_path / "foreign.npz"),
+                         "--no-latency", "--json")
+    foreign = json.loads(out)
+    assert code == 0 and foreign["metrics"]["fid"] == pytest.approx(expected, abs=1e-3)
+    fp = foreign["protocol"]
+    assert fp["reference_same_feature_protocol"] == "unknown" and fp["n_reference"].startswith("unknown")
+    assert fp["reference_protocol"]["resize"].startswith("unknown") and "unknown" in fp["reference"]
+    # Files that are not statistics, and options that do not apply, are one clear line each.
+    bad = {"nosigma.npz": {"mu": ours["mu"]}, "shape.npz": {"mu": ours["mu"][:64], "sigma": ours["sigma"][:64, :64]},
+           "nan.npz": {"mu": np.full(2048, np.nan), "sigma": ours["sigma"]},
+           "asym.npz": {"mu": ours["mu"], "sigma": ours["sigma"] + np.triu(np.ones((2048, 2048)), 1)}}
+    messages = {"nosigma.npz": "has no sigma array", "shape.npz": "are not Inception pool3 statistics",
+                "nan.npz": "non-finite values", "asym.npz": "not symmetric"}
+    for name, arrays in bad.items():
+        np.savez(tmp_path / name, **arrays)
+        code, _, err = _eval(capsys, "--generator", str(student), "--reference", str(tmp_path / name))
+        assert code == 2 and messages[name] in err, err
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    code, _, err = _eval(capsys, "--generator", str(student), "--reference", str(tmp_path / "junk.npz"))
+    assert code == 2 and "is not a readable .npz" in err
+    code, _, err = _eval(capsys, "--generator", str(student), "--reference", str(tmp_path / "teacher.npz"), "--n-ref", "10")
+    assert code == 2 and "--n-ref does not apply to a statistics reference" in err
+
+
+def test_clean_fid_resize_is_recorded_and_never_mixed_with_the_default(cache, generators, tmp_path, capsys):
+    teacher, student = generators
+    runs = {}
+    for resize in ("torch-fidelity", "clean"):
+        code, out, _ = _eval(capsys, "--generator", str(student), "--reference", f"teacher:{teacher}", "--no-latency",
+                             "--resize", resize, "--json")
+        assert code == 0
+        runs[resize] = json.loads(out)
+    default, clean = runs["torch-fidelity"], runs["clean"]
+    assert default["protocol"]["resize_mode"] == "torch-fidelity" and clean["protocol"]["resize_mode"] == "clean"
+    assert "PIL bicubic" in clean["protocol"]["resize"] and "TF1.x" in default["protocol"]["resize"]
+    assert clean["reference"]["features"]["cache"] == "computed"  # not the default's cached features
+    assert clean["metrics"]["fid"] > 0 and clean["metrics"]["fid"] != pytest.approx(default["metrics"]["fid"], rel=1e-3)
+    assert clean["metrics"]["lpips"]["mean"] == pytest.approx(default["metrics"]["lpips"]["mean"])  # LPIPS has no 299 step
+
+
 def test_teacher_against_itself_has_zero_lpips_and_reuses_reference_features(cache, generators, capsys):
     teacher, _ = generators
     args = ["--generator", str(teacher), "--reference", f"teacher:{teacher}", "--no-latency", "--json"]

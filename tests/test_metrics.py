@@ -98,7 +98,7 @@ def test_onnx_runtime_features_give_torchs_fid_and_a_damaged_graph_is_exported_a
     weights.write_bytes(assets.resolve("fid-inception").read_bytes())
     monkeypatch.setenv(assets.get_asset("fid-inception").env_var, str(weights))
     first = fid.InceptionFeatures("cpu")
-    graph = fid._onnx_path(weights)
+    graph = fid._onnx_path(weights, "uint8")
     assert first.backend == "onnxruntime" and graph.parent == weights.parent and fid._onnx_verified(graph)
     with open(graph, "r+b") as handle:  # flip bytes in the middle
         handle.seek(graph.stat().st_size // 2)
@@ -109,6 +109,38 @@ def test_onnx_runtime_features_give_torchs_fid_and_a_damaged_graph_is_exported_a
     assert torch.equal(again(sets["mnist_a"][:8]), first(sets["mnist_a"][:8]))
     with pytest.raises(ValueError, match="feature backend must be one of"):
         fid.InceptionFeatures("cpu", backend="tensorrt")
+
+
+def test_clean_resize_is_clean_fids_and_feeds_the_same_network(feature_sets, inception):
+    from cleanfid.resize import build_resizer  # clean-fid's own resize (no weights are fetched)
+
+    from gancompress.metrics import fid
+
+    rng = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8, generator=rng)
+    ours = fid.clean_resize(images)
+    theirs = np.stack([build_resizer("clean")(image.permute(1, 2, 0).numpy()) for image in images])
+    assert ours.dtype == torch.float32 and ours.shape == (3, 3, 299, 299)
+    assert np.array_equal(ours.permute(0, 2, 3, 1).numpy(), theirs)  # bit for bit, not re-quantised
+    assert not torch.equal(ours, ours.round())
+    # AfterResize is torch-fidelity's network from the step after its own resize, which is the identity at 299.
+    at_299 = torch.randint(0, 256, (2, 3, 299, 299), dtype=torch.uint8, generator=rng)
+    eager = fid.InceptionFeatures("cpu", backend="torch")
+    (expected,) = eager.model(at_299)
+    (after,) = fid.AfterResize(eager.model)(at_299.float())
+    assert (after - expected).abs().max() < 1e-5
+    # clean mode: ONNX Runtime as torch, different features from the TF1.x resize, the same verdict on data.
+    clean, clean_eager = fid.InceptionFeatures("cpu", resize="clean"), fid.InceptionFeatures("cpu", "torch", "clean")
+    assert clean.backend == "onnxruntime" and clean.resize_rule == fid.CLEAN_RESIZE_RULE
+    sets, f = feature_sets
+    batch = sets["mnist_a"][:16]
+    assert (clean(batch) - clean_eager(batch)).abs().max() < fid.ONNX_TOLERANCE
+    assert (clean(batch) - f["mnist_a"][:16]).abs().max() > 0.05  # the resize changes the features
+    feats = {k: torch.cat([clean(sets[k][i:i + 64]) for i in range(0, N, 64)]) for k in ("mnist_a", "mnist_b", "fashion")}
+    same, diff = fid_from_features(feats["mnist_a"], feats["mnist_b"]), fid_from_features(feats["mnist_a"], feats["fashion"])
+    assert diff > 3 * same and diff > 150, (same, diff)
+    with pytest.raises(ValueError, match="resize must be one of"):
+        fid.InceptionFeatures("cpu", resize="bicubic")
 
 
 def test_dcgan_face64_cost_matches_the_hand_count(ready_assets):

@@ -119,6 +119,64 @@ def test_tensorboard_logs_each_step_once_across_a_resume(tmp_path, lpips_alex):
     assert [e.step for e in events.Images("samples")] == [3, 6]
 
 
+def test_metrics_every_logs_quality_keeps_the_best_and_trains_the_same_weights(tmp_path, lpips_alex):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from gancompress.io import load_generator, read_metadata
+
+    def monitored(trainer, fids):
+        """A stand-in for evaluation.QualityMonitor: scripted FIDs by step; the EMA's weights kept per call."""
+        seen = {}
+
+        def measure(generator):
+            seen[trainer.step] = {k: v.clone() for k, v in generator.state_dict().items()}
+            return {"fid": fids[trainer.step], "kid": 0.01, "n": 16}
+        trainer.monitor = measure
+        return seen
+
+    config = TrainConfig(**SMALL, metrics_every=2, tensorboard=True)
+    plain, _ = _trainer(tmp_path / "plain", TrainConfig(**SMALL), lpips_model=lpips_alex)
+    plain.train()
+    fids = {2: 5.0, 4: 3.0, 6: 4.0}
+    interrupted, _ = _trainer(tmp_path / "run", config, lpips_model=lpips_alex)
+    monitored(interrupted, fids)
+    real_update = interrupted.update_ema
+
+    def killed_during_step_6():
+        if interrupted.step == 5:
+            raise KeyboardInterrupt  # step 4's evaluation and best were written; the checkpoint is step 3
+        real_update()
+
+    interrupted.update_ema = killed_during_step_6
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.train()
+    interrupted.files.close()
+    resumed, _ = _trainer(tmp_path / "run", config, lpips_model=lpips_alex)
+    seen = monitored(resumed, fids)
+    resumed.load_checkpoint(tmp_path / "run")
+    assert resumed.best == {"fid": 5.0, "step": 2}  # from the step-3 checkpoint
+    resumed.train()
+    # Measuring changes nothing the run trains.
+    for (name, x), y in zip(plain.G_ema.state_dict().items(), resumed.G_ema.state_dict().values()):
+        assert torch.equal(x, y), name
+    lines = [json.loads(line) for line in (tmp_path / "run" / "stats.jsonl").read_text().splitlines()]
+    evals = [line for line in lines if "eval" in line]
+    assert [line["step"] for line in evals] == [2, 4, 6]  # step 4 once, though it was evaluated twice
+    assert [line["eval"]["best_step"] for line in evals] == [2, 4, 4]
+    assert [line["step"] for line in lines if "eval" not in line] == [1, 2, 3, 4, 5, 6]
+    best = tmp_path / "run" / "best.safetensors"
+    assert read_metadata(best)["best"]["step"] == 4 and read_metadata(best)["best"]["fid"] == 3.0
+    for key, value in load_generator(best).state_dict().items():
+        assert torch.equal(value, seen[4][key]), key
+    assert resumed.best == {"fid": 3.0, "step": 4}
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"), size_guidance={"scalars": 0}).Reload()
+    assert [(e.step, e.value) for e in events.Scalars("eval/fid")] == [(2, 5.0), (4, 3.0), (6, 4.0)]
+    with pytest.raises(ConfigError, match="metrics_every >= 0"):
+        TrainConfig(metrics_every=-1)
+    with pytest.raises(ConfigError, match="metrics_n >= 2"):
+        TrainConfig(metrics_n=1)
+
+
 def test_soft_logit_loss_is_zero_only_for_matching_logits_and_pulls_toward_the_target():
     from gancompress.distillation.losses import soft_logit_loss
 

@@ -17,6 +17,23 @@ from gancompress.config import ConfigError
 from gancompress.io import WriteError, atomic_path, atomic_write_text, load_generator, save_generator, save_tensors
 
 
+BEST_FILE = "best.safetensors"
+
+
+def log_final_metrics(run_dir: Path, metrics: dict, step: int) -> None:
+    """The final evaluation's numbers (compress, sweep) as TensorBoard scalars final/<name> at the run's
+    last step, beside its training logs in RUN_DIR/tensorboard; None values are left out."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(Path(run_dir) / "tensorboard"))
+    try:
+        for key, value in metrics.items():
+            if value is not None:
+                writer.add_scalar(f"final/{key}", float(value), step)
+    finally:
+        writer.close()
+
+
 class RunFiles:
     def __init__(self, run_dir: Path | None, main: bool = True, plain_progress: bool = False,
                  log_line: Callable[[str], None] | None = None):
@@ -40,6 +57,23 @@ class RunFiles:
                 if key != "step":
                     self._tb_writer.add_scalar(f"train/{key}", value, step)
             self._tb_writer.flush()
+
+    def log_metrics(self, metrics: dict, step: int) -> None:
+        """An in-training evaluation: one stats.jsonl line {"step", "eval": {...}} (so loss readers skip
+        it) and its numbers as TensorBoard scalars eval/<name>."""
+        if not self.writes:
+            return
+        with open(self.run_dir / "stats.jsonl", "a") as f:
+            f.write(json.dumps({"step": step, "eval": metrics}, sort_keys=True) + "\n")
+        if self._tb_writer is not None:
+            for key, value in metrics.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    self._tb_writer.add_scalar(f"eval/{key}", value, step)
+            self._tb_writer.flush()
+
+    def write_best(self, G_ema, about: dict) -> None:
+        """The EMA with the best in-training FID so far, as best.safetensors (atomic, like every checkpoint)."""
+        save_generator(self.run_dir / BEST_FILE, G_ema, {"best": about})
 
     def progress_line(self, line: str) -> None:
         if not self.main:

@@ -44,6 +44,10 @@ D_INITS = ("student", "teacher-size", "teacher")
 # How a step is computed, not what it computes: left out of records at their defaults, and a resumed
 # run may change them (pipeline.resume_run)
 EXECUTION_FIELDS = ("precision", "fp16_blocks", "channels_last", "compile", "grad_accum")
+# What is measured while a run trains, not what it trains: left out of records at their defaults, and a
+# resumed run may change them. Evaluation draws from its own seeded generators and runs the EMA in eval
+# mode, so a run trains the same weights with or without it (tests/test_trainer.py).
+MONITOR_FIELDS = ("metrics_every", "metrics_n")
 
 
 @dataclass(frozen=True)
@@ -90,9 +94,12 @@ class TrainConfig(SerializableConfig):
     channels_last: bool = False  # NHWC memory format for the networks and images (faster convolutions on GPUs)
     compile: str = "off"  # a torch.compile backend (inductor) for the student's and discriminator's forward passes
     grad_accum: int = 1  # micro-batches per step: the same update from batch_size / grad_accum images at a time
+    # Quality while training (MONITOR_FIELDS): FID/KID/LPIPS of the EMA every metrics_every steps (0: off).
+    metrics_every: int = 0
+    metrics_n: int = 500  # samples per in-training evaluation (small: its FID is biased upward, see the log)
 
     family = "train"
-    omit_when_default = EXECUTION_FIELDS
+    omit_when_default = EXECUTION_FIELDS + MONITOR_FIELDS
 
     def __post_init__(self):
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))  # Adam rejects (0, 0.99)
@@ -135,6 +142,9 @@ class TrainConfig(SerializableConfig):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ConfigError(f"the weight {name} must be a finite number >= 0, got {value}")
+        if self.metrics_every < 0 or self.metrics_n < 2:
+            raise ConfigError(f"need metrics_every >= 0 (0: off) and metrics_n >= 2, got {self.metrics_every}, "
+                              f"{self.metrics_n}")
         if self.keep_every < 0:
             raise ConfigError(f"keep_every must be >= 0 (0: keep only the last two checkpoints), got {self.keep_every}")
         if self.precision not in PRECISIONS:
@@ -159,7 +169,8 @@ class TrainingDiverged(GancompressError, RuntimeError):
     """A loss or a weight became NaN or inf; nothing after the last good checkpoint was kept."""
 
 
-def _seeded(seed: int, rank: int, step: int, stream: str) -> torch.Generator:
+def seeded_generator(seed: int, rank: int, step: int, stream: str) -> torch.Generator:
+    """A CPU generator for the draws of `stream` at `step` on `rank`: the same after a resume."""
     digest = hashlib.sha256(f"{seed}/{rank}/{step}/{stream}".encode()).digest()
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
 
@@ -183,12 +194,16 @@ class Trainer:
         progress: bool = True,
         log_line: Callable[[str], None] | None = None,
         teacher_discriminator: torch.nn.Module | None = None,
+        monitor: Callable[[torch.nn.Module], dict] | None = None,
     ):
         if config.mode == "distill" and teacher is None:
             raise ConfigError("distillation needs a teacher")
         if config.real == "teacher" and teacher is None:
             raise ConfigError("real images come from the teacher (data-free) but there is no teacher; pass a dataset")
         rank = rank or Rank(device=device)
+        # monitor(G_ema) -> {"fid", "kid", "lpips", ...}: called every metrics_every steps on the main rank
+        self.monitor = monitor if config.metrics_every else None
+        self.best = {"fid": math.inf, "step": 0}  # the best in-training FID so far, and its step (checkpointed)
         self.config, self.rank, self.device, self.progress = config, rank, torch.device(device), progress
         # Progress on a terminal is a bar; elsewhere (a log file, CI) a plain line every log_every steps.
         self.files = RunFiles(run_dir, rank.main, progress and not sys.stderr.isatty(), log_line)
@@ -212,7 +227,7 @@ class Trainer:
         self.elapsed_before = 0.0  # training seconds before this process (resumed runs)
         self._t_start = time.perf_counter()
         self._t_end = None  # set when train() returns, so later work is not counted
-        self.sample_z = torch.randn(16, student.z_dim, generator=_seeded(config.seed, 0, -1, "sample-bank"))
+        self.sample_z = torch.randn(16, student.z_dim, generator=seeded_generator(config.seed, 0, -1, "sample-bank"))
 
     def _build_networks(self, student, teacher, teacher_discriminator) -> None:
         config = self.config
@@ -329,7 +344,7 @@ class Trainer:
 
     def rng(self, step: int, stream: str) -> torch.Generator:
         """The generator of the draws of `stream` at `step` on this rank (the same after a resume)."""
-        return _seeded(self.config.seed, self.rank.rank, step, stream)
+        return seeded_generator(self.config.seed, self.rank.rank, step, stream)
 
     def rows(self, drawn):
         """This micro-batch's rows of `drawn` (a tensor or a list of them), drawn for the rank's whole
@@ -485,6 +500,8 @@ class Trainer:
             self._record(terms, end, bar)
             if self.step % self.config.sample_every == 0 or self.step == end:
                 self.write_samples()
+            if self.monitor is not None and (self.step % self.config.metrics_every == 0 or self.step == end):
+                self.measure_quality()  # before the checkpoint, which records the best so far
             if self.step % self.config.checkpoint_every == 0 or self.step == end:
                 self.save_checkpoint()
             bar.update(1)
@@ -530,6 +547,26 @@ class Trainer:
             rows.insert(0, self._generate(self.teacher, z, -1, "sample-bank"))
         self.files.write_samples(rows, self.step)
 
+    def measure_quality(self) -> None:
+        """The monitor's metrics of the EMA, logged with the step (stats.jsonl, TensorBoard `eval/*`);
+        a new best FID writes the EMA to best.safetensors (atomically) beside the checkpoints."""
+        if not self.files.writes:
+            return
+        start = time.perf_counter()
+        metrics = self.monitor(self.G_ema)
+        self.G_ema.eval()
+        seconds = time.perf_counter() - start
+        fid = metrics["fid"]
+        improved = fid < self.best["fid"]
+        if improved:
+            self.best = {"fid": fid, "step": self.step}
+            self.files.write_best(self.G_ema, {"step": self.step, **metrics})
+        self.files.log_metrics({**metrics, "seconds": seconds, "best_fid": self.best["fid"],
+                                "best_step": self.best["step"]}, self.step)
+        self.files.progress_line(f"eval at step {self.step}: FID {fid:.2f} (n = {metrics.get('n')}), best "
+                                 f"{self.best['fid']:.2f} at step {self.best['step']}" +
+                                 (": best.safetensors written" if improved else "") + f" [{seconds:.0f} s]")
+
     def _diverged(self, what: str) -> TrainingDiverged:
         return TrainingDiverged(f"training diverged: {what}; {self.files.lost_work_note()}. Lower the learning rates "
                                 "(--lr-g, --lr-d) or the loss weights and start a new run")
@@ -550,6 +587,7 @@ class Trainer:
             "opt_d": self.opt_d.state_dict(),
             "feature_adapters": self.feature_loss.state_dict() if self.feature_loss is not None else {},
             **{key: value.detach().cpu() for key, value in self.extra_state.items()},
+            "best": dict(self.best),
             "train_config": self.config.to_dict(),
         }
         self.files.write_checkpoint(self.step, self.G, self.G_ema, self.D, state, keep_every=self.config.keep_every)
@@ -565,6 +603,8 @@ class Trainer:
             self.feature_loss.load_state_dict(state["feature_adapters"])
         self.step = state["step"]
         self.elapsed_before = state["elapsed_s"]
+        # A best.safetensors written after this checkpoint is rewritten as the replayed steps reach it again.
+        self.best = dict(state.get("best", {"fid": math.inf, "step": 0}))
         for key, initial in self.extra_state.items():  # a checkpoint from before a term existed keeps its start
             self.extra_state[key] = state.get(key, initial).to(self.device)
         self.files.truncate_stats(self.step)

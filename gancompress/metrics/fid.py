@@ -24,6 +24,12 @@ RESIZE_RULE = (
     "uint8 RGB -> float32, bilinear resize to 299x299 as TF1.x does (torch-fidelity "
     "interpolate_bilinear_2d_like_tensorflow1x, align_corners=False, no antialiasing), then (x - 128) / 128"
 )
+CLEAN_RESIZE_RULE = (
+    "uint8 RGB -> each channel as a float32 PIL image resized to 299x299 with PIL bicubic, clipped to [0, 255], "
+    "not re-quantised (clean-fid's mode 'clean'), then (x - 128) / 128 into the same network"
+)
+RESIZES = {"torch-fidelity": RESIZE_RULE, "clean": CLEAN_RESIZE_RULE}
+INPUT_SIZE = 299
 KID_SUBSETS = 100
 KID_SUBSET_SIZE_MAX = 1000
 INCEPTION_SCORE_UNAVAILABLE = (
@@ -43,11 +49,19 @@ class InceptionFeatures:
     installed (measured 1.6-1.8x faster than eager channels_last on this 2-core CPU: eval/eval_speed.py),
     else torch; on a GPU, torch. The ONNX graph is exported once per weights file and torch version,
     kept beside the weights (or in the cache), checked by sha256, and its features are compared
-    with torch's on a probe batch at every load: beyond ONNX_TOLERANCE it is not used."""
+    with torch's on a probe batch at every load: beyond ONNX_TOLERANCE it is not used.
 
-    def __init__(self, device: str | torch.device = "cpu", backend: str = "auto"):
+    resize "torch-fidelity" (the default) feeds uint8 images to torch-fidelity's module, which resizes
+    them bilinearly like TF1.x; "clean" resizes them first as clean-fid does (`clean_resize`) and feeds
+    the float result to the same network after its resize step, for comparison with papers that used it.
+    """
+
+    def __init__(self, device: str | torch.device = "cpu", backend: str = "auto", resize: str = "torch-fidelity"):
         if backend not in BACKENDS:
             raise ValueError(f"feature backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        if resize not in RESIZES:
+            raise ValueError(f"resize must be one of {', '.join(RESIZES)}, got {resize!r}")
+        self.resize, self.resize_rule = resize, RESIZES[resize]
         weights = assets.resolve("fid-inception")
         self.device = torch.device(device)
         try:  # strict load: a file that is not this network's state_dict fails here
@@ -58,6 +72,8 @@ class InceptionFeatures:
             raise assets.unusable("fid-inception", weights, err) from None
         # channels_last runs 1.6x faster on a CPU (oneDNN) with features equal to 1e-5.
         self.model = model.to(self.device, memory_format=torch.channels_last).eval()
+        if resize == "clean":
+            self.model = AfterResize(self.model)
         self.session = None
         if self.device.type == "cpu" and backend != "torch":
             self.session = _onnx_session(self.model, weights, required=backend == "onnxruntime")
@@ -77,11 +93,47 @@ class InceptionFeatures:
     def __call__(self, images_uint8: torch.Tensor) -> torch.Tensor:
         if images_uint8.dtype != torch.uint8:
             raise TypeError(f"Inception features need uint8 images, got {images_uint8.dtype}")
-        images = to_rgb(images_uint8)
+        images = to_rgb(clean_resize(images_uint8) if self.resize == "clean" else images_uint8)
         if self.session is not None:
             return torch.from_numpy(self.session.run(None, {"images": images.contiguous().numpy()})[0])
         (features,) = self.model(images.to(self.device))
         return features.float().cpu()
+
+
+def clean_resize(images_uint8: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) uint8 -> (N, C, 299, 299) float32 as clean-fid's mode "clean" resizes: each channel
+    a float PIL image ("F"), PIL bicubic, clipped to [0, 255], no rounding back to uint8."""
+    import numpy as np
+    from PIL import Image
+
+    pixels = images_uint8.numpy().astype(np.float32)
+    out = np.empty((*pixels.shape[:2], INPUT_SIZE, INPUT_SIZE), dtype=np.float32)
+    for i, image in enumerate(pixels):
+        for c, channel in enumerate(image):
+            out[i, c] = np.asarray(Image.fromarray(channel, mode="F").resize((INPUT_SIZE, INPUT_SIZE), Image.BICUBIC))
+    return torch.from_numpy(out.clip(0, 255))
+
+
+class AfterResize(torch.nn.Module):
+    """torch-fidelity's Inception from its step after the resize: float (N, 3, 299, 299) in [0, 255]
+    -> the 2048-d pool3 features, the same layers in the same order as its forward."""
+
+    LAYERS = ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "MaxPool_1", "Conv2d_3b_1x1", "Conv2d_4a_3x3",
+              "MaxPool_2", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d",
+              "Mixed_6e", "Mixed_7a", "Mixed_7b", "Mixed_7c", "AvgPool")
+
+    def __init__(self, model: FeatureExtractorInceptionV3):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor]:
+        if images.shape[-2:] != (INPUT_SIZE, INPUT_SIZE) or not images.is_floating_point():
+            raise ValueError(f"expected float images resized to {INPUT_SIZE}x{INPUT_SIZE}, got {images.dtype} "
+                             f"{tuple(images.shape)}")
+        x = (images.float() - 128) / 128
+        for name in self.LAYERS:
+            x = getattr(self.model, name)(x)
+        return (torch.flatten(x, 1).float(),)
 
 
 class _Features(torch.nn.Module):
@@ -102,13 +154,16 @@ def _onnx_session(model, weights: Path, required: bool):
         if required:
             raise assets.AssetError("feature backend onnxruntime needs the onnxruntime package: pip install onnxruntime")
         return None
-    path = _onnx_path(weights)
+    clean = isinstance(model, AfterResize)
+    path = _onnx_path(weights, "after-resize" if clean else "uint8")
     if not _onnx_verified(path):
         _export_onnx(model, path)
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = torch.get_num_threads(), 1
     session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     probe = torch.randint(0, 256, (4, 3, 48, 48), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    if clean:
+        probe = clean_resize(probe)
     with torch.inference_mode():
         expected = model(probe)[0].float()
     difference = float((torch.from_numpy(session.run(None, {"images": probe.numpy()})[0]) - expected).abs().max())
@@ -120,9 +175,11 @@ def _onnx_session(model, weights: Path, required: bool):
     return session
 
 
-def _onnx_path(weights: Path) -> Path:
-    """Beside the weights when that folder is writable (so every feature cache shares it), else in the cache."""
-    name = f"{weights.stem}.{sha256_file(weights)[:16]}.torch-{torch.__version__.split('+')[0]}.onnx"
+def _onnx_path(weights: Path, graph: str) -> Path:
+    """Beside the weights when that folder is writable (so every feature cache shares it), else in the cache.
+    graph: uint8 (the whole module) or after-resize (`AfterResize`, float 299x299 input)."""
+    tag = "" if graph == "uint8" else f".{graph}"
+    name = f"{weights.stem}.{sha256_file(weights)[:16]}.torch-{torch.__version__.split('+')[0]}{tag}.onnx"
     folder = weights.parent if os.access(weights.parent, os.W_OK) else assets.cache_dir() / "onnx"
     return folder / name
 
@@ -136,7 +193,8 @@ def _export_onnx(model, path: Path) -> None:
     import warnings
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    example = torch.zeros(2, 3, 64, 64, dtype=torch.uint8)
+    example = (torch.zeros(2, 3, INPUT_SIZE, INPUT_SIZE) if isinstance(model, AfterResize) else
+               torch.zeros(2, 3, 64, 64, dtype=torch.uint8))
     with atomic_path(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notices
         # A copy: exporting leaves the module it traces changed (its features differ afterwards).
@@ -147,10 +205,17 @@ def _export_onnx(model, path: Path) -> None:
     atomic_write_text(path.with_suffix(".sha256"), sha256_file(path) + "\n")
 
 
-def fid_from_features(features_a: torch.Tensor, features_b: torch.Tensor) -> float:
-    stats_a = fid_features_to_statistics(features_a.double())
-    stats_b = fid_features_to_statistics(features_b.double())
+def statistics_of(features: torch.Tensor) -> dict:
+    """{"mu", "sigma"}: float64 mean and covariance of (N, 2048) features (torch-fidelity's)."""
+    return fid_features_to_statistics(features.double())
+
+
+def fid_from_statistics(stats_a: dict, stats_b: dict) -> float:
     return fid_statistics_to_metric(stats_a, stats_b, verbose=False)[KEY_METRIC_FID]
+
+
+def fid_from_features(features_a: torch.Tensor, features_b: torch.Tensor) -> float:
+    return fid_from_statistics(statistics_of(features_a), statistics_of(features_b))
 
 
 def kid_subset_size(n_a: int, n_b: int) -> int:

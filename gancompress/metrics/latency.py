@@ -24,13 +24,17 @@ def measure_latency(
     device = next(generator.parameters()).device
     module, _, _, _ = graph_for(generator, "full")
     z = torch.randn(batch_size, generator.z_dim, device=device)
+    return {**time_module(module, z, min_run_time, warmup), "graph": "export graph (gancompress export), PyTorch eager"}
+
+
+@torch.inference_mode()
+def time_module(module: torch.nn.Module, inputs: torch.Tensor, min_run_time: float = 1.0, warmup: int = 3) -> dict:
+    """module(inputs) timed by torch.utils.benchmark: median and IQR per image (row of `inputs`)."""
+    batch_size = len(inputs)
     for _ in range(warmup):
-        module(z)
-    timer = benchmark.Timer(
-        stmt="module(z)",
-        globals={"module": module, "z": z},
-        num_threads=torch.get_num_threads(),
-    )
+        module(inputs)
+    timer = benchmark.Timer(stmt="module(inputs)", globals={"module": module, "inputs": inputs},
+                            num_threads=torch.get_num_threads())
     m = timer.blocked_autorange(min_run_time=min_run_time)
     return {
         "batch_size": batch_size,
@@ -38,6 +42,5 @@ def measure_latency(
         "iqr_ms_per_image": m.iqr * 1e3 / batch_size,
         "runs": len(m.times),
         "threads": torch.get_num_threads(),
-        "device": str(device),
-        "graph": "export graph (gancompress export), PyTorch eager",
+        "device": str(inputs.device),
     }
