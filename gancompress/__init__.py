@@ -8,6 +8,7 @@ The public Python API (documented with examples in docs/api.md):
     student, run_dir = gc.distill(teacher, width=0.5, steps=200)
     record = gc.evaluate(student, "teacher:dcgan-fmnist32", n=500)
     run_dir = gc.compress("dcgan-fmnist32", width=0.25)
+    run_dir = gc.kd("fmnist-cnn", method="hinton", width=0.25)   # classifier distillation
 
 Names are imported on first use, so `import gancompress` (and the command line's start) stays light.
 """
@@ -31,6 +32,9 @@ _API = {
     "sweep": "gancompress.api",
     "export": "gancompress.api",
     "bench": "gancompress.api",
+    "kd": "gancompress.classifiers.runs",
+    "evaluate_classifier": "gancompress.classifiers.evaluation",
+    "load_classifier": "gancompress.classifiers.checkpoints",
     "FAMILIES": "gancompress.families",
     "family_of": "gancompress.families",
 }

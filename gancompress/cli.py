@@ -534,6 +534,136 @@ def cmd_compress(args) -> int:
     return 0
 
 
+_KD_HELP = {
+    "steps": "training steps (one student update each)", "batch_size": "images per step",
+    "lr": "student learning rate (SGD, Nesterov momentum, cosine-annealed to 0)", "momentum": "SGD momentum",
+    "weight_decay": "SGD weight decay", "temperature": "softmax temperature of the soft labels (hinton, adversarial, ard)",
+    "alpha": "weight of the soft-label term; 1 - alpha weighs cross-entropy on the labels (default: 0.9 with labelled "
+             "transfer sets, 1 without)",
+    "adv": "method adversarial: weight of the logit discriminator's term",
+    "adv_features": "method adversarial: the discriminator also reads the pooled features",
+    "lr_d": "method adversarial: the discriminator's learning rate (Adam)",
+    "pgd_eps": "method ard: L-infinity radius of the training attack, in [0, 1] pixels",
+    "pgd_steps": "method ard: PGD steps of the training attack",
+    "lr_g": "transfer dfad: the generator's learning rate (Adam)",
+    "transfer_pool": "transfer generator:SPEC: 0 makes fresh images every step; N draws from a fixed pool of N "
+                     "generated images (seed 0), made once and cached",
+    "dfad_interval": "transfer dfad: one generator update every N student updates",
+    "dfad_z_dim": "transfer dfad: the generator's latent size",
+    "dafl": "transfer dfad: weight of DAFL's generator terms (one-hot, activation, entropy); 0: DFAD alone",
+    "seed": "seed of every random draw", "log_every": "write stats.jsonl every N steps",
+    "checkpoint_every": "write a checkpoint every N steps",
+}
+
+
+def _pgd(text: str) -> tuple[float, int]:
+    try:
+        eps, steps = text.split(",")
+        return float(eps), int(steps)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected EPS,STEPS such as 0.1,20, got {text!r}") from None
+
+
+def cmd_kd(args) -> int:
+    from gancompress.classifiers.runs import kd
+    from gancompress.evaluation import default_device
+
+    explicit = args.given - {"resume", "device", "quiet", "json", "asset", "run_root"}
+    if args.resume and explicit:
+        raise GancompressError(f"{', '.join('--' + d.replace('_', '-') for d in sorted(explicit))} cannot be used with "
+                               "--resume: a resumed run keeps the settings it was started with")
+    overrides = {name: getattr(args, name) for name in _KD_HELP if name in args.given}
+    if args.dry_run:
+        from gancompress.classifiers.runs import kd_plan
+
+        print(json.dumps(kd_plan(args.teacher, args.method, args.transfer, args.width, args.channels, overrides,
+                                 args.device or default_device(), args.eval_data, args.pgd), indent=2))
+        return 0
+    run_dir = kd(args.teacher, args.method, args.transfer, args.width, args.channels, overrides, args.run_root,
+                 args.resume, args.device or default_device(), not args.quiet, args.eval_data, args.pgd,
+                 log=lambda msg: print(msg, file=sys.stderr),
+                 command=" ".join(shlex.quote(a) for a in ["gancompress", *args.argv]))
+    if args.json:
+        print((run_dir / "report.json").read_text())
+        return 0
+    print((run_dir / "report.md").read_text())
+    print(f"run directory: {run_dir} (report.md, report.json, student.safetensors)")
+    return 0
+
+
+def cmd_eval_classifier(args) -> int:
+    from gancompress.classifiers.checkpoints import resolve_classifier
+    from gancompress.classifiers.evaluation import evaluate_classifier, format_classifier_table
+    from gancompress.evaluation import default_device
+    from gancompress.io import atomic_write_text
+
+    model, identity = resolve_classifier(args.classifier, args.device or default_device())
+    record = {"classifier": identity, **evaluate_classifier(model, args.data, args.pgd, latency=not args.no_latency,
+                                                             n=args.n)}
+    if args.out:
+        atomic_write_text(args.out, json.dumps(record, indent=2) + "\n")
+    print(json.dumps(record, indent=2) if args.json else format_classifier_table(record, identity["name"]))
+    return 0
+
+
+def _kd_parser(sub) -> None:
+    from gancompress.classifiers.training import METHODS, KDConfig
+
+    p = sub.add_parser(
+        "kd", formatter_class=_Formatter, parents=_parents("device", "quiet", "json", "dry_run"),
+        help="distil a teacher classifier into a small student (soft labels, adversarial, data-free, robust)",
+        description="Classifier distillation. METHOD: ce (the student alone, on labels; also trains a teacher), "
+                    "hinton (soft labels at --temperature), logit-mse, mae (DFAD's loss), adversarial (a "
+                    "discriminator on the logits), ard (robust: PGD inputs, the teacher's clean soft labels). "
+                    "TRANSFER: data[:DATASET[:SPLIT]] (default fashion-mnist:train), generator:NAME|FILE (images of "
+                    "a generator, no real image), or dfad (a generator trained against the student, no data). "
+                    "Formulas and sources: docs/classifier-kd.md.",
+        epilog="examples:\n  gancompress kd --method ce --width 1 --steps 6000       # a Fashion-MNIST teacher\n"
+               "  gancompress kd --teacher fmnist-cnn --method hinton --width 0.25\n"
+               "  gancompress kd --teacher fmnist-cnn --transfer generator:dcgan-fmnist32 --width 0.25\n"
+               "  gancompress kd --teacher fmnist-cnn --method mae --transfer dfad --width 0.25\n"
+               "  gancompress kd --teacher fmnist-cnn --method ard --pgd 0.1,20 --width 0.25",
+    )
+    p.add_argument("--teacher", default=None, help="registered classifier (fmnist-cnn) or a .safetensors file")
+    p.add_argument("--method", choices=METHODS, default="hinton", help="the distillation loss")
+    p.add_argument("--transfer", default="data", help="where the training images come from")
+    p.add_argument("--width", type=float, default=0.25, help="student width relative to the teacher's architecture")
+    p.add_argument("--channels", type=_channels, default=None, help="explicit student channels per stage (overrides --width)")
+    base = KDConfig()
+    for name, text in _KD_HELP.items():
+        default = getattr(base, name) if name != "alpha" else None
+        if isinstance(default, bool):
+            p.add_argument("--" + name.replace("_", "-"), action=argparse.BooleanOptionalAction, default=default, help=text)
+        else:
+            p.add_argument("--" + name.replace("_", "-"), type=float if name == "alpha" else type(default),
+                           default=default, help=text)
+    p.add_argument("--eval-data", default="fashion-mnist:test", help="the labelled split the final evaluation uses")
+    p.add_argument("--pgd", type=_pgd, default=None, metavar="EPS,STEPS",
+                   help="also report accuracy under L-infinity PGD (eps in [0, 1] pixels)")
+    p.add_argument("--run-root", type=Path, default=Path("runs"), help="where numbered run directories go")
+    p.add_argument("--resume", type=Path, default=None, help="continue the run in this directory from its last checkpoint")
+    p.set_defaults(func=cmd_kd)
+
+
+def _eval_classifier_parser(sub) -> None:
+    p = sub.add_parser(
+        "eval-classifier", formatter_class=_Formatter, parents=_parents("device", "json"),
+        help="test accuracy (and robust accuracy), params, MACs and latency of a classifier",
+        description="Evaluate a classifier on a labelled split, with the protocol in the record.",
+        epilog="examples:\n  gancompress eval-classifier --classifier fmnist-cnn\n"
+               "  gancompress eval-classifier --classifier runs/00003-kd-ard-data-c8.16.32/student.safetensors "
+               "--pgd 0.1,20",
+    )
+    p.add_argument("--classifier", required=True, help="registered classifier name or .safetensors file")
+    p.add_argument("--data", default="fashion-mnist:test", help="labelled split: DATASET[:SPLIT]")
+    p.add_argument("--pgd", type=_pgd, default=None, metavar="EPS,STEPS",
+                   help="also accuracy under L-infinity PGD (eps in [0, 1] pixels, e.g. 0.1,20)")
+    p.add_argument("--n", type=int, default=None, help="evaluate the first N images only (default: all)")
+    p.add_argument("--no-latency", action="store_true", help="skip latency measurement")
+    p.add_argument("--out", type=Path, default=None, help="write the JSON record here")
+    p.set_defaults(func=cmd_eval_classifier)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gancompress", formatter_class=_Formatter,
@@ -542,7 +672,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"gancompress {gancompress.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_assets_parser, _eval_parser, _generate_parser, _prune_parser, _distill_parser, _train_parser, _import_parser, _compress_parser, _export_parser, _bench_parser, _sweep_parser):
+    for add in (_assets_parser, _eval_parser, _generate_parser, _prune_parser, _distill_parser, _train_parser, _import_parser, _compress_parser, _export_parser, _bench_parser, _sweep_parser, _kd_parser,
+                _eval_classifier_parser):
         add(sub)
     return parser
 

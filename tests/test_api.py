@@ -16,7 +16,8 @@ import gancompress as gc
 from gancompress.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-API = ["load_generator", "prune", "distill", "evaluate", "compress", "sweep", "export", "bench", "FAMILIES", "family_of"]
+API = ["load_generator", "prune", "distill", "evaluate", "compress", "sweep", "export", "bench", "kd", "evaluate_classifier",
+       "load_classifier", "FAMILIES", "family_of"]
 
 
 def test_every_public_name_exists_with_a_docstring():

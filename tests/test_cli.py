@@ -24,6 +24,8 @@ EXPECTED = {  # which shared options each subcommand takes
     "export": {"--asset", "--json"},
     "bench": {"--asset", "--quiet", "--json"},
     "sweep": {"--asset", "--device", "--quiet", "--dry-run"},
+    "kd": {"--asset", "--device", "--quiet", "--json", "--dry-run"},
+    "eval-classifier": {"--asset", "--device", "--json"},
 }
 
 

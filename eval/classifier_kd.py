@@ -1,0 +1,123 @@
+"""Classifier distillation on Fashion-MNIST: every method and transfer set for one student size,
+several seeds each, against the same student trained alone.
+
+Every (setting, seed) is one `gancompress kd` run under OUT/runs and one row in OUT/rows (resumable:
+run the command again and finished rows are skipped, an interrupted run resumes). When every row is
+done, OUT/results.md and OUT/results.json give each setting's mean and std over the seeds, its share
+of the teacher's accuracy, and (with --pgd) robust accuracy.
+
+  python eval/classifier_kd.py --teacher fmnist-cnn --width 0.25 --steps 2000 --seeds 0,1,2 \\
+      --pgd 0.1,20 --out eval/results/classifier_kd_fmnist
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+
+from gancompress.classifiers.runs import kd
+from gancompress.io import atomic_write_text
+from gancompress.report import markdown_table
+from gancompress.study import Study, select
+
+# name: (method, transfer, extra KDConfig fields); generator transfer sets draw from a fixed pool of
+# --pool generated images (as many as the real train split by default), made once per generator
+SETTINGS = {
+    "alone": ("ce", "data", {}),
+    "hinton": ("hinton", "data", {}),
+    "logit-mse": ("logit-mse", "data", {}),
+    "adversarial": ("adversarial", "data", {}),
+    "gen-dcgan": ("hinton", "generator:dcgan-fmnist32", {"transfer_pool": "POOL"}),
+    "gen-stylegan2": ("hinton", "generator:stylegan2-fmnist32", {"transfer_pool": "POOL"}),
+    "dfad": ("mae", "dfad", {}),
+    "ard": ("ard", "data", {}),
+}
+# rows whose robust accuracy is measured: ARD and the students it is compared with (PGD on the test
+# split costs pgd_steps forward and backward passes per image, so the others skip it)
+ROBUST = ("alone", "hinton", "ard")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--teacher", default="fmnist-cnn")
+    p.add_argument("--width", type=float, default=0.25)
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--pgd", default="0.1,20", help=f"EPS,STEPS of the robust-accuracy evaluation ({', '.join(ROBUST)})")
+    p.add_argument("--pool", type=int, default=60000, help="generated images per generator transfer set")
+    p.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated, from {', '.join(SETTINGS)}")
+    p.add_argument("--only", default="", help="rows to run now (setting-sSEED), the rest later")
+    p.add_argument("--out", type=Path, default=Path("eval/results/classifier_kd_fmnist"))
+    args = p.parse_args(argv)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    settings = [s for s in args.settings.split(",") if s]
+    eps, pgd_steps = args.pgd.split(",")
+    pgd = (float(eps), int(pgd_steps))
+    command = "python eval/classifier_kd.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    plan = {"teacher": args.teacher, "width": args.width, "steps": args.steps, "batch_size": args.batch_size,
+            "seeds": seeds, "settings": settings, "pgd": list(pgd), "pool": args.pool}
+    study = Study(args.out, plan).open()
+    names = [f"{s}-s{seed}" for s in settings for seed in seeds]
+
+    def compute(setting: str, seed: int) -> dict:
+        method, transfer, extra = SETTINGS[setting]
+        extra = {k: args.pool if v == "POOL" else v for k, v in extra.items()}
+        label = f"{setting}-s{seed}"
+        root = args.out / "runs" / label
+        started = sorted(root.glob("*/checkpoints/latest"))  # an interrupted row resumes its run
+        run_dir = kd(None if method == "ce" else args.teacher, method, transfer, args.width, None,
+                     {"steps": args.steps, "batch_size": args.batch_size, "seed": seed, **extra},
+                     root, started[-1].parents[1] if started else None, "cpu", False,
+                     pgd=pgd if setting in ROBUST else None, command=command)
+        report = json.loads((run_dir / "report.json").read_text())
+        s = report["student_eval"]
+        teacher = report["teacher_eval"]
+        return {"setting": setting, "seed": seed, "method": method, "transfer": transfer, "accuracy": s["accuracy"],
+                "robust_accuracy": s["robust"]["accuracy"] if "robust" in s else None, "params": s["params"], "macs": s["macs_per_image"],
+                "teacher_accuracy": teacher["accuracy"] if teacher else None,
+                "real_training_images": report["transfer"].get("real_training_images", report["transfer"].get("size")),
+                "train_s": report["training"]["time_s"], "run": str(run_dir.relative_to(args.out))}
+
+    for name in select(names, args.only):
+        setting, seed = name.rsplit("-s", 1)
+        study.row(name, lambda: compute(setting, int(seed)), print)
+    if args.only:
+        return 0
+    rows = study.rows(names)
+    teacher_acc = next(r["teacher_accuracy"] for r in rows if r["teacher_accuracy"])
+    table = []
+    for setting in settings:
+        mine = [r for r in rows if r["setting"] == setting]
+        acc = [r["accuracy"] for r in mine]
+        rob = [r["robust_accuracy"] for r in mine if r["robust_accuracy"] is not None]
+        table.append({"setting": setting, "method": mine[0]["method"], "transfer": mine[0]["transfer"],
+                      "accuracy_mean": statistics.mean(acc), "accuracy_std": statistics.stdev(acc) if len(acc) > 1 else 0.0,
+                      "of_teacher": statistics.mean(acc) / teacher_acc, "robust_mean": statistics.mean(rob) if rob else None,
+                      "robust_std": statistics.stdev(rob) if len(rob) > 1 else 0.0, "n_seeds": len(mine),
+                      "params": mine[0]["params"]})
+    record = {"command": command, "plan": plan, "teacher_accuracy": teacher_acc, "table": table,
+              "threads": torch.get_num_threads()}
+    atomic_write_text(args.out / "results.json", json.dumps(record, indent=2) + "\n")
+    body = [[t["setting"], t["method"], t["transfer"], f"{100 * t['accuracy_mean']:.2f} +- {100 * t['accuracy_std']:.2f}",
+             f"{100 * t['of_teacher']:.1f}%",
+             f"{100 * t['robust_mean']:.2f} +- {100 * t['robust_std']:.2f}" if t["robust_mean"] is not None else "not measured"]
+            for t in table]
+    lines = [f"# Classifier distillation on Fashion-MNIST ({args.teacher} -> width {args.width})", "",
+             f"Command: `{command}`", "",
+             f"Teacher test accuracy {100 * teacher_acc:.2f}%. Each student: {args.steps} steps of batch "
+             f"{args.batch_size}, seeds {args.seeds} (mean +- std); test split of 10,000 images; robust accuracy "
+             f"under L-infinity PGD eps {pgd[0]:g} ([0, 1] pixels), {pgd[1]} steps.", "",
+             *markdown_table(["setting", "method", "transfer", "test accuracy %", "of teacher", "robust accuracy %"], body)]
+    atomic_write_text(args.out / "results.md", "\n".join(lines) + "\n")
+    print(args.out / "results.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

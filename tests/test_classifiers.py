@@ -1,0 +1,230 @@
+"""Classifier distillation: losses against hand computation, the DFAD game, PGD, exact resume, and short
+real runs on Fashion-MNIST through the trainer and the command line."""
+
+import json
+import math
+import subprocess
+from pathlib import Path
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gancompress.classifiers import losses
+from gancompress.classifiers.checkpoints import load_classifier, save_classifier
+from gancompress.classifiers.evaluation import evaluate_classifier
+from gancompress.classifiers.networks import ClassifierConfig, build_classifier
+from gancompress.classifiers.training import ClassifierTrainer, KDConfig
+from gancompress.config import ConfigError
+
+TINY = ClassifierConfig(channels=(8, 16, 16))
+
+
+def _softmax(values, temperature):
+    exps = [math.exp(v / temperature) for v in values]
+    return [e / sum(exps) for e in exps]
+
+
+def test_hinton_loss_equals_the_hand_computed_value():
+    s, t, label, temperature, alpha = [1.0, 2.0, 0.0], [0.0, 1.0, 3.0], 1, 2.0, 0.25
+    p_t, p_s = _softmax(t, temperature), _softmax(s, temperature)
+    kl = sum(pt * (math.log(pt) - math.log(ps)) for pt, ps in zip(p_t, p_s))
+    ce = -math.log(_softmax(s, 1.0)[label])
+    expected = alpha * temperature ** 2 * kl + (1 - alpha) * ce  # 0.25 * 4 * 0.47296 + 0.75 * 0.40761
+    got = losses.hinton_loss(torch.tensor([s]), torch.tensor([t]), torch.tensor([label]), temperature, alpha)
+    assert float(got) == pytest.approx(expected, rel=1e-5) and float(got) == pytest.approx(0.77867, abs=1e-4)
+    assert float(losses.logit_mse(torch.tensor([s]), torch.tensor([t]))) == pytest.approx((1 + 1 + 9) / 3)
+    with pytest.raises(ValueError, match="has none"):
+        losses.hinton_loss(torch.tensor([s]), torch.tensor([t]), None, 2.0, 0.5)
+
+
+def test_kd_with_temperature_1_and_alpha_0_is_cross_entropy_training(tmp_path):
+    teacher = build_classifier(TINY)
+    runs = {}
+    for name, config in (("ce", KDConfig(method="ce", steps=5, batch_size=16, checkpoint_every=100)),
+                         ("kd", KDConfig(method="hinton", temperature=1.0, alpha=0.0, steps=5, batch_size=16,
+                                         checkpoint_every=100))):
+        torch.manual_seed(0)
+        trainer = ClassifierTrainer(config, build_classifier(TINY), teacher if name == "kd" else None, tmp_path / name,
+                                    progress=False)
+        runs[name] = trainer.train().state_dict()
+    assert all(torch.allclose(runs["ce"][k].float(), runs["kd"][k].float(), atol=1e-6) for k in runs["ce"])
+
+
+def test_a_dfad_step_raises_the_discrepancy_for_the_generator_and_lowers_it_for_the_student():
+    torch.manual_seed(1)
+    teacher = build_classifier(TINY).eval()
+    config = KDConfig(method="mae", transfer="dfad", steps=1, batch_size=64, dfad_interval=1)
+    trainer = ClassifierTrainer(config, build_classifier(ClassifierConfig(channels=(8, 8, 8))), teacher, None,
+                                progress=False)
+    z = torch.randn(64, config.dfad_z_dim, generator=trainer.rng(0, "dfad-g"))  # the generator step's latents
+
+    def gap():  # in training mode, as both networks are while they play (BatchNorm on batch statistics)
+        with torch.no_grad():
+            images = trainer.generator(z)
+            return float(losses.discrepancy(trainer.student(images), teacher(images)))
+
+    before = gap()
+    stats = trainer.generator_step(0)
+    after_generator = gap()
+    assert stats["g_discrepancy"] == pytest.approx(before, rel=1e-5) and after_generator > before
+    with torch.no_grad():
+        images = trainer.generator(z)
+        t_logits = teacher(images)
+    for _ in range(3):  # the student's update on the same images
+        loss = losses.discrepancy(trainer.student(images), t_logits)
+        trainer.opt.zero_grad()
+        loss.backward()
+        trainer.opt.step()
+    assert gap() < after_generator
+
+
+def test_pgd_raises_the_loss_of_a_fixed_model_within_its_budget():
+    torch.manual_seed(0)
+    # a linear model: an untrained CNN in eval mode gives near-constant logits, which PGD cannot move
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(32 * 32, 10)).eval()
+    images = torch.rand(32, 1, 32, 32) * 2 - 1
+    labels = model(images).argmax(1)
+    attacked = losses.pgd_attack(model, images, labels, eps=0.2, steps=10, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert F.cross_entropy(model(attacked), labels) > F.cross_entropy(model(images), labels) + 1.0
+    assert (attacked - images).abs().max() <= 0.2 + 1e-6 and attacked.min() >= -1 and attacked.max() <= 1
+    assert all(p.grad is None for p in model.parameters())  # the attack leaves the model's gradients alone
+
+
+def test_a_resumed_run_ends_with_the_same_weights(tmp_path):
+    config = KDConfig(method="adversarial", steps=6, batch_size=16, checkpoint_every=3, log_every=1)
+    teacher = build_classifier(TINY)
+
+    def trainer(run_dir):
+        torch.manual_seed(0)
+        return ClassifierTrainer(config, build_classifier(ClassifierConfig(channels=(8, 8, 8))), teacher, run_dir,
+                                 progress=False)
+
+    straight = trainer(tmp_path / "straight")
+    straight.train()
+    interrupted = trainer(tmp_path / "resumed")
+    real_step = interrupted.student_step
+
+    def killed_at_step_5(step):
+        if step == 4:
+            raise KeyboardInterrupt
+        return real_step(step)
+
+    interrupted.student_step = killed_at_step_5
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.train()
+    resumed = trainer(tmp_path / "resumed")
+    resumed.load_checkpoint(tmp_path / "resumed")
+    assert resumed.step == 3
+    resumed.train()
+    for key, value in straight.student.state_dict().items():
+        assert torch.equal(value, resumed.student.state_dict()[key]), key
+    for key, value in straight.discriminator.state_dict().items():
+        assert torch.equal(value, resumed.discriminator.state_dict()[key]), key
+    steps = [json.loads(line)["step"] for line in (tmp_path / "resumed" / "stats.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_checkpoint_round_trip_and_configs_that_cannot_work(tmp_path):
+    model = build_classifier(TINY)
+    path = save_classifier(tmp_path / "c.safetensors", model)
+    loaded = load_classifier(path)
+    assert loaded.config == TINY and all(torch.equal(v, loaded.state_dict()[k]) for k, v in model.state_dict().items())
+    with pytest.raises(ConfigError, match="has no labels"):
+        KDConfig(method="ce", transfer="generator:dcgan-fmnist32")
+    with pytest.raises(ConfigError, match="has no labels"):
+        KDConfig(method="hinton", transfer="dfad", alpha=0.5)
+    assert KDConfig(transfer="dfad").alpha == 1.0 and KDConfig().alpha == 0.9
+    with pytest.raises(ConfigError, match="resolution"):
+        ClassifierConfig(resolution=30)
+
+
+@pytest.fixture(scope="module")
+def fmnist_teacher(ready_assets, tmp_path_factory):
+    """A small teacher trained for 40 s on Fashion-MNIST with the trainer (method ce)."""
+    torch.manual_seed(0)
+    run = tmp_path_factory.mktemp("teacher")
+    trainer = ClassifierTrainer(KDConfig(method="ce", steps=300, batch_size=64, lr=0.05, checkpoint_every=1000),
+                                build_classifier(ClassifierConfig(channels=(16, 32, 32))), None, run, progress=False)
+    trainer.train()
+    return save_classifier(run / "teacher.safetensors", trainer.student)
+
+
+def test_a_short_soft_label_run_beats_chance_by_far_and_pgd_lowers_accuracy(fmnist_teacher, tmp_path):
+    teacher = load_classifier(fmnist_teacher)
+    teacher_record = evaluate_classifier(teacher, "fashion-mnist:test", pgd=(0.1, 5), n=1000, latency=False)
+    assert teacher_record["accuracy"] > 0.7  # chance is 0.1
+    assert teacher_record["robust"]["accuracy"] < teacher_record["accuracy"] - 0.2
+    torch.manual_seed(0)
+    trainer = ClassifierTrainer(KDConfig(method="hinton", steps=200, batch_size=64, checkpoint_every=1000),
+                                build_classifier(ClassifierConfig(channels=(8, 8, 16))), teacher, tmp_path,
+                                progress=False)
+    student = trainer.train()
+    record = evaluate_classifier(student, "fashion-mnist:test", n=1000, latency=False)
+    assert record["accuracy"] > 0.6, record["accuracy"]
+    assert record["params"] < teacher_record["params"] / 4 and record["macs_per_image"] < teacher_record["macs_per_image"]
+    assert "first 1000" in record["protocol"]["data"]
+
+
+def test_kd_and_eval_classifier_commands(fmnist_teacher, tmp_path, ready_assets):
+    from gancompress import assets
+
+    env = {**__import__("os").environ, assets.CACHE_ENV: str(tmp_path / "cache"),
+           **{assets.get_asset(name).env_var: str(path) for name, path in ready_assets.items()}}
+
+    def gc(*args):
+        return subprocess.run([sys.executable, "-m", "gancompress", *args], capture_output=True, text=True, env=env)
+
+    result = gc("kd", "--teacher", str(fmnist_teacher), "--method", "hinton", "--channels", "8,8,16", "--steps", "20",
+                "--batch-size", "32", "--run-root", str(tmp_path / "runs"), "--quiet")
+    assert result.returncode == 0, result.stderr
+    run = next((tmp_path / "runs").iterdir())
+    report = json.loads((run / "report.json").read_text())
+    assert report["kd"]["method"] == "hinton" and report["training"]["steps"] == 20
+    assert report["teacher_eval"]["accuracy"] > 0.7 and 0 < report["accuracy_of_teacher"]
+    assert "| accuracy |" in result.stdout and (run / "student.safetensors").is_file()
+    out = tmp_path / "record.json"
+    result = gc("eval-classifier", "--classifier", str(run / "student.safetensors"), "--n", "200", "--pgd", "0.1,3",
+                "--no-latency", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    record = json.loads(out.read_text())
+    assert record["n"] == 200 and record["robust"]["accuracy"] <= record["accuracy"]
+    assert "robust accuracy" in result.stdout
+    bad = gc("kd", "--method", "hinton", "--run-root", str(tmp_path / "runs2"))
+    assert bad.returncode == 2 and "distils a teacher: pass --teacher" in bad.stderr
+    bad = gc("kd", "--resume", str(run), "--steps", "5")
+    assert bad.returncode == 2 and "cannot be used with --resume" in bad.stderr
+
+
+def test_a_generator_pool_is_made_once_cached_verified_and_drawn_like_data(tmp_path, monkeypatch):
+    from gancompress import assets
+    from gancompress.classifiers.transfer import GeneratorTransfer, TransferError
+    from gancompress.families import build_generator
+    from gancompress.families.dcgan.config import DCGANConfig
+    from gancompress.io import read_metadata, save_generator, save_tensors
+
+    monkeypatch.setenv(assets.CACHE_ENV, str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    path = save_generator(tmp_path / "g.safetensors",
+                          build_generator(DCGANConfig(z_dim=8, channels=(16, 8, 8), out_channels=1, resolution=32)))
+    first = GeneratorTransfer(str(path), 32, 1, "cpu", pool=40)
+    assert first.pool.dtype == torch.uint8 and tuple(first.pool.shape) == (40, 1, 32, 32)
+    from gancompress.evaluation import latents
+    from gancompress.metrics.images import to_uint8
+
+    with torch.no_grad():  # exactly `generate --seed 0`'s images
+        assert torch.equal(first.pool, to_uint8(first.generator(latents(40, 8, 0))))
+    cached = GeneratorTransfer(str(path), 32, 1, "cpu", pool=40)  # read back from the cache, equal
+    assert torch.equal(first.pool, cached.pool) and cached.identity["pool"] == first.identity["pool"]
+    images, labels = cached.batch(torch.Generator().manual_seed(0), 16, "cpu")
+    assert labels is None and images.shape == (16, 1, 32, 32) and -1 <= images.min() and images.max() <= 1
+    again, _ = cached.batch(torch.Generator().manual_seed(0), 16, "cpu")
+    assert torch.equal(images, again)  # the step's generator decides the draw (exact resume)
+    pool_file = Path(first.identity["pool"]["file"])
+    save_tensors(pool_file, {"images": first.pool.flip(0)}, read_metadata(pool_file))  # same shape, other bytes
+    with pytest.raises(TransferError, match="damaged"):
+        GeneratorTransfer(str(path), 32, 1, "cpu", pool=40)
+    with pytest.raises(ConfigError, match="generator transfer sets only"):
+        KDConfig(transfer="data", transfer_pool=10)
