@@ -355,8 +355,13 @@ def cmd_train(args) -> int:
         reference, _ = resolve_generator(args.like)
         config = reference.config.with_width(args.width) if args.width else reference.config
     else:  # the family's defaults for what is not given
+        num_classes = _class_count(args) if args.conditional else 0
         config = get_family(args.family).scratch_config(args.resolution, args.channels, args.z_dim, args.out_channels,
-                                                        w_dim=args.w_dim, mapping_layers=args.mapping_layers)
+                                                        w_dim=args.w_dim, mapping_layers=args.mapping_layers,
+                                                        num_classes=num_classes)
+    if args.conditional and not getattr(config, "num_classes", 0):
+        raise GancompressError(f"--conditional with --like {args.like}: that generator is unconditional; leave out "
+                               "--like to train a class-conditional DCGAN")
     teacher = args.real[len("teacher:"):] if args.real.startswith("teacher:") else None
     if teacher:
         args.real = "teacher"
@@ -365,6 +370,19 @@ def cmd_train(args) -> int:
     plan = StudentPlan("random", config=config.to_dict())
     return _launch(args, f"train-{Path(args.like).stem if args.like else config.family}-{config.resolution}px", "gan",
                    teacher, plan)
+
+
+def _class_count(args) -> int:
+    """The number of classes a --conditional generator learns: those of the labelled --real dataset."""
+    from gancompress.data import DATASETS, load_labels
+
+    if args.family != "dcgan":
+        raise GancompressError(f"--conditional is for the dcgan family; {args.family} generators are unconditional here")
+    name, _, split = args.real.partition(":")
+    if name not in DATASETS:
+        raise GancompressError(f"--conditional needs a labelled dataset as --real ({', '.join(DATASETS)}), got "
+                               f"{args.real!r}: image folders and teacher samples carry no classes")
+    return int(load_labels(name, split or "train").max()) + 1
 
 
 def cmd_import(args) -> int:
@@ -816,7 +834,8 @@ def _train_parser(sub) -> None:
         epilog="examples:\n  gancompress train --real fashion-mnist --resolution 32 --channels 256,128,64 --out-channels 1\n"
                "  gancompress train --like dcgan-face64 --width 0.25 --real teacher:dcgan-face64\n"
                "  gancompress train --family stylegan2 --resolution 32 --channels 64,64,64,64 --z-dim 64 --w-dim 64 "
-               "--mapping-layers 2 --real fashion-mnist --out-channels 1",
+               "--mapping-layers 2 --real fashion-mnist --out-channels 1\n"
+               "  gancompress train --conditional --real fashion-mnist --resolution 32 --channels 256,128,64 --out-channels 1",
     )
     p.add_argument("--like", default=None, help="copy the architecture of this generator (name or file)")
     p.add_argument("--width", type=float, default=None, help="with --like: scale its channels")
@@ -828,6 +847,9 @@ def _train_parser(sub) -> None:
     p.add_argument("--w-dim", type=int, default=512, help="stylegan2: size of w")
     p.add_argument("--mapping-layers", type=int, default=8, help="stylegan2: depth of the mapping network")
     p.add_argument("--out-channels", type=int, default=3, help="1 (grayscale) or 3 (without --like)")
+    p.add_argument("--conditional", action="store_true",
+                   help="dcgan: class-conditional on the --real dataset's labels (one-hot class beside z, projection "
+                        "discriminator); without a class asked for, the class is a function of z, so every class is sampled")
     _train_options(p, TrainConfig(mode="gan", l1=0.0, lpips=0.0, feat=0.0, adv=1.0, real="fashion-mnist", r1_gamma=0.0,
                                   lr_g=2e-4))
     p.set_defaults(func=cmd_train)

@@ -40,6 +40,19 @@ def load_dataset(name: str, split: str = "test") -> torch.Tensor:
     return tensors[key].unsqueeze(1)
 
 
+def load_labels(name: str, split: str = "test") -> torch.Tensor:
+    """The int64 class labels (N,) of a registered dataset split, in the order of `load_dataset`."""
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    asset, splits = DATASETS[name]
+    if split not in splits:
+        raise DataError(f"dataset {name!r} has splits {', '.join(splits)}, not {split!r}")
+    tensors = load_file(str(assets.resolve(asset)))
+    if f"{split}_labels" not in tensors:
+        raise DataError(f"asset {asset!r} file lacks {split}_labels; fetch it again: gancompress assets fetch --force {asset}")
+    return tensors[f"{split}_labels"].long()
+
+
 def check_image_source(spec: str) -> None:
     """Fail now, with one line, if `spec` names no dataset split or image folder/tar (only a listing:
     no image is decoded), so a run never trains for an hour before finding out."""

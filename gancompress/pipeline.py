@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from gancompress import extras
-from gancompress.data import DATASETS, ImageFiles, check_image_source, load_dataset
+from gancompress.data import DATASETS, ImageFiles, check_image_source, load_dataset, load_labels
 from gancompress.distillation.trainer import EXECUTION_FIELDS, MONITOR_FIELDS, Rank, TrainConfig, Trainer, init_distributed
 from gancompress.errors import GancompressError
 from gancompress.families import FAMILIES, build_generator, config_from_dict, family_of
@@ -125,8 +125,10 @@ class RealImages:
     def __init__(self, spec: str, resolution: int, channels: int, workers: int = 4):
         name, _, split = spec.partition(":")
         self.resolution, self.channels, self._files, self._images = resolution, channels, None, None
+        self.labels = None  # int64 class labels of a registered dataset (class-conditional training)
         if name in DATASETS:
             self._images = load_dataset(name, split or "train")
+            self.labels = load_labels(name, split or "train")
             if self._images.shape[1] != channels:
                 raise RunError(f"real images {spec!r} have {self._images.shape[1]} channels but the generator makes {channels}")
             self.count = len(self._images)
@@ -149,12 +151,16 @@ class RealImages:
         return torch.cat(list(self._pool.map(lambda chunk: self._files.load(chunk, self.channels, self.resolution), chunks)))
 
     def __call__(self, generator: torch.Generator, n: int, device="cpu") -> torch.Tensor:
+        return self.draw(generator, n, device)[0]
+
+    def draw(self, generator: torch.Generator, n: int, device="cpu") -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(n images, their class labels or None for a folder), drawn as __call__ draws them."""
         indices = torch.randint(0, self.count, (n,), generator=generator).tolist()
         images = self._read(indices).to(device).float().div(127.5).sub(1)
         if images.shape[-1] != self.resolution:
             images = F.interpolate(images, size=(self.resolution, self.resolution), mode="bilinear", align_corners=False,
                                    antialias=images.shape[-1] > self.resolution)
-        return images
+        return images, None if self.labels is None else self.labels[indices].to(device)
 
 
 def real_image_source(spec: str, resolution: int, channels: int, workers: int = 4) -> RealImages:

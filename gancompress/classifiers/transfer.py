@@ -2,8 +2,8 @@
 
 - `data[:SPLIT]`: a labelled dataset split (default fashion-mnist:train), random shifts of up to 2 px.
 - `generator:SPEC`: images of a generator (a registered teacher such as dcgan-fmnist32, or a file),
-  no real training image used; a class-conditional generator also gives the class it was asked for.
-  The teacher's soft outputs are the labels. With pool 0, fresh latents every step; with pool N, a
+  no real training image used; a class-conditional generator makes every class equally often (its
+  class is a function of the latent). The teacher's soft outputs are the labels. With pool 0, fresh latents every step; with pool N, a
   fixed set of N generated images (latents and noise from seed 0, rounded to uint8 as `generate`
   writes them), made once, cached with its sha256 and drawn from like a dataset (with its shifts).
 - `dfad`: no images at all; the trainer trains a generator against the student (DFAD), see training.py.
@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from gancompress.data import DATASETS, load_dataset
+from gancompress.data import DATASETS, load_dataset, load_labels
 from gancompress.errors import GancompressError
 
 
@@ -38,16 +38,11 @@ def to_model_input(images_uint8: torch.Tensor, resolution: int) -> torch.Tensor:
 
 def load_labelled(spec: str, default_split: str) -> tuple[torch.Tensor, torch.Tensor, str]:
     """(uint8 images, int64 labels, "name:split") of a registered dataset split."""
-    from gancompress import assets
-    from safetensors.torch import load_file
-
     name, _, split = spec.partition(":")
     split = split or default_split
     if name not in DATASETS:
         raise TransferError(f"{spec!r}: not a labelled dataset ({', '.join(DATASETS)})")
-    images = load_dataset(name, split)
-    labels = load_file(str(assets.resolve(DATASETS[name][0])))[f"{split}_labels"]
-    return images, labels, f"{name}:{split}"
+    return load_dataset(name, split), load_labels(name, split), f"{name}:{split}"
 
 
 class DataTransfer:
@@ -76,8 +71,7 @@ def random_shift(images: torch.Tensor, shift: int, rng: torch.Generator) -> torc
 
 
 class GeneratorTransfer:
-    """Images of a frozen generator; the labels are the teacher's (soft) outputs, or for a
-    class-conditional generator the class it was asked for. `pool` > 0: a fixed cached set of that
+    """Images of a frozen generator; the labels are the teacher's (soft) outputs. `pool` > 0: a fixed cached set of that
     many generated images instead of fresh ones (see the module docstring)."""
 
     labelled = False
@@ -99,8 +93,6 @@ class GeneratorTransfer:
                          "conditional": bool(self.num_classes), "real_training_images": 0,
                          "images": "fresh latents every step"}
         if pool:
-            if self.num_classes:
-                raise TransferError("a pool of a class-conditional generator's images is not supported; use pool 0")
             self.pool, path, sha = generated_pool(self.generator, identity["sha256"], pool, device)
             self.identity["images"] = (f"a fixed pool of {pool} images (latents and noise from seed 0, uint8), "
                                        f"random shifts of up to {shift} px")
@@ -114,9 +106,6 @@ class GeneratorTransfer:
             return (random_shift(images, self.shift, rng) if self.shift else images).to(device), None
         z = torch.randn(n, self.generator.z_dim, generator=rng)
         noise_seed = int(torch.randint(0, 2**31 - 1, (), generator=rng))
-        if self.num_classes:
-            classes = torch.randint(0, self.num_classes, (n,), generator=rng)
-            return self.generator(z.to(device), classes.to(device)).float(), classes.to(device)
         return self._generate(self.generator, z, device, noise_seed=noise_seed).float(), None
 
 

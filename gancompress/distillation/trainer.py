@@ -33,6 +33,7 @@ from gancompress.distillation.distributed import Rank, broadcast, init_distribut
 from gancompress.distillation.losses import (ADVERSARIAL_LOSSES, AdversarialLoss, FeatureLoss, OutputLoss, r1_penalty,
                                              soft_logit_loss)
 from gancompress.distillation.run_files import RunFiles
+from gancompress.data import DATASETS
 from gancompress.errors import GancompressError
 from gancompress.families import build_discriminator_for, family_of
 
@@ -210,6 +211,12 @@ class Trainer:
         self.run_dir = self.files.run_dir
         self.teacher = teacher.to(self.device).eval().requires_grad_(False) if teacher is not None else None
         self.real_images = real_images
+        # A class-conditional generator (DCGAN num_classes): its discriminator reads every image's class,
+        # real images bring their labels, generated ones the class their latent makes.
+        self.conditional = bool(getattr(student.config, "num_classes", 0))
+        if self.conditional and config.adv and config.real != "teacher" and getattr(real_images, "labels", None) is None:
+            raise ConfigError("a class-conditional generator trains against labelled real images: pass a dataset "
+                              f"({', '.join(DATASETS)}) as --real, not an image folder")
         self.local_batch = max(1, config.batch_size // rank.world)
         if self.local_batch % config.grad_accum:
             raise ConfigError(f"grad_accum {config.grad_accum} must divide the batch of each rank "
@@ -328,8 +335,19 @@ class Trainer:
         """The discriminator's input in the networks' memory format."""
         return images.contiguous(memory_format=torch.channels_last) if self.config.channels_last else images
 
-    def _discriminate(self, images: torch.Tensor) -> torch.Tensor:
-        return self._forward(self.D)(self._nhwc(images))
+    def _discriminate(self, images: torch.Tensor, classes: torch.Tensor | None = None) -> torch.Tensor:
+        return self._judge(self._forward(self.D), images, classes)
+
+    def _judge(self, discriminator, images: torch.Tensor, classes: torch.Tensor | None):
+        """discriminator(images), with the images' classes when it is class-conditional."""
+        if self.conditional:
+            return discriminator(self._nhwc(images), classes)
+        return discriminator(self._nhwc(images))
+
+    def _classes_of(self, z: torch.Tensor) -> torch.Tensor | None:
+        """The classes a class-conditional generator makes from z (a function of z, the same for the
+        teacher and the student), or None."""
+        return self.G.class_of(z) if self.conditional else None
 
     # ------------------------------------------------------------------ phases
 
@@ -375,15 +393,23 @@ class Trainer:
             kwargs = {key: self.rows(value) for key, value in kwargs.items()}
         return forward(z, return_features=return_features, **kwargs)
 
-    def _real(self, step: int) -> torch.Tensor:
+    def _real(self, step: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """This step's (micro-batch of) real images and, for class-conditional training, their classes."""
         if self.config.real == "teacher":
+            z = self.latents(step, "real")
             with torch.no_grad():
-                return self._generate(self.teacher, self.latents(step, "real"), step, "real")
+                return self._generate(self.teacher, z, step, "real"), self._classes_of(z)
         if self.config.grad_accum == 1:
-            return self.real_images(self.rng(step, "real"), self.local_batch, self.device)
+            return self._draw_real(step)
         if self._real_batch[0] != step:
-            self._real_batch = (step, self.real_images(self.rng(step, "real"), self.local_batch, self.device))
-        return self.rows(self._real_batch[1])
+            self._real_batch = (step, self._draw_real(step))
+        return tuple(self.rows(list(self._real_batch[1])))
+
+    def _draw_real(self, step: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if not self.conditional:
+            return self.real_images(self.rng(step, "real"), self.local_batch, self.device), None
+        images, labels = self.real_images.draw(self.rng(step, "real"), self.local_batch, self.device)
+        return images, labels
 
     def _augment(self, images: torch.Tensor, step: int, stream: str) -> torch.Tensor:
         if not self.config.diffaug:
@@ -418,15 +444,18 @@ class Trainer:
         self.D.requires_grad_(True)
 
         def losses():
+            z = self.latents(step, "d-fake")
             with torch.no_grad():
-                fake = self._generate(self.G, self.latents(step, "d-fake"), step, "d-fake")
-            real = self._augment(self._real(step), step, "aug-d-real")
-            fake = self._augment(fake, step, "aug-d-fake")
-            real_logits, fake_logits = self._discriminate(real), self._discriminate(fake)
+                fake = self._generate(self.G, z, step, "d-fake")
+            real, real_classes = self._real(step)
+            real = self._augment(real, step, "aug-d-real")
+            fake, fake_classes = self._augment(fake, step, "aug-d-fake"), self._classes_of(z)
+            real_logits, fake_logits = self._discriminate(real, real_classes), self._discriminate(fake, fake_classes)
             terms = self.adv.discriminator_loss(real_logits, fake_logits)
             if self.teacher_D is not None:  # the teacher discriminator's verdicts on the same images, as soft labels
                 with torch.no_grad():
-                    t_real, t_fake = self.teacher_D(self._nhwc(real)), self.teacher_D(self._nhwc(fake))
+                    t_real = self._judge(self.teacher_D, real, real_classes)
+                    t_fake = self._judge(self.teacher_D, fake, fake_classes)
                 temperature = self.config.d_temperature
                 terms["d_distill"] = self.config.d_distill * 0.5 * (soft_logit_loss(real_logits, t_real, temperature) +
                                                                      soft_logit_loss(fake_logits, t_fake, temperature))
@@ -437,8 +466,10 @@ class Trainer:
         self.D.requires_grad_(True)
 
         def losses():
-            real = self._nhwc(self._augment(self._real(step), step, "aug-r1"))
-            return r1_penalty(self.D, real, self.config.r1_gamma, self.config.r1_interval)
+            real, classes = self._real(step)
+            real = self._nhwc(self._augment(real, step, "aug-r1"))
+            discriminator = (lambda images: self.D(images, classes)) if self.conditional else self.D
+            return r1_penalty(discriminator, real, self.config.r1_gamma, self.config.r1_interval)
         return self.apply(self.opt_d, self.d_params, losses)
 
     def generator_step(self, step: int) -> dict:
@@ -456,11 +487,11 @@ class Trainer:
                     terms.update(self.feature_loss(feats, t_feats))
             terms.update(self.family.generator_terms(self, z, step))
             if self.config.adv:
-                logits = self._discriminate(self._augment(images, step, "aug-g"))
+                logits = self._discriminate(self._augment(images, step, "aug-g"), self._classes_of(z))
                 terms.update(self.adv.generator_loss(logits))
                 if self.config.adv_soft:  # the same augmentation draw on the teacher's images of the same latents
                     with torch.no_grad():
-                        t_logits = self._discriminate(self._augment(t_images, step, "aug-g"))
+                        t_logits = self._discriminate(self._augment(t_images, step, "aug-g"), self._classes_of(z))
                     terms["g_adv_soft"] = self.config.adv_soft * soft_logit_loss(logits, t_logits, self.config.d_temperature)
             return terms
         return self.apply(self.opt_g, self.g_params, losses)

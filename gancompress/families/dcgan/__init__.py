@@ -51,9 +51,10 @@ class DCGANFamily(Family):
 
         return DCGANDiscriminator(config)
 
-    def scratch_config(self, resolution: int, channels=None, z_dim=None, out_channels: int = 3, **extra):
+    def scratch_config(self, resolution: int, channels=None, z_dim=None, out_channels: int = 3, num_classes: int = 0,
+                       **extra):
         return DCGANConfig(z_dim=z_dim or 100, channels=channels or (256, 128, 64), out_channels=out_channels,
-                           resolution=resolution)
+                           resolution=resolution, num_classes=num_classes)
 
     def tiny_config(self, **changes):
         return DCGANConfig(**{"z_dim": 8, "channels": (16, 8, 8), "resolution": 32, **changes})

@@ -21,8 +21,12 @@ class DCGANConfig(WidthMixin, SerializableConfig):
     kernel_size: int = 4
     conv_bias: bool = False
     bn_eps: float = 1e-5
+    # Class-conditional (`gancompress train --conditional`): K > 0 classes, the one-hot class read
+    # beside z by the first block. Without an explicit class the class is a function of z (class_of).
+    num_classes: int = 0
 
     family = "dcgan"
+    omit_when_default = ("num_classes",)  # unconditional files and records stay as they were
 
     def __post_init__(self):
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
@@ -38,6 +42,8 @@ class DCGANConfig(WidthMixin, SerializableConfig):
             raise ConfigError(f"every block needs at least one channel, got {self.channels}")
         if self.z_dim < 1 or self.out_channels not in (1, 3):
             raise ConfigError(f"need z_dim >= 1 and out_channels 1 or 3, got {self.z_dim}, {self.out_channels}")
+        if self.num_classes < 0 or self.num_classes == 1:
+            raise ConfigError(f"num_classes must be 0 (unconditional) or at least 2, got {self.num_classes}")
 
     @property
     def block_names(self) -> tuple[str, ...]:
@@ -55,8 +61,10 @@ class DCGANDiscriminatorConfig(SerializableConfig):
     channels: tuple[int, ...] = (64, 128, 256, 512)
     resolution: int = 64
     norm: str = "none"  # "none" or "batch"
+    num_classes: int = 0  # K > 0: a projection discriminator (Miyato and Koyama 2018) of the class
 
     family = "dcgan-d"
+    omit_when_default = ("num_classes",)
 
     def __post_init__(self):
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
@@ -67,10 +75,13 @@ class DCGANDiscriminatorConfig(SerializableConfig):
             )
         if any(c < 1 for c in self.channels) or self.norm not in ("none", "batch"):
             raise ConfigError(f"need channels >= 1 and norm 'none' or 'batch', got {self.channels}, {self.norm!r}")
+        if self.num_classes < 0 or self.num_classes == 1:
+            raise ConfigError(f"num_classes must be 0 (unconditional) or at least 2, got {self.num_classes}")
 
     @classmethod
     def for_generator(cls, generator_config: DCGANConfig, width: float = 1.0) -> "DCGANDiscriminatorConfig":
         """The discriminator mirroring a generator (its block widths reversed), scaled by `width`:
         a student-sized discriminator by default (a full-size one overpowers a small student)."""
         widths = tuple(max(8, make_divisible(c * width)) for c in reversed(generator_config.channels))
-        return cls(in_channels=generator_config.out_channels, channels=widths, resolution=generator_config.resolution)
+        return cls(in_channels=generator_config.out_channels, channels=widths, resolution=generator_config.resolution,
+                   num_classes=generator_config.num_classes)

@@ -26,9 +26,34 @@ class DCGANBlock(nn.Module):
         return self.act(self.bn(self.conv(x)))
 
 
+class ClassFromLatent(nn.Module):
+    """A class-conditional generator's class when none is asked for: the bucket of z[:, 0] between
+    the standard normal's K-quantiles, so classes are uniform for z ~ N(0, I), a teacher and its
+    students agree on every latent, and the unconditional interface (evaluation, distillation,
+    export) samples all classes. Comparisons only, so the exported graph needs no OneHot op."""
+
+    def __init__(self, num_classes: int):
+        super().__init__()
+        self.num_classes = num_classes
+        quantiles = torch.special.ndtri(torch.arange(1, num_classes, dtype=torch.float64) / num_classes).float()
+        self.register_buffer("thresholds", quantiles, persistent=False)
+
+    def classes(self, z: torch.Tensor) -> torch.Tensor:
+        return (z.reshape(z.shape[0], -1)[:, :1] >= self.thresholds).sum(1)
+
+    def one_hot(self, z: torch.Tensor, classes: torch.Tensor | None = None) -> torch.Tensor:
+        if classes is None:  # one_hot(bucket) as differences of step functions
+            above = (z.reshape(z.shape[0], -1)[:, :1] >= self.thresholds).to(z.dtype)
+            ones = torch.ones_like(above[:, :1])
+            return torch.cat([ones, above], 1) - torch.cat([above, torch.zeros_like(ones)], 1)
+        return nn.functional.one_hot(classes.long(), self.num_classes).to(z.dtype)
+
+
 class DCGANGenerator(nn.Module):
     """`forward(z)` maps z (N, z_dim) or (N, z_dim, 1, 1) to images in [-1, 1], NCHW.
-    `forward(z, return_features=True)` also returns {block name: post-ReLU activation}."""
+    `forward(z, return_features=True)` also returns {block name: post-ReLU activation}. A
+    class-conditional generator (config.num_classes K > 0) also takes `classes` (N,) in [0, K); without
+    them the class is `class_of(z)`."""
 
     def __init__(self, config: DCGANConfig):
         super().__init__()
@@ -36,7 +61,8 @@ class DCGANGenerator(nn.Module):
         self.z_dim = config.z_dim
         self.resolution = config.resolution
         self.out_channels = config.out_channels
-        in_channels = [config.z_dim, *config.channels[:-1]]
+        self.class_input = ClassFromLatent(config.num_classes) if config.num_classes else None
+        in_channels = [config.z_dim + config.num_classes, *config.channels[:-1]]
         self.blocks = nn.ModuleDict(
             {
                 name: DCGANBlock(cin, cout, config, first=(i == 0))
@@ -47,8 +73,16 @@ class DCGANGenerator(nn.Module):
             config.channels[-1], config.out_channels, config.kernel_size, 2, 1, bias=config.conv_bias
         )
 
-    def forward(self, z: torch.Tensor, return_features: bool = False):
+    def class_of(self, z: torch.Tensor) -> torch.Tensor | None:
+        """The class each latent makes (None for an unconditional generator)."""
+        return None if self.class_input is None else self.class_input.classes(z)
+
+    def forward(self, z: torch.Tensor, return_features: bool = False, classes: torch.Tensor | None = None):
         x = z.reshape(z.shape[0], self.z_dim, 1, 1)
+        if self.class_input is not None:
+            x = torch.cat([x, self.class_input.one_hot(x, classes)[:, :, None, None]], 1)
+        elif classes is not None:
+            raise ValueError("this generator is unconditional: it takes no classes")
         features = {}
         for name, block in self.blocks.items():
             x = block(x)
@@ -72,7 +106,8 @@ class DCGANInferenceGenerator(nn.Module):
         self.z_dim, self.resolution, self.out_channels = config.z_dim, config.resolution, config.out_channels
         k = config.kernel_size
         self.first_shape = (config.channels[0], k, k)
-        self.first = nn.Linear(config.z_dim, config.channels[0] * k * k)
+        self.class_input = ClassFromLatent(config.num_classes) if config.num_classes else None
+        self.first = nn.Linear(config.z_dim + config.num_classes, config.channels[0] * k * k)
         self.convs = nn.ModuleList(
             nn.ConvTranspose2d(cin, cout, k, 2, 1) for cin, cout in zip(config.channels[:-1], config.channels[1:])
         )
@@ -103,7 +138,10 @@ class DCGANInferenceGenerator(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         # -1 rather than z.shape[0]: the exported graph gets a constant shape, no Shape/Gather ops.
-        x = torch.relu(self.first(z.reshape(-1, self.z_dim))).reshape(-1, *self.first_shape)
+        z = z.reshape(-1, self.z_dim)
+        if self.class_input is not None:  # the class of z, as the generator computes it
+            z = torch.cat([z, self.class_input.one_hot(z)], 1)
+        x = torch.relu(self.first(z)).reshape(-1, *self.first_shape)
         for conv in self.convs:
             x = torch.relu(conv(x))
         return torch.tanh(self.to_rgb(x))
@@ -122,7 +160,15 @@ class DCGANDiscriminator(nn.Module):
             cin = cout
         self.features = nn.Sequential(*layers)
         self.head = nn.Conv2d(cin, 1, 4, 1, 0)
+        # Projection discriminator: the logit gains <embed(y), sum-pooled features>.
+        self.embed = nn.Embedding(config.num_classes, cin) if config.num_classes else None
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Images (N, C, R, R) in [-1, 1] -> logits (N,)."""
-        return self.head(self.features(images)).flatten()
+    def forward(self, images: torch.Tensor, classes: torch.Tensor | None = None) -> torch.Tensor:
+        """Images (N, C, R, R) in [-1, 1] (and for a conditional discriminator their classes (N,)) -> logits (N,)."""
+        h = self.features(images)
+        logits = self.head(h).flatten()
+        if self.embed is None:
+            return logits
+        if classes is None:
+            raise ValueError("a class-conditional discriminator needs the images' classes")
+        return logits + (self.embed(classes.long()) * h.sum(dim=(2, 3))).sum(1)
