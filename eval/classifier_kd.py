@@ -54,16 +54,18 @@ def main(argv=None) -> int:
     p.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated, from {', '.join(SETTINGS)}")
     p.add_argument("--only", default="", help="rows to run now (setting-sSEED), the rest later")
     p.add_argument("--out", type=Path, default=Path("eval/results/classifier_kd_fmnist"))
+    p.add_argument("--report-only", action="store_true",
+                   help="train nothing: write results.md/json from the rows finished so far (marked partial)")
     args = p.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     settings = [s for s in args.settings.split(",") if s]
     eps, pgd_steps = args.pgd.split(",")
     pgd = (float(eps), int(pgd_steps))
-    command = "python eval/classifier_kd.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "python eval/classifier_kd.py " + " ".join(a for a in (sys.argv[1:] if argv is None else argv) if a != "--report-only")
     plan = {"teacher": args.teacher, "width": args.width, "steps": args.steps, "batch_size": args.batch_size,
             "seeds": seeds, "settings": settings, "pgd": list(pgd), "pool": args.pool}
     study = Study(args.out, plan).open()
-    names = [f"{s}-s{seed}" for s in settings for seed in seeds]
+    names = [f"{s}-s{seed}" for seed in seeds for s in settings]  # every setting once before any repeats
 
     def compute(setting: str, seed: int) -> dict:
         method, transfer, extra = SETTINGS[setting]
@@ -84,11 +86,17 @@ def main(argv=None) -> int:
                 "real_training_images": report["transfer"].get("real_training_images", report["transfer"].get("size")),
                 "train_s": report["training"]["time_s"], "run": str(run_dir.relative_to(args.out))}
 
-    for name in select(names, args.only):
-        setting, seed = name.rsplit("-s", 1)
-        study.row(name, lambda: compute(setting, int(seed)), print)
-    if args.only:
-        return 0
+    planned = names
+    if args.report_only:
+        names = [name for name in names if study.done(name)]
+        settings = [s for s in settings if any(name.rsplit("-s", 1)[0] == s for name in names)]
+    else:
+        for name in select(names, args.only):
+            setting, seed = name.rsplit("-s", 1)
+            study.row(name, lambda: compute(setting, int(seed)), print)
+        if args.only:
+            return 0
+    missing = [name for name in planned if name not in names]
     rows = study.rows(names)
     teacher_acc = next(r["teacher_accuracy"] for r in rows if r["teacher_accuracy"])
     table = []
@@ -101,8 +109,9 @@ def main(argv=None) -> int:
                       "of_teacher": statistics.mean(acc) / teacher_acc, "robust_mean": statistics.mean(rob) if rob else None,
                       "robust_std": statistics.stdev(rob) if len(rob) > 1 else 0.0, "n_seeds": len(mine),
                       "params": mine[0]["params"]})
-    record = {"command": command, "plan": plan, "teacher_accuracy": teacher_acc, "table": table,
-              "threads": torch.get_num_threads()}
+    verdicts = targets(table, rows)
+    record = {"command": command, "plan": plan, "teacher_accuracy": teacher_acc, "table": table, "rows_missing": missing,
+              "targets": verdicts, "threads": torch.get_num_threads()}
     atomic_write_text(args.out / "results.json", json.dumps(record, indent=2) + "\n")
     body = [[t["setting"], t["method"], t["transfer"], f"{100 * t['accuracy_mean']:.2f} +- {100 * t['accuracy_std']:.2f}",
              f"{100 * t['of_teacher']:.1f}%",
@@ -110,13 +119,44 @@ def main(argv=None) -> int:
             for t in table]
     lines = [f"# Classifier distillation on Fashion-MNIST ({args.teacher} -> width {args.width})", "",
              f"Command: `{command}`", "",
+             *([f"**Partial**: {len(names)} of {len(planned)} rows done; not yet run: {', '.join(missing)}. The same "
+                "command without --report-only runs them (finished rows are kept).", ""] if missing else []),
              f"Teacher test accuracy {100 * teacher_acc:.2f}%. Each student: {args.steps} steps of batch "
-             f"{args.batch_size}, seeds {args.seeds} (mean +- std); test split of 10,000 images; robust accuracy "
+             f"{args.batch_size}, seeds {args.seeds} (mean +- std over the seeds done; n_seeds per row in results.json); test split of 10,000 images; robust accuracy "
              f"under L-infinity PGD eps {pgd[0]:g} ([0, 1] pixels), {pgd[1]} steps.", "",
-             *markdown_table(["setting", "method", "transfer", "test accuracy %", "of teacher", "robust accuracy %"], body)]
+             *markdown_table(["setting", "method", "transfer", "test accuracy %", "of teacher", "robust accuracy %"], body),
+             "", "Targets (issue 17):", "",
+             *(f"- {v['target']}: **{'met' if v['met'] else 'not met'}** ({v['evidence']})" for v in verdicts)]
     atomic_write_text(args.out / "results.md", "\n".join(lines) + "\n")
     print(args.out / "results.md")
     return 0
+
+
+def targets(table: list[dict], rows: list[dict]) -> list[dict]:
+    """The issue's targets, each with the numbers that decide it (settings absent from the study are skipped)."""
+    by = {t["setting"]: t for t in table}
+    spread = {t["setting"]: max(r["accuracy"] for r in rows if r["setting"] == t["setting"]) -
+              min(r["accuracy"] for r in rows if r["setting"] == t["setting"]) for t in table}
+    out = []
+    if "alone" in by and "hinton" in by:
+        gain, margin = by["hinton"]["accuracy_mean"] - by["alone"]["accuracy_mean"], max(spread["alone"], spread["hinton"])
+        out.append({"target": "soft-label KD beats the student alone by more than the seeds' spread", "met": gain > margin,
+                    "evidence": f"gain {100 * gain:+.2f} points, largest range over seeds {100 * margin:.2f}"})
+    for name in ("gen-dcgan", "gen-stylegan2", "gen-cdcgan"):
+        if name in by:
+            share = by[name]["of_teacher"]
+            out.append({"target": f"{name}: KD on generator-made images reaches 98% of the teacher", "met": share >= 0.98,
+                        "evidence": f"{100 * share:.1f}% of the teacher's accuracy, no real training image"})
+    if "dfad" in by:
+        share = by["dfad"]["of_teacher"]
+        out.append({"target": "DFAD reaches 95% of the teacher", "met": share >= 0.95,
+                    "evidence": f"{100 * share:.1f}% of the teacher's accuracy, no data"})
+    if "ard" in by and by["ard"]["robust_mean"] is not None:
+        plain = [by[k]["robust_mean"] for k in ("alone", "hinton") if k in by and by[k]["robust_mean"] is not None]
+        if plain:
+            out.append({"target": "ARD's robust accuracy is above the plain student's", "met": by["ard"]["robust_mean"] > max(plain),
+                        "evidence": f"ARD {100 * by['ard']['robust_mean']:.2f}% vs plain students {', '.join(f'{100 * v:.2f}%' for v in plain)}"})
+    return out
 
 
 if __name__ == "__main__":

@@ -228,3 +228,14 @@ def test_a_generator_pool_is_made_once_cached_verified_and_drawn_like_data(tmp_p
         GeneratorTransfer(str(path), 32, 1, "cpu", pool=40)
     with pytest.raises(ConfigError, match="generator transfer sets only"):
         KDConfig(transfer="data", transfer_pool=10)
+
+
+def test_the_shipped_teacher_has_its_recorded_test_accuracy(ready_assets):
+    from gancompress.classifiers.checkpoints import classifier_manifest, resolve_classifier
+
+    entry = classifier_manifest()["fmnist-cnn"]
+    model, identity = resolve_classifier("fmnist-cnn")
+    assert identity["sha256"] == entry["sha256"] and model.config.channels == (32, 64, 128)
+    record = evaluate_classifier(model, "fashion-mnist:test", latency=False)
+    assert record["n"] == 10000 and record["params"] == entry["params"]
+    assert record["accuracy"] == pytest.approx(entry["test_accuracy"]["value"], abs=0.002)  # CPU rounding may flip an image
