@@ -636,7 +636,7 @@ def _kd_parser(sub) -> None:
                     "TRANSFER: data[:DATASET[:SPLIT]] (default fashion-mnist:train), generator:NAME|FILE (images of "
                     "a generator, no real image), or dfad (a generator trained against the student, no data). "
                     "Formulas and sources: docs/classifier-kd.md.",
-        epilog="examples:\n  gancompress kd --method ce --width 1 --steps 6000       # a Fashion-MNIST teacher\n"
+        epilog="examples:\n  gancompress kd --method ce --width 1 --steps 5000        # how fmnist-cnn was trained\n"
                "  gancompress kd --teacher fmnist-cnn --method hinton --width 0.25\n"
                "  gancompress kd --teacher fmnist-cnn --transfer generator:dcgan-fmnist32 --width 0.25\n"
                "  gancompress kd --teacher fmnist-cnn --method mae --transfer dfad --width 0.25\n"

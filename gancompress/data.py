@@ -26,14 +26,19 @@ class DataError(GancompressError, ValueError):
     pass
 
 
-def load_dataset(name: str, split: str = "test") -> torch.Tensor:
-    """All images of a registered dataset split as uint8 (N, 1, 28, 28)."""
+def _split_tensors(name: str, split: str) -> tuple[str, dict[str, torch.Tensor]]:
+    """(asset name, its converted tensors) of a registered dataset split, the names checked."""
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
     asset, splits = DATASETS[name]
     if split not in splits:
         raise DataError(f"dataset {name!r} has splits {', '.join(splits)}, not {split!r}")
-    tensors = load_file(str(assets.resolve(asset)))
+    return asset, load_file(str(assets.resolve(asset)))
+
+
+def load_dataset(name: str, split: str = "test") -> torch.Tensor:
+    """All images of a registered dataset split as uint8 (N, 1, 28, 28)."""
+    asset, tensors = _split_tensors(name, split)
     key = f"{split}_images"
     if key not in tensors:
         raise DataError(f"asset {asset!r} file lacks {key}; it must hold uint8 {{split}}_images (N, 28, 28)")
@@ -42,12 +47,7 @@ def load_dataset(name: str, split: str = "test") -> torch.Tensor:
 
 def load_labels(name: str, split: str = "test") -> torch.Tensor:
     """The int64 class labels (N,) of a registered dataset split, in the order of `load_dataset`."""
-    if name not in DATASETS:
-        raise DataError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
-    asset, splits = DATASETS[name]
-    if split not in splits:
-        raise DataError(f"dataset {name!r} has splits {', '.join(splits)}, not {split!r}")
-    tensors = load_file(str(assets.resolve(asset)))
+    asset, tensors = _split_tensors(name, split)
     if f"{split}_labels" not in tensors:
         raise DataError(f"asset {asset!r} file lacks {split}_labels; fetch it again: gancompress assets fetch --force {asset}")
     return tensors[f"{split}_labels"].long()
