@@ -66,6 +66,9 @@ def test_a_dfad_step_raises_the_discrepancy_for_the_generator_and_lowers_it_for_
             return float(losses.discrepancy(trainer.student(images), teacher(images)))
 
     before = gap()
+    with torch.no_grad():  # DFAD's last BatchNorm (no affine): each channel of a batch at mean 0, variance 1
+        images = trainer.generator(z)
+    assert abs(float(images.mean())) < 1e-4 and float(images.var(unbiased=False)) == pytest.approx(1.0, abs=1e-3)
     stats = trainer.generator_step(0)
     after_generator = gap()
     assert stats["g_discrepancy"] == pytest.approx(before, rel=1e-5) and after_generator > before

@@ -133,14 +133,9 @@ class ClassifierTrainer:
                                                            student_feature_dim=student.feature_dim).to(self.device)
             self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=config.lr_d, betas=(0.5, 0.999))
         if config.transfer == "dfad":
-            from gancompress.families.dcgan.config import DCGANConfig
-            from gancompress.families import build_generator
+            from gancompress.classifiers.transfer import DFADGenerator
 
-            # DFAD's generator: a DCGAN-style generator (BatchNorm, tanh output) at the classifier's size
-            blocks = int(math.log2(c.resolution // 4))
-            self.generator = build_generator(DCGANConfig(
-                z_dim=config.dfad_z_dim, channels=tuple(128 // 2 ** i for i in range(blocks)),
-                out_channels=c.in_channels, resolution=c.resolution)).to(self.device).train()
+            self.generator = DFADGenerator(config.dfad_z_dim, c.in_channels, c.resolution).to(self.device).train()
             self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=config.lr_g, betas=(0.5, 0.999))
         self.step, self.elapsed_before = 0, 0.0
         self._t_start = time.perf_counter()
@@ -150,8 +145,9 @@ class ClassifierTrainer:
     def rng(self, step: int, stream: str) -> torch.Generator:
         return seeded_generator(self.config.seed, 0, step, stream)
 
-    def learning_rate(self, step: int) -> float:
-        return 0.5 * self.config.lr * (1 + math.cos(math.pi * step / self.config.steps))
+    def learning_rate(self, step: int, base: float | None = None) -> float:
+        """`base` (default: the student's lr) cosine-annealed to 0 over the run."""
+        return 0.5 * (self.config.lr if base is None else base) * (1 + math.cos(math.pi * step / self.config.steps))
 
     def _batch(self, step: int):
         """(images, labels or None) of this step's batch."""
@@ -231,6 +227,8 @@ class ClassifierTrainer:
             dafl = losses.dafl_generator_losses(t_logits, t_feats)
             loss = loss + c.dafl * (dafl["one_hot"] + 0.1 * dafl["activation"] + 5 * dafl["entropy"])
             stats.update({f"g_dafl_{k}": float(v) for k, v in dafl.items()})
+        for group in self.opt_g.param_groups:  # annealed with the student's, as DFAD decays both together:
+            group["lr"] = self.learning_rate(step, c.lr_g)  # a generator at full rate against a frozen student wins
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_g.step()

@@ -109,6 +109,31 @@ class GeneratorTransfer:
         return self._generate(self.generator, z, device, noise_seed=noise_seed).float(), None
 
 
+class DFADGenerator(torch.nn.Module):
+    """DFAD's (and DAFL's) generator: z -> linear to 128 x (R/4)^2 -> BatchNorm -> two (2x nearest
+    upsampling, 3x3 conv, BatchNorm, LeakyReLU 0.2) blocks of 128 and 64 channels -> 3x3 conv to the
+    image channels -> tanh -> BatchNorm without affine. The last normalisation keeps every channel of
+    a batch at zero mean and unit variance, so the generator cannot win the game by drifting to
+    saturated images the student never learns from."""
+
+    def __init__(self, z_dim: int, channels: int, resolution: int, width: int = 128):
+        super().__init__()
+        if resolution % 4:
+            raise TransferError(f"the DFAD generator makes images of a multiple of 4 px, not {resolution}")
+        self.z_dim, self.start = z_dim, resolution // 4
+        nn = torch.nn
+        self.project = nn.Linear(z_dim, width * self.start ** 2)
+        self.blocks = nn.Sequential(
+            nn.BatchNorm2d(width),
+            nn.Upsample(scale_factor=2), nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width), nn.LeakyReLU(0.2),
+            nn.Upsample(scale_factor=2), nn.Conv2d(width, width // 2, 3, padding=1), nn.BatchNorm2d(width // 2),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(width // 2, channels, 3, padding=1), nn.Tanh(), nn.BatchNorm2d(channels, affine=False))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.blocks(self.project(z.flatten(1)).reshape(len(z), -1, self.start, self.start))
+
+
 POOL_CACHE_VERSION = 1
 
 
