@@ -222,11 +222,11 @@ class ClassifierTrainer:
         self.student.requires_grad_(False)
         gap = losses.discrepancy(self.student(images), t_logits)
         self.student.requires_grad_(True)
-        loss, stats = -gap, {"g_discrepancy": float(gap)}
+        loss, stats = -gap, {"g_discrepancy": float(gap.detach())}
         if c.dafl:
             dafl = losses.dafl_generator_losses(t_logits, t_feats)
             loss = loss + c.dafl * (dafl["one_hot"] + 0.1 * dafl["activation"] + 5 * dafl["entropy"])
-            stats.update({f"g_dafl_{k}": float(v) for k, v in dafl.items()})
+            stats.update({f"g_dafl_{k}": float(v.detach()) for k, v in dafl.items()})
         for group in self.opt_g.param_groups:  # annealed with the student's, as DFAD decays both together:
             group["lr"] = self.learning_rate(step, c.lr_g)  # a generator at full rate against a frozen student wins
         self.opt_g.zero_grad(set_to_none=True)

@@ -408,8 +408,7 @@ class Trainer:
     def _draw_real(self, step: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         if not self.conditional:
             return self.real_images(self.rng(step, "real"), self.local_batch, self.device), None
-        images, labels = self.real_images.draw(self.rng(step, "real"), self.local_batch, self.device)
-        return images, labels
+        return self.real_images.draw(self.rng(step, "real"), self.local_batch, self.device)
 
     def _augment(self, images: torch.Tensor, step: int, stream: str) -> torch.Tensor:
         if not self.config.diffaug:
