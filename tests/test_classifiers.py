@@ -168,7 +168,7 @@ def test_a_short_soft_label_run_beats_chance_by_far_and_pgd_lowers_accuracy(fmni
     record = evaluate_classifier(student, "fashion-mnist:test", n=1000, latency=False)
     assert record["accuracy"] > 0.6, record["accuracy"]
     assert record["params"] < teacher_record["params"] / 4 and record["macs_per_image"] < teacher_record["macs_per_image"]
-    assert "first 1000" in record["protocol"]["data"]
+    assert "the first 1000 of 10000 images" in record["protocol"]["data"]
 
 
 def test_kd_and_eval_classifier_commands(fmnist_teacher, tmp_path, ready_assets):

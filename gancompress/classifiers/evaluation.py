@@ -44,6 +44,7 @@ def evaluate_classifier(model: torch.nn.Module, data: str = "fashion-mnist:test"
     `pgd` = (eps in [0, 1] pixels, steps) also the accuracy on PGD-attacked images (random start from
     `seed`, step eps / 4, the attack raising the model's cross-entropy on the true labels)."""
     images, labels, label = load_labelled(data, "test")
+    available = len(images)
     if n is not None:
         if not 1 <= n <= len(images):
             raise ClassifierEvalError(f"--n must lie in 1..{len(images)} for {label}, got {n}")
@@ -74,7 +75,7 @@ def evaluate_classifier(model: torch.nn.Module, data: str = "fashion-mnist:test"
         "params": count_parameters(model),
         "macs_per_image": count_classifier_macs(model),
         "protocol": {
-            "data": f"{label}, {'all' if n is None else f'the first {n}'} of {total} images, in order",
+            "data": f"{label}, {'all' if n is None else f'the first {n}'} of {available} images, in order",
             "preprocessing": f"uint8 -> [-1, 1], bilinear to {c.resolution}x{c.resolution} (as the training images)",
             "accuracy": "top-1, argmax of the logits, eval mode (BatchNorm running statistics)",
             "macs": "torch.utils.flop_counter.FlopCounterMode FLOPs per image / 2 (conv and matmul only)",
