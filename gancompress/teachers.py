@@ -31,11 +31,12 @@ def teacher_path(name: str) -> Path:
     entry = entries[name]
     if "asset" in entry:
         return assets.resolve(entry["asset"])
-    return _shipped_file(name, entry)
+    return shipped_file(name, entry)
 
 
-def _shipped_file(name: str, entry: dict) -> Path:
-    """A file shipped in gancompress.pretrained, checked against the manifest's sha256."""
+def shipped_file(name: str, entry: dict) -> Path:
+    """A file shipped in gancompress.pretrained (a teacher, its discriminator, a classifier), checked
+    against its manifest entry's sha256."""
     path = Path(str(resources.files("gancompress.pretrained").joinpath(entry["file"])))
     if entry.get("sha256") and sha256_file(path) != entry["sha256"]:
         raise TeacherError(f"teacher {name!r}: {path} does not match the manifest's sha256; reinstall gancompress")
@@ -94,7 +95,7 @@ def resolve_discriminator(teacher_spec: str, d_spec: str | None = None,
         entry = manifest()[teacher_spec].get("discriminator")
         if entry is None:
             return None, None
-        path = _shipped_file(teacher_spec, entry)
+        path = shipped_file(teacher_spec, entry)
         return load_discriminator(path, device), {"file": str(path), "sha256": entry["sha256"]}
     if path.suffix != ".safetensors":
         network = read_foreign(path)["discriminator"]

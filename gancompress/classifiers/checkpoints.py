@@ -44,16 +44,16 @@ def classifier_manifest() -> dict:
 
 def resolve_classifier(spec: str, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
     """A classifier from a registered name or a file, with its identity (name, file, sha256)."""
+    from gancompress.teachers import shipped_file
+
     path = Path(spec).expanduser()
+    registered = classifier_manifest()
     if path.is_file():
         name = path.name
-    elif spec in classifier_manifest():
-        entry = classifier_manifest()[spec]
-        name, path = spec, Path(str(resources.files("gancompress.pretrained").joinpath(entry["file"])))
-        if sha256_file(path) != entry["sha256"]:
-            raise ClassifierError(f"classifier {spec!r}: {path} does not match the manifest's sha256; reinstall gancompress")
+    elif spec in registered:
+        name, path = spec, shipped_file(spec, registered[spec])
     else:
-        raise ClassifierError(f"{spec!r} is neither a registered classifier ({', '.join(classifier_manifest())}) "
+        raise ClassifierError(f"{spec!r} is neither a registered classifier ({', '.join(registered)}) "
                               "nor an existing file")
     model = load_classifier(path, device)
     return model, {"name": name, "file": str(path), "sha256": sha256_file(path), "config": model.config.to_dict()}

@@ -3,7 +3,6 @@ accuracy under an L-infinity PGD attack), parameters, MACs per image and latency
 
 from __future__ import annotations
 
-import math
 import platform
 
 import torch
@@ -91,8 +90,6 @@ def evaluate_classifier(model: torch.nn.Module, data: str = "fashion-mnist:test"
     if latency:
         record["latency"] = [time_module(model, torch.zeros(b, c.in_channels, c.resolution, c.resolution, device=device))
                              for b in LATENCY_BATCHES]
-    if not math.isfinite(record["accuracy"]):
-        raise ClassifierEvalError("accuracy came out non-finite")
     return record
 
 
