@@ -569,6 +569,8 @@ _KD_HELP = {
     "dfad_interval": "transfer dfad: one generator update every N student updates",
     "dfad_z_dim": "transfer dfad: the generator's latent size",
     "dafl": "transfer dfad: weight of DAFL's generator terms (one-hot, activation, entropy); 0: DFAD alone",
+    "bn_prior": "transfer dfad: weight of DeepInversion's BatchNorm-statistics prior on the generator (the teacher's "
+                "batch statistics of its images pulled to the running ones); 0: off",
     "seed": "seed of every random draw", "log_every": "write stats.jsonl every N steps",
     "checkpoint_every": "write a checkpoint every N steps",
 }

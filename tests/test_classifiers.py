@@ -83,6 +83,47 @@ def test_a_dfad_step_raises_the_discrepancy_for_the_generator_and_lowers_it_for_
     assert gap() < after_generator
 
 
+def test_the_batchnorm_prior_equals_its_formula_and_a_generator_step_lowers_it():
+    torch.manual_seed(2)
+    teacher = build_classifier(TINY).eval()
+    layers = [m for m in teacher.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for layer in layers:  # running statistics as a trained teacher would hold
+        layer.running_mean.uniform_(-0.5, 0.5)
+        layer.running_var.uniform_(0.5, 2.0)
+    images = torch.randn(16, 1, 32, 32)
+    inputs = []
+    handles = [layer.register_forward_hook(lambda m, i, o: inputs.append(i[0].detach())) for layer in layers]
+    logits = teacher(images)
+    for handle in handles:
+        handle.remove()
+    expected = sum(float((x.mean((0, 2, 3)) - m.running_mean).pow(2).sum().sqrt()
+                         + (x.var((0, 2, 3), unbiased=False) - m.running_var).pow(2).sum().sqrt())
+                   for x, m in zip(inputs, layers))
+    (got_logits, _), prior = losses.forward_with_bn_prior(teacher, images)
+    assert float(prior) == pytest.approx(expected, rel=1e-5) and len(inputs) == 6
+    assert torch.equal(got_logits, logits) and all(not layer._forward_hooks for layer in layers)  # hooks removed
+
+    # generator steps on the prior alone (student and teacher one network: no discrepancy to chase) lower it
+    # toward running statistics a real training set left: images brighter on their left half
+    for layer in layers:
+        layer.momentum = None  # a cumulative average over the batch below
+        layer.reset_running_stats()
+    real = torch.randn(256, 1, 32, 32)
+    real[..., :16] += 1.5
+    with torch.no_grad():
+        teacher.train()(real / real.std())
+    teacher.eval()
+    config = KDConfig(method="mae", transfer="dfad", steps=1, batch_size=64, dfad_interval=1, bn_prior=1.0, lr_g=1e-2)
+    trainer = ClassifierTrainer(config, teacher, teacher, None, progress=False)
+    z = torch.randn(64, config.dfad_z_dim, generator=trainer.rng(0, "dfad-g"))
+    before = float(losses.forward_with_bn_prior(teacher, trainer.generator(z))[1])
+    stats = [trainer.generator_step(0)["g_bn_prior"] for _ in range(25)]
+    after = float(losses.forward_with_bn_prior(teacher, trainer.generator(z))[1])
+    assert stats[0] == pytest.approx(before, rel=1e-5) and after < 0.7 * before
+    with pytest.raises(ConfigError, match="bn_prior weigh terms of the dfad generator"):
+        KDConfig(transfer="data", bn_prior=1.0)
+
+
 def test_pgd_raises_the_loss_of_a_fixed_model_within_its_budget():
     torch.manual_seed(0)
     # a linear model: an untrained CNN in eval mode gives near-constant logits, which PGD cannot move

@@ -13,6 +13,10 @@ source. docs/classifier-kd.md gives the formulas.
   the student minimises (Fang et al. 2019, "Data-Free Adversarial Distillation").
 - `dafl_generator_losses`: DAFL's one-hot, activation and information-entropy terms for the
   generator (Chen et al. 2019, "Data-Free Learning of Student Networks").
+- `forward_with_bn_prior`: DeepInversion's feature-statistics prior (Yin et al. 2020, "Dreaming to
+  Distill"), which CMI and later data-free methods also use: a generated batch's per-channel mean
+  and variance at every BatchNorm layer of the frozen teacher, pulled to the layer's running
+  statistics of the real training data.
 - `pgd_attack`: L-infinity PGD with a random start (Madry et al. 2018); ARD (Goldblum et al. 2020)
   attacks the student with cross-entropy on the labels and distils the teacher's clean soft labels
   into the student's outputs on the attacked images.
@@ -92,6 +96,29 @@ def dafl_generator_losses(teacher_logits: torch.Tensor, teacher_features: torch.
         "activation": -teacher_features.abs().mean(),
         "entropy": (mean_prediction * torch.log(mean_prediction + 1e-12)).sum(),
     }
+
+
+def forward_with_bn_prior(model: nn.Module, images: torch.Tensor):
+    """((logits, features), prior) of `model` (in eval mode) on `images`, where prior =
+    sum over the BatchNorm2d layers l of ||mean_l(x) - running_mean_l||_2 + ||var_l(x) - running_var_l||_2,
+    the statistics of the batch at the layer's input over (N, H, W). Differentiable in `images`."""
+    terms = []
+
+    def measure(layer, inputs, output):
+        x = inputs[0]
+        terms.append(torch.linalg.vector_norm(x.mean(dim=(0, 2, 3)) - layer.running_mean)
+                     + torch.linalg.vector_norm(x.var(dim=(0, 2, 3), unbiased=False) - layer.running_var))
+
+    layers = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    if not layers:
+        raise ValueError("the BatchNorm prior needs a teacher with BatchNorm2d layers (running statistics)")
+    handles = [layer.register_forward_hook(measure) for layer in layers]
+    try:
+        outputs = model(images, return_features=True)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return outputs, torch.stack(terms).sum()
 
 
 def pgd_attack(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float, steps: int,

@@ -13,7 +13,7 @@ A step is one update of the student on one batch of the transfer set:
   plus (1 - alpha) * CE on the clean inputs.
 Transfer sets (transfer.py): `data[:DATASET[:SPLIT]]`, `generator:SPEC` (no real image) and `dfad`:
 a generator trained, every dfad_interval steps, to maximise the teacher-student discrepancy (DFAD),
-optionally with DAFL's terms, with no data and no pretrained generator.
+optionally with DAFL's terms and DeepInversion's BatchNorm prior, with no data and no pretrained generator.
 
 Every draw (batch, latents, PGD starts) comes from a generator seeded by (seed, step, stream), and
 the learning rate is a function of the step, so a resumed run ends with the same weights."""
@@ -65,6 +65,7 @@ class KDConfig(SerializableConfig):
     dfad_interval: int = 5  # transfer dfad: one generator update every N student updates (DFAD: 5)
     dfad_z_dim: int = 100
     dafl: float = 0.0  # transfer dfad: weight of DAFL's generator terms (one-hot 1, activation 0.1, entropy 5)
+    bn_prior: float = 0.0  # transfer dfad: weight of DeepInversion's BatchNorm-statistics prior on the generator
     seed: int = 0
     log_every: int = 50
     checkpoint_every: int = 500
@@ -90,13 +91,17 @@ class KDConfig(SerializableConfig):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ConfigError(f"{name} must be a finite number > 0, got {value}")
-        for name in ("weight_decay", "adv", "pgd_eps", "dafl", "momentum"):
+        for name in ("weight_decay", "adv", "pgd_eps", "dafl", "bn_prior", "momentum"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ConfigError(f"{name} must be a finite number >= 0, got {value}")
         if self.transfer_pool < 0 or (self.transfer_pool and not self.transfer.startswith("generator:")):
             raise ConfigError(f"transfer_pool (N >= 0) applies to generator transfer sets only, got "
                               f"{self.transfer_pool} with {self.transfer!r}")
+        given = [name for name in ("dafl", "bn_prior") if getattr(self, name)]
+        if given and self.transfer != "dfad":
+            raise ConfigError(f"{', '.join(given)} weigh terms of the dfad generator: use them with --transfer dfad, "
+                              f"not {self.transfer!r}")
         for name in ("pgd_steps", "dfad_interval", "dfad_z_dim", "log_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -218,7 +223,10 @@ class ClassifierTrainer:
         c = self.config
         z = torch.randn(c.batch_size, c.dfad_z_dim, generator=self.rng(step, "dfad-g"))
         images = self.generator(z.to(self.device))
-        t_logits, t_feats = self.teacher(images, return_features=True)
+        if c.bn_prior:
+            (t_logits, t_feats), prior = losses.forward_with_bn_prior(self.teacher, images)
+        else:
+            t_logits, t_feats = self.teacher(images, return_features=True)
         self.student.requires_grad_(False)
         gap = losses.discrepancy(self.student(images), t_logits)
         self.student.requires_grad_(True)
@@ -227,6 +235,9 @@ class ClassifierTrainer:
             dafl = losses.dafl_generator_losses(t_logits, t_feats)
             loss = loss + c.dafl * (dafl["one_hot"] + 0.1 * dafl["activation"] + 5 * dafl["entropy"])
             stats.update({f"g_dafl_{k}": float(v.detach()) for k, v in dafl.items()})
+        if c.bn_prior:
+            loss = loss + c.bn_prior * prior
+            stats["g_bn_prior"] = float(prior.detach())
         for group in self.opt_g.param_groups:  # annealed with the student's, as DFAD decays both together:
             group["lr"] = self.learning_rate(step, c.lr_g)  # a generator at full rate against a frozen student wins
         self.opt_g.zero_grad(set_to_none=True)
