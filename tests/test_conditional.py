@@ -36,6 +36,13 @@ def test_a_conditional_generator_follows_the_class_it_is_given():
         unasked = generator(z)
         assert torch.equal(unasked, generator(z, classes=generator.class_of(z)))  # the class of z by default
         other = generator(z, classes=(generator.class_of(z) + 1) % 10)
+        asked = torch.arange(10).repeat_interleave(50)  # an asked class moves z[:, 0] into its bucket, and only there
+        many = torch.randn(500, 8, generator=torch.Generator().manual_seed(2))
+        moved = generator.class_input.move_into(many, asked)
+        assert torch.equal(generator.class_of(moved), asked) and torch.equal(moved[:, 1:], many[:, 1:])
+        kept = generator.class_of(many) == asked
+        assert kept.any() and torch.equal(moved[kept], many[kept]) and not torch.equal(moved[~kept], many[~kept])
+        assert torch.equal(other, generator(generator.class_input.move_into(z, (generator.class_of(z) + 1) % 10)))
     assert (unasked - other).abs().flatten(1).amax(1).min() > 1e-3  # the class changes every image
     assert generator.blocks["b4"].conv.weight.shape[0] == 8 + 10  # z and the one-hot class
     with pytest.raises(ValueError, match="unconditional"):

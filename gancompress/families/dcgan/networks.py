@@ -41,6 +41,18 @@ class ClassFromLatent(nn.Module):
     def classes(self, z: torch.Tensor) -> torch.Tensor:
         return (z.reshape(z.shape[0], -1)[:, :1] >= self.thresholds).sum(1)
 
+    def move_into(self, z: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        """z with z[:, 0] moved into the bucket of each asked class, at the same relative place inside
+        it (unchanged where it lies there already). Training always shows the generator the class of
+        z[:, 0], so it may read the class from either input: an asked class that z[:, 0] contradicts
+        would get a blend of two classes."""
+        flat = z.reshape(z.shape[0], -1)
+        own = self.classes(z)
+        place = (torch.special.ndtr(flat[:, 0].double()) * self.num_classes - own).clamp(1e-6, 1 - 1e-6)
+        moved = torch.special.ndtri((classes.double() + place) / self.num_classes).to(z.dtype)
+        first = torch.where(own == classes, flat[:, 0], moved)
+        return torch.cat([first[:, None], flat[:, 1:]], 1).reshape(z.shape)
+
     def one_hot(self, z: torch.Tensor, classes: torch.Tensor | None = None) -> torch.Tensor:
         if classes is None:  # one_hot(bucket) as differences of step functions
             above = (z.reshape(z.shape[0], -1)[:, :1] >= self.thresholds).to(z.dtype)
@@ -52,8 +64,8 @@ class ClassFromLatent(nn.Module):
 class DCGANGenerator(nn.Module):
     """`forward(z)` maps z (N, z_dim) or (N, z_dim, 1, 1) to images in [-1, 1], NCHW.
     `forward(z, return_features=True)` also returns {block name: post-ReLU activation}. A
-    class-conditional generator (config.num_classes K > 0) also takes `classes` (N,) in [0, K); without
-    them the class is `class_of(z)`."""
+    class-conditional generator (config.num_classes K > 0) also takes `classes` (N,) in [0, K), and then
+    moves z[:, 0] into their buckets; without them the class is `class_of(z)`."""
 
     def __init__(self, config: DCGANConfig):
         super().__init__()
@@ -80,6 +92,8 @@ class DCGANGenerator(nn.Module):
     def forward(self, z: torch.Tensor, return_features: bool = False, classes: torch.Tensor | None = None):
         x = z.reshape(z.shape[0], self.z_dim, 1, 1)
         if self.class_input is not None:
+            if classes is not None:
+                x = self.class_input.move_into(x, classes)
             x = torch.cat([x, self.class_input.one_hot(x, classes)[:, :, None, None]], 1)
         elif classes is not None:
             raise ValueError("this generator is unconditional: it takes no classes")
