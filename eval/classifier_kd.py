@@ -34,6 +34,7 @@ SETTINGS = {
     "adversarial": ("adversarial", "data", {}),
     "gen-dcgan": ("hinton", "generator:dcgan-fmnist32", {"transfer_pool": "POOL"}),
     "gen-stylegan2": ("hinton", "generator:stylegan2-fmnist32", {"transfer_pool": "POOL"}),
+    "gen-cdcgan": ("hinton", "generator:cdcgan-fmnist32", {"transfer_pool": "POOL"}),
     "dfad": ("mae", "dfad", {}),
     "ard": ("ard", "data", {}),
 }
