@@ -47,7 +47,7 @@ def main(argv=None) -> int:
     classifier, c_identity = resolve_classifier(args.classifier)
     generator.eval()
     classifier.eval()
-    k = getattr(generator.config, "num_classes", 0)
+    k = getattr(generator.config, "num_classes", 0)  # classes
     if not k:
         sys.exit(f"error: {args.generator} is not class-conditional (num_classes 0); pass a generator trained with "
                  "`gancompress train --conditional`")
@@ -61,8 +61,8 @@ def main(argv=None) -> int:
     free = labels_of(classifier, generator, z, None)  # the class from the latent
     from_latent = generator.class_of(z)
     record = {
-        "generator": {k_: g_identity[k_] for k_ in ("name", "sha256")},
-        "classifier": {k_: c_identity[k_] for k_ in ("name", "sha256")},
+        "generator": {key: g_identity[key] for key in ("name", "sha256")},
+        "classifier": {key: c_identity[key] for key in ("name", "sha256")},
         "protocol": f"{args.n} images per asked class (z ~ N(0, I), seed {args.seed}), rounded to uint8; "
                     "agreement = share the classifier labels as the asked class (argmax, eval mode)",
         "agreement": float((got == asked).float().mean()),

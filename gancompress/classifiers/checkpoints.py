@@ -48,12 +48,14 @@ def resolve_classifier(spec: str, device: str | torch.device = "cpu") -> tuple[t
 
     path = Path(spec).expanduser()
     registered = classifier_manifest()
+    checked = None  # the sha256 shipped_file has verified, so the file is hashed once
     if path.is_file():
         name = path.name
     elif spec in registered:
-        name, path = spec, shipped_file(spec, registered[spec])
+        name, path, checked = spec, shipped_file(spec, registered[spec]), registered[spec]["sha256"]
     else:
         raise ClassifierError(f"{spec!r} is neither a registered classifier ({', '.join(registered)}) "
                               "nor an existing file")
     model = load_classifier(path, device)
-    return model, {"name": name, "file": str(path), "sha256": sha256_file(path), "config": model.config.to_dict()}
+    sha256 = checked or sha256_file(path)
+    return model, {"name": name, "file": str(path), "sha256": sha256, "config": model.config.to_dict()}
