@@ -566,6 +566,10 @@ _KD_HELP = {
     "lr_g": "transfer dfad: the generator's learning rate (Adam)",
     "transfer_pool": "transfer generator:SPEC: 0 makes fresh images every step; N draws from a fixed pool of N "
                      "generated images (seed 0), made once and cached",
+    "shift": "data and generator transfer sets: random shifts of up to N px of every image (0: none)",
+    "flip": "random left-right flips of the transfer images (the teacher sees the same flipped image)",
+    "mixup": "M > 0: every image blended with another of its batch, weight ~ Beta(M, M), and labelled by the teacher "
+             "(function matching; needs a label-free loss: --alpha 1); 0: off",
     "dfad_interval": "transfer dfad: one generator update every N student updates",
     "dfad_z_dim": "transfer dfad: the generator's latent size",
     "dafl": "transfer dfad: weight of DAFL's generator terms (one-hot, activation, entropy); 0: DFAD alone",

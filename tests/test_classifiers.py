@@ -171,6 +171,34 @@ def test_a_resumed_run_ends_with_the_same_weights(tmp_path):
     assert steps == [1, 2, 3, 4, 5, 6]
 
 
+def test_function_matching_flips_and_mixes_within_the_batch_and_refuses_label_reading_losses():
+    from gancompress.classifiers.training import augment
+
+    images = torch.arange(4 * 1 * 2 * 3, dtype=torch.float32).reshape(4, 1, 2, 3)
+    flipped = augment(images, torch.Generator().manual_seed(0), flip=True, mixup=0.0)
+    mirrored = [bool(torch.equal(flipped[i], images[i].flip(-1))) for i in range(4)]
+    assert all(m or torch.equal(flipped[i], images[i]) for i, m in enumerate(mirrored))
+    batch = torch.randn(400, 1, 2, 2)
+    many = augment(batch, torch.Generator().manual_seed(1), flip=True, mixup=0.0)
+    n_mirrored = sum(bool(torch.equal(many[i], batch[i].flip(-1))) for i in range(400))
+    assert 160 < n_mirrored < 240 and n_mirrored + sum(bool(torch.equal(many[i], batch[i])) for i in range(400)) == 400
+    # constant images: a mix of image i with j is lambda * c_i + (1 - lambda) * c_j, one lambda per image
+    values = torch.linspace(0, 1, 256)
+    mixed = augment(values.view(-1, 1, 1, 1).expand(-1, 1, 4, 4).clone(), torch.Generator().manual_seed(2), False, 1.0)
+    assert torch.allclose(mixed, mixed[:, :, :1, :1].expand_as(mixed))  # one weight per image, all its pixels
+    assert float(mixed.mean()) == pytest.approx(float(values.mean()), abs=0.03)  # a blend of the batch's own images
+    assert not torch.allclose(mixed.flatten(1)[:, 0], values) and float(mixed.min()) >= 0 and float(mixed.max()) <= 1
+    again = augment(values.view(-1, 1, 1, 1).clone(), torch.Generator().manual_seed(2), False, 1.0)
+    assert torch.equal(again, mixed[:, :, :1, :1])  # seeded: a resumed run draws the same mixes
+    with pytest.raises(ConfigError, match="mixup makes images without labels"):
+        KDConfig(method="hinton", mixup=1.0)  # data transfer: alpha 0.9 mixes in cross-entropy
+    with pytest.raises(ConfigError, match="mixup"):
+        KDConfig(method="ard", mixup=1.0, alpha=1.0)
+    assert KDConfig(method="hinton", transfer="generator:dcgan-fmnist32", mixup=1.0, flip=True).alpha == 1.0
+    with pytest.raises(ConfigError, match="shift"):
+        KDConfig(shift=-1)
+
+
 def test_checkpoint_round_trip_and_configs_that_cannot_work(tmp_path):
     model = build_classifier(TINY)
     path = save_classifier(tmp_path / "c.safetensors", model)

@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
@@ -49,6 +50,9 @@ class KDConfig(SerializableConfig):
     method: str = "hinton"
     transfer: str = "data"  # data[:DATASET[:SPLIT]] (default fashion-mnist:train), generator:SPEC, or dfad
     transfer_pool: int = 0  # generator:SPEC: 0 fresh images every step, N a fixed cached pool of N images
+    shift: int = 2  # data and generator transfer sets: random shifts of up to N px (0: none)
+    flip: bool = False  # random horizontal flips of the student's (and teacher's) images
+    mixup: float = 0.0  # > 0: every image mixed with another of its batch, weight ~ Beta(m, m); label-free losses only
     steps: int = 3000
     batch_size: int = 128
     lr: float = 0.05  # SGD with Nesterov momentum, cosine-annealed to 0 over the steps
@@ -83,6 +87,10 @@ class KDConfig(SerializableConfig):
         if not labelled and (self.method in NEEDS_LABELS or self.alpha < 1):
             raise ConfigError(f"transfer {self.transfer!r} has no labels: method {self.method!r} with alpha "
                               f"{self.alpha} needs them; use --alpha 1 with hinton, logit-mse, mae or adversarial")
+        if self.mixup and (self.method in ("ce", "ard") or self.alpha < 1):
+            raise ConfigError(f"mixup makes images without labels (the teacher labels them): method {self.method!r} "
+                              f"with alpha {self.alpha} reads the labels; use hinton, logit-mse, mae or adversarial "
+                              "with --alpha 1")
         if self.method == "ard" and not labelled:
             raise ConfigError("ard attacks with the true labels: it needs a labelled transfer set (data)")
         if self.steps < 1 or self.batch_size < 2:
@@ -91,7 +99,7 @@ class KDConfig(SerializableConfig):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ConfigError(f"{name} must be a finite number > 0, got {value}")
-        for name in ("weight_decay", "adv", "pgd_eps", "dafl", "bn_prior", "momentum"):
+        for name in ("weight_decay", "adv", "pgd_eps", "dafl", "bn_prior", "momentum", "mixup"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ConfigError(f"{name} must be a finite number >= 0, got {value}")
@@ -105,6 +113,8 @@ class KDConfig(SerializableConfig):
         for name in ("pgd_steps", "dfad_interval", "dfad_z_dim", "log_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.shift < 0:
+            raise ConfigError(f"shift must be >= 0 px, got {self.shift}")
 
     @property
     def labelled(self) -> bool:
@@ -113,6 +123,23 @@ class KDConfig(SerializableConfig):
     @property
     def needs_teacher(self) -> bool:
         return self.method != "ce"
+
+
+def augment(images: torch.Tensor, rng: torch.Generator, flip: bool, mixup: float) -> torch.Tensor:
+    """Function matching's augmentations (Beyer et al. 2022, "Knowledge distillation: A good teacher is
+    patient and consistent"): the teacher and the student see the same augmented image, so the
+    teacher's output on it is the label and no augmentation can make the label wrong. `flip`: each
+    image mirrored left-right with probability 1/2. `mixup` m > 0: each image blended with a random
+    other image of the batch, lambda * x_i + (1 - lambda) * x_j, lambda ~ Beta(m, m) per image."""
+    n = len(images)
+    if flip:
+        mirrored = (torch.rand(n, generator=rng) < 0.5).to(images.device).view(n, 1, 1, 1)
+        images = torch.where(mirrored, images.flip(-1), images)
+    if mixup:
+        draws = np.random.default_rng(int(torch.randint(0, 2**62, (), generator=rng)))
+        lam = torch.from_numpy(draws.beta(mixup, mixup, n)).to(images).view(n, 1, 1, 1)
+        images = lam * images + (1 - lam) * images[torch.randperm(n, generator=rng).to(images.device)]
+    return images
 
 
 class ClassifierTrainer:
@@ -128,7 +155,7 @@ class ClassifierTrainer:
         self.teacher = teacher.to(self.device).eval().requires_grad_(False) if teacher is not None else None
         c = student.config
         self.transfer = None if config.transfer == "dfad" else \
-            transfer_set(config.transfer, c.resolution, c.in_channels, self.device, config.transfer_pool)
+            transfer_set(config.transfer, c.resolution, c.in_channels, self.device, config.transfer_pool, config.shift)
         self.opt = torch.optim.SGD(self.student.parameters(), lr=config.lr, momentum=config.momentum,
                                    nesterov=config.momentum > 0, weight_decay=config.weight_decay)
         self.discriminator = self.generator = None
@@ -155,12 +182,16 @@ class ClassifierTrainer:
         return 0.5 * (self.config.lr if base is None else base) * (1 + math.cos(math.pi * step / self.config.steps))
 
     def _batch(self, step: int):
-        """(images, labels or None) of this step's batch."""
+        """(images, labels or None) of this step's batch, flipped and mixed as configured."""
         if self.generator is None:
-            return self.transfer.batch(self.rng(step, "batch"), self.config.batch_size, self.device)
-        z = torch.randn(self.config.batch_size, self.config.dfad_z_dim, generator=self.rng(step, "dfad-z"))
-        with torch.no_grad():
-            return self.generator(z.to(self.device)), None
+            images, labels = self.transfer.batch(self.rng(step, "batch"), self.config.batch_size, self.device)
+        else:
+            z = torch.randn(self.config.batch_size, self.config.dfad_z_dim, generator=self.rng(step, "dfad-z"))
+            with torch.no_grad():
+                images, labels = self.generator(z.to(self.device)), None
+        if self.config.flip or self.config.mixup:
+            images = augment(images, self.rng(step, "augment"), self.config.flip, self.config.mixup)
+        return images, labels
 
     # ------------------------------------------------------------------ steps
 

@@ -1,12 +1,15 @@
 """Transfer sets: where the images a student classifier learns from come from.
 
-- `data[:SPLIT]`: a labelled dataset split (default fashion-mnist:train), random shifts of up to 2 px.
+- `data[:SPLIT]`: a labelled dataset split (default fashion-mnist:train).
 - `generator:SPEC`: images of a generator (a registered teacher such as dcgan-fmnist32, or a file),
   no real training image used; a class-conditional generator makes every class equally often (its
   class is a function of the latent). The teacher's soft outputs are the labels. With pool 0, fresh latents every step; with pool N, a
   fixed set of N generated images (latents and noise from seed 0, rounded to uint8 as `generate`
-  writes them), made once, cached with its sha256 and drawn from like a dataset (with its shifts).
+  writes them), made once, cached with its sha256 and drawn from like a dataset.
 - `dfad`: no images at all; the trainer trains a generator against the student (DFAD), see training.py.
+
+Every image of a data set, a pool or fresh generator images is moved by a random shift of up to
+`shift` px (2 by default, the background filling the border); flips and mixup are the trainer's.
 
 Every draw comes from the generator the trainer passes (seeded by seed and step), so a resumed run
 draws the same batches."""
@@ -91,11 +94,11 @@ class GeneratorTransfer:
         self.resolution, self.shift, self.pool = resolution, shift, None
         self.identity = {"kind": "generator", "generator": {k: identity[k] for k in ("name", "sha256")},
                          "conditional": bool(self.num_classes), "real_training_images": 0,
-                         "images": "fresh latents every step"}
+                         "images": "fresh latents every step" + (f", random shifts of up to {shift} px" if shift else "")}
         if pool:
             self.pool, path, sha = generated_pool(self.generator, identity["sha256"], pool, device)
-            self.identity["images"] = (f"a fixed pool of {pool} images (latents and noise from seed 0, uint8), "
-                                       f"random shifts of up to {shift} px")
+            self.identity["images"] = (f"a fixed pool of {pool} images (latents and noise from seed 0, uint8)" +
+                                       (f", random shifts of up to {shift} px" if shift else ""))
             self.identity["pool"] = {"n": pool, "file": str(path), "sha256": sha}
 
     @torch.no_grad()
@@ -106,7 +109,8 @@ class GeneratorTransfer:
             return (random_shift(images, self.shift, rng) if self.shift else images).to(device), None
         z = torch.randn(n, self.generator.z_dim, generator=rng)
         noise_seed = int(torch.randint(0, 2**31 - 1, (), generator=rng))
-        return self._generate(self.generator, z, device, noise_seed=noise_seed).float(), None
+        images = self._generate(self.generator, z, device, noise_seed=noise_seed).float()
+        return (random_shift(images, self.shift, rng) if self.shift else images), None
 
 
 class DFADGenerator(torch.nn.Module):
@@ -177,10 +181,11 @@ def generated_pool(generator, generator_sha256: str, n: int, device) -> tuple[to
     return images, path, sha
 
 
-def transfer_set(spec: str, resolution: int, channels: int, device, pool: int = 0):
+def transfer_set(spec: str, resolution: int, channels: int, device, pool: int = 0, shift: int = 2):
     """The transfer set `spec` names (data[:SPLIT] / a dataset name, generator:SPEC); dfad is the trainer's.
-    `pool`: for generator:SPEC, a fixed cached set of that many images instead of fresh ones (0)."""
+    `pool`: for generator:SPEC, a fixed cached set of that many images instead of fresh ones (0).
+    `shift`: random shifts of up to that many px of every image (0: none)."""
     if spec.startswith("generator:"):
-        return GeneratorTransfer(spec[len("generator:"):], resolution, channels, device, pool)
+        return GeneratorTransfer(spec[len("generator:"):], resolution, channels, device, pool, shift)
     name = spec[len("data:"):] if spec.startswith("data:") else "fashion-mnist" if spec == "data" else spec
-    return DataTransfer(name, resolution)
+    return DataTransfer(name, resolution, shift)
