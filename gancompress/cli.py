@@ -563,17 +563,20 @@ _KD_HELP = {
     "lr_d": "method adversarial: the discriminator's learning rate (Adam)",
     "pgd_eps": "method ard: L-infinity radius of the training attack, in [0, 1] pixels",
     "pgd_steps": "method ard: PGD steps of the training attack",
-    "lr_g": "transfer dfad: the generator's learning rate (Adam)",
+    "lr_g": "transfer dfad or --adapt-generator: the generator's learning rate (Adam)",
     "transfer_pool": "transfer generator:SPEC: 0 makes fresh images every step; N draws from a fixed pool of N "
                      "generated images (seed 0), made once and cached",
     "shift": "data and generator transfer sets: random shifts of up to N px of every image (0: none)",
     "flip": "random left-right flips of the transfer images (the teacher sees the same flipped image)",
     "mixup": "M > 0: every image blended with another of its batch, weight ~ Beta(M, M), and labelled by the teacher "
              "(function matching; needs a label-free loss: --alpha 1); 0: off",
-    "dfad_interval": "transfer dfad: one generator update every N student updates",
+    "dfad_interval": "transfer dfad or --adapt-generator: one generator update every N student updates",
+    "adapt_generator": "transfer generator:SPEC with fresh images: fine-tune the pretrained generator against the "
+                       "student as DFAD trains its generator (raise the teacher-student discrepancy; with --bn-prior, "
+                       "--dafl)",
     "dfad_z_dim": "transfer dfad: the generator's latent size",
-    "dafl": "transfer dfad: weight of DAFL's generator terms (one-hot, activation, entropy); 0: DFAD alone",
-    "bn_prior": "transfer dfad: weight of DeepInversion's BatchNorm-statistics prior on the generator (the teacher's "
+    "dafl": "transfer dfad or --adapt-generator: weight of DAFL's generator terms (one-hot, activation, entropy); 0: DFAD alone",
+    "bn_prior": "transfer dfad or --adapt-generator: weight of DeepInversion's BatchNorm-statistics prior on the generator (the teacher's "
                 "batch statistics of its images pulled to the running ones); 0: off",
     "seed": "seed of every random draw", "log_every": "write stats.jsonl every N steps",
     "checkpoint_every": "write a checkpoint every N steps",

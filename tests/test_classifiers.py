@@ -17,6 +17,8 @@ from gancompress.classifiers.evaluation import evaluate_classifier
 from gancompress.classifiers.networks import ClassifierConfig, build_classifier
 from gancompress.classifiers.training import ClassifierTrainer, KDConfig
 from gancompress.config import ConfigError
+from gancompress.io import save_generator
+from tests.conftest import tiny_generator
 
 TINY = ClassifierConfig(channels=(8, 16, 16))
 
@@ -83,6 +85,38 @@ def test_a_dfad_step_raises_the_discrepancy_for_the_generator_and_lowers_it_for_
     assert gap() < after_generator
 
 
+def test_an_adapted_pretrained_generator_starts_from_its_weights_and_a_step_raises_the_discrepancy(tmp_path):
+    pretrained = tiny_generator(channels=(16, 8, 8), out_channels=1)
+    save_generator(tmp_path / "g.safetensors", pretrained)
+    torch.manual_seed(1)
+    teacher = build_classifier(TINY).eval()
+    config = KDConfig(method="hinton", transfer=f"generator:{tmp_path / 'g.safetensors'}", adapt_generator=True,
+                      steps=1, batch_size=64, dfad_interval=1, lr_g=1e-2)
+    trainer = ClassifierTrainer(config, build_classifier(ClassifierConfig(channels=(8, 8, 8))), teacher, None,
+                                progress=False)
+    generator = trainer.generator
+    assert generator is trainer.transfer.generator and not generator.training  # its BatchNorm statistics kept
+    assert all(torch.equal(v, generator.state_dict()[k]) for k, v in pretrained.state_dict().items())
+    z = torch.randn(64, generator.z_dim, generator=trainer.rng(0, "dfad-g"))
+
+    def gap():
+        with torch.no_grad():
+            images = generator(z)
+            return float(losses.discrepancy(trainer.student(images), teacher(images)))
+
+    before = gap()
+    stats = trainer.generator_step(0)
+    assert stats["g_discrepancy"] == pytest.approx(before, rel=1e-4) and gap() > before
+    tuned, original = generator.state_dict(), pretrained.state_dict()
+    assert not torch.equal(tuned["blocks.b4.conv.weight"], original["blocks.b4.conv.weight"])
+    assert torch.equal(tuned["blocks.b4.bn.running_mean"], original["blocks.b4.bn.running_mean"])
+    assert "fine-tuned against the student" in trainer.transfer.identity["images"]
+    assert "generator" in trainer._networks()  # checkpointed with the student, so a resume continues it
+    for bad in (dict(transfer="data"), dict(transfer="generator:dcgan-fmnist32", transfer_pool=100)):
+        with pytest.raises(ConfigError, match="adapt_generator"):
+            KDConfig(adapt_generator=True, **bad)
+
+
 def test_the_batchnorm_prior_equals_its_formula_and_a_generator_step_lowers_it():
     torch.manual_seed(2)
     teacher = build_classifier(TINY).eval()
@@ -120,7 +154,7 @@ def test_the_batchnorm_prior_equals_its_formula_and_a_generator_step_lowers_it()
     stats = [trainer.generator_step(0)["g_bn_prior"] for _ in range(25)]
     after = float(losses.forward_with_bn_prior(teacher, trainer.generator(z))[1])
     assert stats[0] == pytest.approx(before, rel=1e-5) and after < 0.7 * before
-    with pytest.raises(ConfigError, match="bn_prior weigh terms of the dfad generator"):
+    with pytest.raises(ConfigError, match="bn_prior weigh terms of a trained generator"):
         KDConfig(transfer="data", bn_prior=1.0)
 
 

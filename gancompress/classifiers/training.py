@@ -14,6 +14,7 @@ A step is one update of the student on one batch of the transfer set:
 Transfer sets (transfer.py): `data[:DATASET[:SPLIT]]`, `generator:SPEC` (no real image) and `dfad`:
 a generator trained, every dfad_interval steps, to maximise the teacher-student discrepancy (DFAD),
 optionally with DAFL's terms and DeepInversion's BatchNorm prior, with no data and no pretrained generator.
+`adapt_generator` plays the same game with the pretrained generator of a generator:SPEC set.
 
 Every draw (batch, latents, PGD starts) comes from a generator seeded by (seed, step, stream), and
 the learning rate is a function of the step, so a resumed run ends with the same weights."""
@@ -65,11 +66,12 @@ class KDConfig(SerializableConfig):
     lr_d: float = 2e-4
     pgd_eps: float = 0.1  # method ard: L-infinity radius in [0, 1] pixel units
     pgd_steps: int = 10
-    lr_g: float = 1e-3  # transfer dfad: the generator's Adam learning rate
-    dfad_interval: int = 5  # transfer dfad: one generator update every N student updates (DFAD: 5)
+    lr_g: float = 1e-3  # a trained generator's (dfad, adapt_generator) Adam learning rate
+    dfad_interval: int = 5  # a trained generator: one update every N student updates (DFAD: 5)
     dfad_z_dim: int = 100
-    dafl: float = 0.0  # transfer dfad: weight of DAFL's generator terms (one-hot 1, activation 0.1, entropy 5)
-    bn_prior: float = 0.0  # transfer dfad: weight of DeepInversion's BatchNorm-statistics prior on the generator
+    adapt_generator: bool = False  # transfer generator:SPEC: fine-tune it against the student as DFAD's generator
+    dafl: float = 0.0  # a trained generator: weight of DAFL's terms (one-hot 1, activation 0.1, entropy 5)
+    bn_prior: float = 0.0  # a trained generator: weight of DeepInversion's BatchNorm-statistics prior
     seed: int = 0
     log_every: int = 50
     checkpoint_every: int = 500
@@ -106,10 +108,13 @@ class KDConfig(SerializableConfig):
         if self.transfer_pool < 0 or (self.transfer_pool and not self.transfer.startswith("generator:")):
             raise ConfigError(f"transfer_pool (N >= 0) applies to generator transfer sets only, got "
                               f"{self.transfer_pool} with {self.transfer!r}")
+        if self.adapt_generator and not (self.transfer.startswith("generator:") and not self.transfer_pool):
+            raise ConfigError(f"adapt_generator fine-tunes the generator of a generator:SPEC transfer set with fresh "
+                              f"images (transfer_pool 0), not {self.transfer!r} with pool {self.transfer_pool}")
         given = [name for name in ("dafl", "bn_prior") if getattr(self, name)]
-        if given and self.transfer != "dfad":
-            raise ConfigError(f"{', '.join(given)} weigh terms of the dfad generator: use them with --transfer dfad, "
-                              f"not {self.transfer!r}")
+        if given and not self.trains_generator:
+            raise ConfigError(f"{', '.join(given)} weigh terms of a trained generator: use them with --transfer dfad or "
+                              f"--adapt-generator, not {self.transfer!r} alone")
         for name in ("pgd_steps", "dfad_interval", "dfad_z_dim", "log_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -119,6 +124,11 @@ class KDConfig(SerializableConfig):
     @property
     def labelled(self) -> bool:
         return not (self.transfer == "dfad" or self.transfer.startswith("generator:"))
+
+    @property
+    def trains_generator(self) -> bool:
+        """DFAD's generator, or a pretrained one adapted against the student."""
+        return self.transfer == "dfad" or self.adapt_generator
 
     @property
     def needs_teacher(self) -> bool:
@@ -164,10 +174,16 @@ class ClassifierTrainer:
             self.discriminator = losses.LogitDiscriminator(c.num_classes, feature_dim=t_dim,
                                                            student_feature_dim=student.feature_dim).to(self.device)
             self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=config.lr_d, betas=(0.5, 0.999))
-        if config.transfer == "dfad":
-            from gancompress.classifiers.transfer import DFADGenerator
+        if config.trains_generator:
+            if config.transfer == "dfad":
+                from gancompress.classifiers.transfer import DFADGenerator
 
-            self.generator = DFADGenerator(config.dfad_z_dim, c.in_channels, c.resolution).to(self.device).train()
+                self.generator = DFADGenerator(config.dfad_z_dim, c.in_channels, c.resolution).to(self.device).train()
+            else:  # the pretrained generator itself, its weights tuned, its normalisation statistics kept (eval)
+                self.generator = self.transfer.generator.requires_grad_(True)
+                self.transfer.identity["images"] += (
+                    f"; the generator fine-tuned against the student every {config.dfad_interval} steps (DFAD's "
+                    f"game, lr_g {config.lr_g:g}, bn_prior {config.bn_prior:g}, dafl {config.dafl:g})")
             self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=config.lr_g, betas=(0.5, 0.999))
         self.step, self.elapsed_before = 0, 0.0
         self._t_start = time.perf_counter()
@@ -183,7 +199,7 @@ class ClassifierTrainer:
 
     def _batch(self, step: int):
         """(images, labels or None) of this step's batch, flipped and mixed as configured."""
-        if self.generator is None:
+        if self.transfer is not None:  # (an adapted generator draws through its transfer set)
             images, labels = self.transfer.batch(self.rng(step, "batch"), self.config.batch_size, self.device)
         else:
             z = torch.randn(self.config.batch_size, self.config.dfad_z_dim, generator=self.rng(step, "dfad-z"))
@@ -250,10 +266,15 @@ class ClassifierTrainer:
         return stats
 
     def generator_step(self, step: int) -> dict:
-        """DFAD: the generator maximises the teacher-student discrepancy on its images (+ DAFL's terms)."""
+        """DFAD: the generator maximises the teacher-student discrepancy on its images (+ DAFL's terms,
+        + the BatchNorm prior)."""
         c = self.config
-        z = torch.randn(c.batch_size, c.dfad_z_dim, generator=self.rng(step, "dfad-g"))
-        images = self.generator(z.to(self.device))
+        rng = self.rng(step, "dfad-g")
+        if self.transfer is None:
+            images = self.generator(torch.randn(c.batch_size, c.dfad_z_dim, generator=rng).to(self.device))
+        else:
+            z = torch.randn(c.batch_size, self.generator.z_dim, generator=rng)
+            images = self.transfer.draw(z, int(torch.randint(0, 2**31 - 1, (), generator=rng)), self.device)
         if c.bn_prior:
             (t_logits, t_feats), prior = losses.forward_with_bn_prior(self.teacher, images)
         else:

@@ -108,9 +108,12 @@ class GeneratorTransfer:
             images = to_model_input(self.pool[index], self.resolution)
             return (random_shift(images, self.shift, rng) if self.shift else images).to(device), None
         z = torch.randn(n, self.generator.z_dim, generator=rng)
-        noise_seed = int(torch.randint(0, 2**31 - 1, (), generator=rng))
-        images = self._generate(self.generator, z, device, noise_seed=noise_seed).float()
+        images = self.draw(z, int(torch.randint(0, 2**31 - 1, (), generator=rng)), device)
         return (random_shift(images, self.shift, rng) if self.shift else images), None
+
+    def draw(self, z: torch.Tensor, noise_seed: int, device) -> torch.Tensor:
+        """The generator's images of latents `z` (differentiable in its weights outside no_grad)."""
+        return self._generate(self.generator, z, device, noise_seed=noise_seed).float()
 
 
 class DFADGenerator(torch.nn.Module):
