@@ -172,7 +172,7 @@ def test_pgd_raises_the_loss_of_a_fixed_model_within_its_budget():
 
 
 def test_a_resumed_run_ends_with_the_same_weights(tmp_path):
-    config = KDConfig(method="adversarial", steps=6, batch_size=16, checkpoint_every=3, log_every=1)
+    config = KDConfig(method="adversarial", steps=6, batch_size=16, checkpoint_every=3, log_every=1, flip=True)
     teacher = build_classifier(TINY)
 
     def trainer(run_dir):

@@ -243,7 +243,7 @@ class ClassifierTrainer:
             d_loss.backward()
             self.opt_d.step()
             self.discriminator.requires_grad_(False)
-            stats["d_loss"] = float(d_loss)
+            stats["d_loss"] = float(d_loss.detach())
         for group in self.opt.param_groups:
             group["lr"] = self.learning_rate(step)
         if c.method == "ard":
