@@ -304,6 +304,19 @@ def test_kd_and_eval_classifier_commands(fmnist_teacher, tmp_path, ready_assets)
     assert bad.returncode == 2 and "cannot be used with --resume" in bad.stderr
 
 
+def test_a_kd_run_starts_from_the_same_weights_whatever_ran_before_it(ready_assets, tmp_path):
+    from gancompress.classifiers.runs import STUDENT_FILE, kd
+
+    students = []
+    for ambient in (0, 1):  # a study runs many rows in one process: what ran before must not matter
+        torch.manual_seed(ambient)
+        torch.rand(1000)
+        run = kd(None, "ce", channels=(8, 8, 8), overrides={"steps": 2, "batch_size": 8, "seed": 3},
+                 run_root=tmp_path / f"runs{ambient}", progress=False, log=lambda _: None)
+        students.append(load_classifier(run / STUDENT_FILE).state_dict())
+    assert all(torch.equal(value, students[1][key]) for key, value in students[0].items())
+
+
 def test_a_generator_pool_is_made_once_cached_verified_and_drawn_like_data(tmp_path, monkeypatch):
     from gancompress import assets
     from gancompress.classifiers.transfer import GeneratorTransfer, TransferError

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
+
 from gancompress.classifiers.checkpoints import resolve_classifier
 from gancompress.classifiers.evaluation import evaluate_classifier
 from gancompress.classifiers.networks import TEACHER_CONFIG, ClassifierConfig, build_classifier
@@ -74,6 +76,7 @@ def kd(teacher: str | None = None, method: str = "hinton", transfer: str = "data
         atomic_write_text(run_dir / RUN_FILE, json.dumps(record, indent=2, sort_keys=True) + "\n")
     with run_lock(run_dir):
         teacher_net, teacher_identity = resolve_classifier(teacher, device) if teacher else (None, None)
+        torch.manual_seed(config.seed)  # the student's initial weights are part of the seeded run
         student = build_classifier(s_config)
         log_file = run_logger(run_dir, Rank(device=device))
         trainer = ClassifierTrainer(config, student, teacher_net, run_dir, device, progress, log_file.info)
