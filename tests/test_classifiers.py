@@ -134,7 +134,7 @@ def test_the_batchnorm_prior_equals_its_formula_and_a_generator_step_lowers_it()
                          + (x.var((0, 2, 3), unbiased=False) - m.running_var).pow(2).sum().sqrt())
                    for x, m in zip(inputs, layers))
     (got_logits, _), prior = losses.forward_with_bn_prior(teacher, images)
-    assert float(prior) == pytest.approx(expected, rel=1e-5) and len(inputs) == 6
+    assert float(prior.detach()) == pytest.approx(expected, rel=1e-5) and len(inputs) == 6
     assert torch.equal(got_logits, logits) and all(not layer._forward_hooks for layer in layers)  # hooks removed
 
     # generator steps on the prior alone (student and teacher one network: no discrepancy to chase) lower it
