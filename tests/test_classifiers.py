@@ -228,7 +228,11 @@ def test_function_matching_flips_and_mixes_within_the_batch_and_refuses_label_re
         KDConfig(method="hinton", mixup=1.0)  # data transfer: alpha 0.9 mixes in cross-entropy
     with pytest.raises(ConfigError, match="mixup"):
         KDConfig(method="ard", mixup=1.0, alpha=1.0)
-    assert KDConfig(method="hinton", transfer="generator:dcgan-fmnist32", mixup=1.0, flip=True).alpha == 1.0
+    from gancompress.classifiers.runs import _augmentations
+
+    fm = KDConfig(method="hinton", transfer="generator:dcgan-fmnist32", mixup=1.0, flip=True)
+    assert fm.alpha == 1.0 and "flips, mixup within the batch, weight ~ Beta(1, 1)" in _augmentations(fm)
+    assert _augmentations(KDConfig()) == ""  # the report names augmentations only when there are some
     with pytest.raises(ConfigError, match="shift"):
         KDConfig(shift=-1)
 

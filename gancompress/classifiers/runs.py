@@ -95,6 +95,13 @@ def kd(teacher: str | None = None, method: str = "hinton", transfer: str = "data
     return run_dir
 
 
+def _augmentations(config: KDConfig) -> str:
+    """The report's sentence on the trainer's augmentations (none: empty)."""
+    done = (["random left-right flips"] if config.flip else []) + \
+        ([f"mixup within the batch, weight ~ Beta({config.mixup:g}, {config.mixup:g})"] if config.mixup else [])
+    return f" Augmented (the teacher labels the same image): {', '.join(done)}." if done else ""
+
+
 def write_kd_report(run_dir: Path, spec: dict, trainer: ClassifierTrainer, student: dict, teacher: dict | None,
                     teacher_identity: dict | None) -> None:
     transfer = trainer.transfer.identity if trainer.transfer is not None else \
@@ -120,7 +127,7 @@ def write_kd_report(run_dir: Path, spec: dict, trainer: ClassifierTrainer, stude
     lines = [f"# Classifier distillation: {trainer.config.method} on {trainer.config.transfer}", "",
              f"Command: `{spec.get('command')}`", "",
              *markdown_table(["metric", "teacher", "student", "student / teacher"], rows), "",
-             f"Transfer set: {json.dumps(transfer)}. Training: {trainer.step} steps of batch "
+             f"Transfer set: {json.dumps(transfer)}." + _augmentations(trainer.config) + f" Training: {trainer.step} steps of batch "
              f"{trainer.config.batch_size} in {trainer.elapsed():.0f} s.", "",
              f"Protocol: {p['data']}; {p['preprocessing']}; {p['accuracy']}; MACs: {p['macs']}; "
              f"device {p['device']}, {p['threads']} threads, torch {p['torch']}." +
