@@ -273,8 +273,7 @@ class ClassifierTrainer:
         if self.transfer is None:
             images = self.generator(torch.randn(c.batch_size, c.dfad_z_dim, generator=rng).to(self.device))
         else:
-            z = torch.randn(c.batch_size, self.generator.z_dim, generator=rng)
-            images = self.transfer.draw(z, int(torch.randint(0, 2**31 - 1, (), generator=rng)), self.device)
+            images = self.transfer.draw(rng, c.batch_size, self.device)
         if c.bn_prior:
             (t_logits, t_feats), prior = losses.forward_with_bn_prior(self.teacher, images)
         else:

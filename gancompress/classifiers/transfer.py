@@ -60,13 +60,14 @@ class DataTransfer:
     def batch(self, rng: torch.Generator, n: int, device) -> tuple[torch.Tensor, torch.Tensor]:
         index = torch.randint(0, len(self.images), (n,), generator=rng)
         images = to_model_input(self.images[index], self.resolution)
-        if self.shift:
-            images = random_shift(images, self.shift, rng)
-        return images.to(device), self.labels[index].to(device)
+        return random_shift(images, self.shift, rng).to(device), self.labels[index].to(device)
 
 
 def random_shift(images: torch.Tensor, shift: int, rng: torch.Generator) -> torch.Tensor:
-    """Each image moved by up to `shift` px in x and y, the border filled with the background (-1)."""
+    """Each image moved by up to `shift` px in x and y, the border filled with the background (-1);
+    shift 0: the images as they are."""
+    if not shift:
+        return images
     n, _, h, w = images.shape
     padded = F.pad(images, (shift,) * 4, value=-1.0)
     dx, dy = (torch.randint(0, 2 * shift + 1, (n,), generator=rng) for _ in range(2))
@@ -92,13 +93,13 @@ class GeneratorTransfer:
                                 f"classifier reads {resolution}px with {channels}")
         self.num_classes = getattr(g.config, "num_classes", 0)
         self.resolution, self.shift, self.pool = resolution, shift, None
+        shifted = f", random shifts of up to {shift} px" if shift else ""
         self.identity = {"kind": "generator", "generator": {k: identity[k] for k in ("name", "sha256")},
                          "conditional": bool(self.num_classes), "real_training_images": 0,
-                         "images": "fresh latents every step" + (f", random shifts of up to {shift} px" if shift else "")}
+                         "images": "fresh latents every step" + shifted}
         if pool:
             self.pool, path, sha = generated_pool(self.generator, identity["sha256"], pool, device)
-            self.identity["images"] = (f"a fixed pool of {pool} images (latents and noise from seed 0, uint8)" +
-                                       (f", random shifts of up to {shift} px" if shift else ""))
+            self.identity["images"] = f"a fixed pool of {pool} images (latents and noise from seed 0, uint8)" + shifted
             self.identity["pool"] = {"n": pool, "file": str(path), "sha256": sha}
 
     @torch.no_grad()
@@ -106,14 +107,14 @@ class GeneratorTransfer:
         if self.pool is not None:
             index = torch.randint(0, len(self.pool), (n,), generator=rng)
             images = to_model_input(self.pool[index], self.resolution)
-            return (random_shift(images, self.shift, rng) if self.shift else images).to(device), None
-        z = torch.randn(n, self.generator.z_dim, generator=rng)
-        images = self.draw(z, int(torch.randint(0, 2**31 - 1, (), generator=rng)), device)
-        return (random_shift(images, self.shift, rng) if self.shift else images), None
+            return random_shift(images, self.shift, rng).to(device), None
+        return random_shift(self.draw(rng, n, device), self.shift, rng), None
 
-    def draw(self, z: torch.Tensor, noise_seed: int, device) -> torch.Tensor:
-        """The generator's images of latents `z` (differentiable in its weights outside no_grad)."""
-        return self._generate(self.generator, z, device, noise_seed=noise_seed).float()
+    def draw(self, rng: torch.Generator, n: int, device) -> torch.Tensor:
+        """`n` images of the generator, latents and noise seed from `rng` (differentiable in its weights
+        outside no_grad: an adapted generator's step draws through here too)."""
+        z = torch.randn(n, self.generator.z_dim, generator=rng)
+        return self._generate(self.generator, z, device, noise_seed=int(torch.randint(0, 2**31 - 1, (), generator=rng))).float()
 
 
 class DFADGenerator(torch.nn.Module):
