@@ -42,6 +42,9 @@ SETTINGS = {
     # DeepInversion's BatchNorm prior on its generator
     "gen-dcgan-fm": ("hinton", "generator:dcgan-fmnist32", {"transfer_pool": "POOL", "flip": True, "mixup": 1.0}),
     "dfad-bn": ("mae", "dfad", {"bn_prior": 10.0}),
+    # for the longer, wider study (eval/results/classifier_kd_fmnist_w05): function matching on the
+    # stylegan2 pool too
+    "gen-stylegan2-fm": ("hinton", "generator:stylegan2-fmnist32", {"transfer_pool": "POOL", "flip": True, "mixup": 1.0}),
 }
 # rows whose robust accuracy is measured: ARD and the students it is compared with (PGD on the test
 # split costs pgd_steps forward and backward passes per image, so the others skip it)

@@ -575,6 +575,8 @@ _KD_HELP = {
                        "student as DFAD trains its generator (raise the teacher-student discrepancy; with --bn-prior, "
                        "--dafl)",
     "dfad_z_dim": "transfer dfad: the generator's latent size",
+    "dfad_output": "transfer dfad: the generator's last layers, bn (DFAD's: tanh, then BatchNorm without affine, so "
+                   "every batch is standardised) or tanh (images in the data's [-1, 1] range)",
     "dafl": "transfer dfad or --adapt-generator: weight of DAFL's generator terms (one-hot, activation, entropy); 0: DFAD alone",
     "bn_prior": "transfer dfad or --adapt-generator: weight of DeepInversion's BatchNorm-statistics prior on the generator (the teacher's "
                 "batch statistics of its images pulled to the running ones); 0: off",

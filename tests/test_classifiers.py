@@ -158,6 +158,42 @@ def test_the_batchnorm_prior_equals_its_formula_and_a_generator_step_lowers_it()
         KDConfig(transfer="data", bn_prior=1.0)
 
 
+def test_a_tanh_ended_dfad_generator_lets_the_prior_set_the_image_mean_that_dfads_batchnorm_fixes():
+    """DFAD's last BatchNorm holds every batch at mean 0; real [-1, 1] images are darker (Fashion-MNIST:
+    -0.43). Ended at its tanh, the generator can follow the teacher's running statistics to them."""
+    torch.manual_seed(3)
+    teacher = build_classifier(TINY)
+    for layer in teacher.modules():
+        if isinstance(layer, torch.nn.BatchNorm2d):
+            layer.momentum = None
+            layer.reset_running_stats()
+    with torch.no_grad():  # running statistics of dark "real" images, mean about -0.5
+        teacher.train()((torch.rand(256, 1, 32, 32) * 1.2 - 1.1).clamp(-1, 1))
+    teacher.eval()
+    means = {}
+    for output in ("bn", "tanh"):
+        torch.manual_seed(0)
+        config = KDConfig(method="mae", transfer="dfad", steps=1, batch_size=64, dfad_interval=1, bn_prior=1.0,
+                          lr_g=1e-2, dfad_output=output)
+        trainer = ClassifierTrainer(config, teacher, teacher, None, progress=False)
+        z = torch.randn(64, config.dfad_z_dim, generator=trainer.rng(0, "dfad-g"))
+        with torch.no_grad():
+            start = trainer.generator(z)
+        for _ in range(30):
+            trainer.generator_step(0)
+        with torch.no_grad():
+            images = trainer.generator(z)
+        means[output] = (float(start.mean()), float(images.mean()))
+        if output == "tanh":
+            assert images.min() >= -1 and images.max() <= 1
+    assert all(abs(m) < 1e-4 for m in means["bn"])  # pinned at 0 whatever the prior asks
+    assert means["tanh"][1] < means["tanh"][0] - 0.15 and means["tanh"][1] < -0.3  # moved toward the data's mean
+    with pytest.raises(ConfigError, match="dfad_output shapes DFAD's own generator"):
+        KDConfig(transfer="data", dfad_output="tanh")
+    with pytest.raises(ConfigError, match="dfad_output must be bn"):
+        KDConfig(transfer="dfad", method="mae", dfad_output="relu")
+
+
 def test_pgd_raises_the_loss_of_a_fixed_model_within_its_budget():
     torch.manual_seed(0)
     # a linear model: an untrained CNN in eval mode gives near-constant logits, which PGD cannot move

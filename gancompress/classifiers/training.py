@@ -69,6 +69,7 @@ class KDConfig(SerializableConfig):
     lr_g: float = 1e-3  # a trained generator's (dfad, adapt_generator) Adam learning rate
     dfad_interval: int = 5  # a trained generator: one update every N student updates (DFAD: 5)
     dfad_z_dim: int = 100
+    dfad_output: str = "bn"  # transfer dfad: the generator ends in tanh + BatchNorm without affine (DFAD's) or "tanh"
     adapt_generator: bool = False  # transfer generator:SPEC: fine-tune it against the student as DFAD's generator
     dafl: float = 0.0  # a trained generator: weight of DAFL's terms (one-hot 1, activation 0.1, entropy 5)
     bn_prior: float = 0.0  # a trained generator: weight of DeepInversion's BatchNorm-statistics prior
@@ -118,6 +119,10 @@ class KDConfig(SerializableConfig):
         for name in ("pgd_steps", "dfad_interval", "dfad_z_dim", "log_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.dfad_output not in ("bn", "tanh"):
+            raise ConfigError(f"dfad_output must be bn (DFAD's) or tanh, got {self.dfad_output!r}")
+        if self.dfad_output != "bn" and self.transfer != "dfad":
+            raise ConfigError(f"dfad_output shapes DFAD's own generator: use it with --transfer dfad, not {self.transfer!r}")
         if self.shift < 0:
             raise ConfigError(f"shift must be >= 0 px, got {self.shift}")
 
@@ -178,7 +183,8 @@ class ClassifierTrainer:
             if config.transfer == "dfad":
                 from gancompress.classifiers.transfer import DFADGenerator
 
-                self.generator = DFADGenerator(config.dfad_z_dim, c.in_channels, c.resolution).to(self.device).train()
+                self.generator = DFADGenerator(config.dfad_z_dim, c.in_channels, c.resolution,
+                                               output=config.dfad_output).to(self.device).train()
             else:  # the pretrained generator itself, its weights tuned, its normalisation statistics kept (eval)
                 self.generator = self.transfer.generator.requires_grad_(True)
                 self.transfer.identity["images"] += (
