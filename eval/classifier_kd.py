@@ -8,6 +8,11 @@ of the teacher's accuracy, and (with --pgd) robust accuracy.
 
   python eval/classifier_kd.py --teacher fmnist-cnn --width 0.25 --steps 2000 --seeds 0,1,2 \\
       --pgd 0.1,20 --out eval/results/classifier_kd_fmnist
+
+The wider student on the longer schedule, for the generator-made rows and their references:
+
+  python eval/classifier_kd.py --teacher fmnist-cnn --width 0.5 --steps 8000 --seeds 0,1,2 \\
+      --settings alone,hinton,gen-dcgan-fm,gen-stylegan2-fm --pgd 0.1,20 --out eval/results/classifier_kd_fmnist_w05
 """
 
 from __future__ import annotations
@@ -42,10 +47,14 @@ SETTINGS = {
     # DeepInversion's BatchNorm prior on its generator
     "gen-dcgan-fm": ("hinton", "generator:dcgan-fmnist32", {"transfer_pool": "POOL", "flip": True, "mixup": 1.0}),
     "dfad-bn": ("mae", "dfad", {"bn_prior": 10.0}),
+    # added later: the same with the generator ending at its tanh (--dfad-output tanh), not DFAD's BatchNorm
+    "dfad-bn-tanh": ("mae", "dfad", {"bn_prior": 10.0, "dfad_output": "tanh"}),
     # for the longer, wider study (eval/results/classifier_kd_fmnist_w05): function matching on the
     # stylegan2 pool too
     "gen-stylegan2-fm": ("hinton", "generator:stylegan2-fmnist32", {"transfer_pool": "POOL", "flip": True, "mixup": 1.0}),
 }
+# the default study's settings (eval/results/classifier_kd_fmnist); the others serve studies that name theirs
+DEFAULT_SETTINGS = [name for name in SETTINGS if name != "gen-stylegan2-fm"]
 # rows whose robust accuracy is measured: ARD and the students it is compared with (PGD on the test
 # split costs pgd_steps forward and backward passes per image, so the others skip it)
 ROBUST = ("alone", "hinton", "ard")
@@ -60,7 +69,7 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--pgd", default="0.1,20", help=f"EPS,STEPS of the robust-accuracy evaluation ({', '.join(ROBUST)})")
     p.add_argument("--pool", type=int, default=60000, help="generated images per generator transfer set")
-    p.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated, from {', '.join(SETTINGS)}")
+    p.add_argument("--settings", default=",".join(DEFAULT_SETTINGS), help=f"comma-separated, from {', '.join(SETTINGS)}")
     p.add_argument("--only", default="", help="rows to run now (setting-sSEED), the rest later")
     p.add_argument("--out", type=Path, default=Path("eval/results/classifier_kd_fmnist"))
     p.add_argument("--report-only", action="store_true",
