@@ -131,9 +131,12 @@ def main(argv=None) -> int:
     record = {"command": command, "plan": plan, "teacher_accuracy": teacher_acc, "table": table, "rows_missing": missing,
               "targets": verdicts, "threads": torch.get_num_threads()}
     atomic_write_text(args.out / "results.json", json.dumps(record, indent=2) + "\n")
-    body = [[t["setting"], t["method"], t["transfer"], f"{100 * t['accuracy_mean']:.2f} +- {100 * t['accuracy_std']:.2f}",
+    def spread(mean: float, std: float, n: int) -> str:  # one seed has no spread to show
+        return f"{100 * mean:.2f} +- {100 * std:.2f}" if n > 1 else f"{100 * mean:.2f} (1 seed)"
+
+    body = [[t["setting"], t["method"], t["transfer"], spread(t["accuracy_mean"], t["accuracy_std"], t["n_seeds"]),
              f"{100 * t['of_teacher']:.1f}%",
-             f"{100 * t['robust_mean']:.2f} +- {100 * t['robust_std']:.2f}" if t["robust_mean"] is not None else "not measured"]
+             spread(t["robust_mean"], t["robust_std"], t["n_seeds"]) if t["robust_mean"] is not None else "not measured"]
             for t in table]
     lines = [f"# Classifier distillation on Fashion-MNIST ({args.teacher} -> width {args.width})", "",
              f"Command: `{command}`", "",
