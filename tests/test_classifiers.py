@@ -190,7 +190,7 @@ def test_a_tanh_ended_dfad_generator_lets_the_prior_set_the_image_mean_that_dfad
     assert means["tanh"][1] < means["tanh"][0] - 0.15 and means["tanh"][1] < -0.3  # moved toward the data's mean
     with pytest.raises(ConfigError, match="dfad_output shapes DFAD's own generator"):
         KDConfig(transfer="data", dfad_output="tanh")
-    with pytest.raises(ConfigError, match="dfad_output must be bn"):
+    with pytest.raises(ConfigError, match="dfad_output must be one of bn, tanh"):
         KDConfig(transfer="dfad", method="mae", dfad_output="relu")
 
 

@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from gancompress.classifiers import losses
 from gancompress.classifiers.checkpoints import save_classifier
-from gancompress.classifiers.transfer import transfer_set
+from gancompress.classifiers.transfer import DFAD_OUTPUTS, transfer_set
 from gancompress.config import ConfigError, SerializableConfig
 from gancompress.distillation.run_files import RunFiles
 from gancompress.distillation.trainer import seeded_generator
@@ -119,8 +119,8 @@ class KDConfig(SerializableConfig):
         for name in ("pgd_steps", "dfad_interval", "dfad_z_dim", "log_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.dfad_output not in ("bn", "tanh"):
-            raise ConfigError(f"dfad_output must be bn (DFAD's) or tanh, got {self.dfad_output!r}")
+        if self.dfad_output not in DFAD_OUTPUTS:
+            raise ConfigError(f"dfad_output must be one of {', '.join(DFAD_OUTPUTS)} (bn: DFAD's), got {self.dfad_output!r}")
         if self.dfad_output != "bn" and self.transfer != "dfad":
             raise ConfigError(f"dfad_output shapes DFAD's own generator: use it with --transfer dfad, not {self.transfer!r}")
         if self.shift < 0:
