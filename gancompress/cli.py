@@ -577,6 +577,8 @@ _KD_HELP = {
     "dfad_z_dim": "transfer dfad: the generator's latent size",
     "dfad_output": "transfer dfad: the generator's last layers, bn (DFAD's: tanh, then BatchNorm without affine, so "
                    "every batch is standardised) or tanh (images in the data's [-1, 1] range)",
+    "replay": "transfer dfad: keep the generator's last N images (float16) and draw half of each student batch from "
+              "them, so the student keeps what the generator has moved on from (generative replay); 0: off",
     "dafl": "transfer dfad or --adapt-generator: weight of DAFL's generator terms (one-hot, activation, entropy); 0: DFAD alone",
     "bn_prior": "transfer dfad or --adapt-generator: weight of DeepInversion's BatchNorm-statistics prior on the generator (the teacher's "
                 "batch statistics of its images pulled to the running ones); 0: off",

@@ -241,6 +241,52 @@ def test_a_resumed_run_ends_with_the_same_weights(tmp_path):
     assert steps == [1, 2, 3, 4, 5, 6]
 
 
+def test_dfad_replay_gives_half_of_each_batch_from_earlier_images_and_a_resume_keeps_the_ring(tmp_path):
+    config = KDConfig(method="mae", transfer="dfad", dfad_output="tanh", steps=6, batch_size=16, replay=40,
+                      dfad_interval=2, checkpoint_every=3, log_every=1)
+    teacher = build_classifier(TINY)
+
+    def trainer(run_dir):
+        torch.manual_seed(0)
+        return ClassifierTrainer(config, build_classifier(ClassifierConfig(channels=(8, 8, 8))), teacher, run_dir,
+                                 progress=False)
+
+    probe = trainer(None)
+    first, _ = probe._batch(0)  # nothing held yet: all fresh, and all kept
+    assert probe.replay_written == 16 and torch.equal(probe.replay_images[:16], first.half())
+    for step in range(1, 5):
+        held = probe.replay_images[:min(probe.replay_written, 40)].float().clone()
+        slots = torch.arange(probe.replay_written, probe.replay_written + 16) % 40
+        batch, _ = probe._batch(step)
+        assert torch.equal(batch[:8].half(), probe.replay_images[slots[:8]])  # this step's fresh images
+        replayed = (batch[8:, None] == held[None]).flatten(2).all(2)  # [8 replayed, held]: equal image
+        assert replayed.any(1).all()  # every replayed image is one generated at an earlier step
+        assert not (batch[8:, None].half() == probe.replay_images[slots][None]).flatten(2).all(2).any()
+    assert probe.replay_written == 80  # the ring of 40 now holds steps 3 and 4's images only
+    straight = trainer(tmp_path / "straight")
+    straight.train()
+    interrupted = trainer(tmp_path / "resumed")
+    real_step = interrupted.student_step
+
+    def killed_at_step_5(step):
+        if step == 4:
+            raise KeyboardInterrupt
+        return real_step(step)
+
+    interrupted.student_step = killed_at_step_5
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.train()
+    resumed = trainer(tmp_path / "resumed")
+    resumed.load_checkpoint(tmp_path / "resumed")
+    assert resumed.step == 3 and resumed.replay_written == 48
+    resumed.train()
+    for name in ("student", "generator"):
+        for key, value in getattr(straight, name).state_dict().items():
+            assert torch.equal(value, getattr(resumed, name).state_dict()[key]), (name, key)
+    with pytest.raises(ConfigError, match="replay .* use it with --transfer dfad"):
+        KDConfig(transfer="data", replay=100)
+
+
 def test_function_matching_flips_and_mixes_within_the_batch_and_refuses_label_reading_losses():
     from gancompress.classifiers.training import augment
 

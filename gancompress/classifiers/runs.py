@@ -106,7 +106,8 @@ def write_kd_report(run_dir: Path, spec: dict, trainer: ClassifierTrainer, stude
                     teacher_identity: dict | None) -> None:
     transfer = trainer.transfer.identity if trainer.transfer is not None else \
         {"kind": "dfad", "real_training_images": 0, "generator": "trained against the student (DFAD), ending in " +
-         ("tanh and BatchNorm without affine" if trainer.config.dfad_output == "bn" else "tanh")}
+         ("tanh and BatchNorm without affine" if trainer.config.dfad_output == "bn" else "tanh") +
+         (f"; half of each batch replayed from its last {trainer.config.replay} images" if trainer.config.replay else "")}
     summary = {"command": spec.get("command"), "teacher": teacher_identity, "kd": trainer.config.to_dict(),
                "transfer": transfer, "training": {"steps": trainer.step, "time_s": trainer.elapsed()},
                "student_eval": student, "teacher_eval": teacher}

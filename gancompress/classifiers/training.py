@@ -13,7 +13,8 @@ A step is one update of the student on one batch of the transfer set:
   plus (1 - alpha) * CE on the clean inputs.
 Transfer sets (transfer.py): `data[:DATASET[:SPLIT]]`, `generator:SPEC` (no real image) and `dfad`:
 a generator trained, every dfad_interval steps, to maximise the teacher-student discrepancy (DFAD),
-optionally with DAFL's terms and DeepInversion's BatchNorm prior, with no data and no pretrained generator.
+optionally with DAFL's terms and DeepInversion's BatchNorm prior, with no data and no pretrained generator;
+with `replay` N, half of each student batch comes from a ring of its last N images (generative replay).
 `adapt_generator` plays the same game with the pretrained generator of a generator:SPEC set.
 
 Every draw (batch, latents, PGD starts) comes from a generator seeded by (seed, step, stream), and
@@ -70,6 +71,7 @@ class KDConfig(SerializableConfig):
     dfad_interval: int = 5  # a trained generator: one update every N student updates (DFAD: 5)
     dfad_z_dim: int = 100
     dfad_output: str = "bn"  # transfer dfad: the generator ends in tanh + BatchNorm without affine (DFAD's) or "tanh"
+    replay: int = 0  # transfer dfad: keep the last N generated images; half of each student batch replays them (0: off)
     adapt_generator: bool = False  # transfer generator:SPEC: fine-tune it against the student as DFAD's generator
     dafl: float = 0.0  # a trained generator: weight of DAFL's terms (one-hot 1, activation 0.1, entropy 5)
     bn_prior: float = 0.0  # a trained generator: weight of DeepInversion's BatchNorm-statistics prior
@@ -125,6 +127,9 @@ class KDConfig(SerializableConfig):
             raise ConfigError(f"dfad_output shapes DFAD's own generator: use it with --transfer dfad, not {self.transfer!r}")
         if self.shift < 0:
             raise ConfigError(f"shift must be >= 0 px, got {self.shift}")
+        if self.replay < 0 or (self.replay and self.transfer != "dfad"):
+            raise ConfigError(f"replay (N >= 0 images) keeps DFAD's generated images: use it with --transfer dfad, "
+                              f"got {self.replay} with {self.transfer!r}")
 
     @property
     def labelled(self) -> bool:
@@ -191,6 +196,11 @@ class ClassifierTrainer:
                     f"; the generator fine-tuned against the student every {config.dfad_interval} steps (DFAD's "
                     f"game, lr_g {config.lr_g:g}, bn_prior {config.bn_prior:g}, dafl {config.dafl:g})")
             self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=config.lr_g, betas=(0.5, 0.999))
+        # A ring of the last `replay` generated images (float16: half the memory and checkpoint), so that the
+        # student keeps fitting the teacher where the generator has moved on from (generative replay).
+        self.replay_images = torch.zeros(config.replay, c.in_channels, c.resolution, c.resolution,
+                                         dtype=torch.float16, device=self.device) if config.replay else None
+        self.replay_written = 0  # images written so far; the ring is full once this reaches `replay`
         self.step, self.elapsed_before = 0, 0.0
         self._t_start = time.perf_counter()
 
@@ -211,9 +221,26 @@ class ClassifierTrainer:
             z = torch.randn(self.config.batch_size, self.config.dfad_z_dim, generator=self.rng(step, "dfad-z"))
             with torch.no_grad():
                 images, labels = self.generator(z.to(self.device)), None
+            if self.replay_images is not None:
+                images = self._replay(images, step)
         if self.config.flip or self.config.mixup:
             images = augment(images, self.rng(step, "augment"), self.config.flip, self.config.mixup)
         return images, labels
+
+    def _replay(self, fresh: torch.Tensor, step: int) -> torch.Tensor:
+        """The batch with its second half drawn from the images of earlier steps (once there are any);
+        then the fresh images join the ring. The teacher labels every image as it is used."""
+        held = min(self.replay_written, self.config.replay)
+        batch = fresh
+        if held:
+            k = len(fresh) // 2
+            picks = torch.randint(held, (k,), generator=self.rng(step, "replay")).to(self.device)
+            batch = torch.cat([fresh[:len(fresh) - k], self.replay_images[picks].float()])
+        kept = fresh[-self.config.replay:]  # (a batch larger than the ring keeps its last images)
+        slots = torch.arange(self.replay_written, self.replay_written + len(kept), device=self.device) % self.config.replay
+        self.replay_images[slots] = kept.to(torch.float16)
+        self.replay_written += len(kept)
+        return batch
 
     # ------------------------------------------------------------------ steps
 
@@ -361,7 +388,9 @@ class ClassifierTrainer:
         root = self.run_dir / "checkpoints"
         target = root / f"step-{self.step:07d}"
         target.mkdir(parents=True, exist_ok=True)
-        state = {"step": self.step, "elapsed_s": self.elapsed(), "config": self.config.to_dict(),
+        replay = {"replay_images": self.replay_images, "replay_written": self.replay_written} \
+            if self.replay_images is not None else {}
+        state = {"step": self.step, "elapsed_s": self.elapsed(), "config": self.config.to_dict(), **replay,
                  **{f"net_{k}": v.state_dict() for k, v in self._networks().items()},
                  **{k: v.state_dict() for k, v in self._optimizers().items()}}
         with atomic_path(target / "state.pt") as tmp, open(tmp, "wb") as f:
@@ -382,6 +411,9 @@ class ClassifierTrainer:
             net.load_state_dict(state[f"net_{name}"])
         for name, opt in self._optimizers().items():
             opt.load_state_dict(state[name])
+        if self.replay_images is not None:
+            self.replay_images.copy_(state["replay_images"])
+            self.replay_written = state["replay_written"]
         self.step, self.elapsed_before = state["step"], state["elapsed_s"]
         self.files.truncate_stats(self.step)
 
