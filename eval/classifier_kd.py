@@ -13,6 +13,10 @@ The wider student on the longer schedule, for the generator-made rows and their 
 
   python eval/classifier_kd.py --teacher fmnist-cnn --width 0.5 --steps 8000 --seeds 0,1,2 \\
       --settings alone,hinton,gen-dcgan-fm,gen-stylegan2-fm --pgd 0.1,20 --out eval/results/classifier_kd_fmnist_w05
+  python eval/classifier_kd.py --teacher fmnist-cnn --width 0.5 --steps 16000 --seeds 0,1,2 \
+      --settings gen-dcgan-fm --out eval/results/classifier_kd_fmnist_w05_16k
+  python eval/classifier_kd.py --teacher fmnist-cnn --width 0.5 --steps 8000 --seeds 0,1,2 \
+      --settings dfad-bn-tanh-replay --out eval/results/classifier_kd_fmnist_w05_dfad
 """
 
 from __future__ import annotations
@@ -52,9 +56,12 @@ SETTINGS = {
     # for the longer, wider study (eval/results/classifier_kd_fmnist_w05): function matching on the
     # stylegan2 pool too
     "gen-stylegan2-fm": ("hinton", "generator:stylegan2-fmnist32", {"transfer_pool": "POOL", "flip": True, "mixup": 1.0}),
+    # for the long DFAD study (eval/results/classifier_kd_fmnist_w05_dfad): half of each batch replayed
+    # from the generator's last 60,000 images (--replay), as many as the real train split holds
+    "dfad-bn-tanh-replay": ("mae", "dfad", {"bn_prior": 10.0, "dfad_output": "tanh", "replay": 60000}),
 }
 # the default study's settings (eval/results/classifier_kd_fmnist); the others serve studies that name theirs
-DEFAULT_SETTINGS = [name for name in SETTINGS if name != "gen-stylegan2-fm"]
+DEFAULT_SETTINGS = [name for name in SETTINGS if name not in ("gen-stylegan2-fm", "dfad-bn-tanh-replay")]
 # rows whose robust accuracy is measured: ARD and the students it is compared with (PGD on the test
 # split costs pgd_steps forward and backward passes per image, so the others skip it)
 ROBUST = ("alone", "hinton", "ard")
