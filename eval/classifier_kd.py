@@ -13,9 +13,12 @@ The wider student on the longer schedule, for the generator-made rows and their 
 
   python eval/classifier_kd.py --teacher fmnist-cnn --width 0.5 --steps 8000 --seeds 0,1,2 \\
       --settings alone,hinton,gen-dcgan-fm,gen-stylegan2-fm --pgd 0.1,20 --out eval/results/classifier_kd_fmnist_w05
-  python eval/classifier_kd.py --teacher fmnist-cnn --width 0.5 --steps 16000 --seeds 0,1,2 \
+
+The same student at 16000 steps on generator-made images, and the long DFAD study:
+
+  python eval/classifier_kd.py --teacher fmnist-cnn --width 0.5 --steps 16000 --seeds 0,1,2 \\
       --settings gen-dcgan-fm --out eval/results/classifier_kd_fmnist_w05_16k
-  python eval/classifier_kd.py --teacher fmnist-cnn --width 0.5 --steps 8000 --seeds 0,1,2 \
+  python eval/classifier_kd.py --teacher fmnist-cnn --width 0.5 --steps 8000 --seeds 0,1,2 \\
       --settings dfad-bn-tanh-replay --out eval/results/classifier_kd_fmnist_w05_dfad
 """
 
