@@ -207,6 +207,20 @@ def test_pgd_raises_the_loss_of_a_fixed_model_within_its_budget():
     assert all(p.grad is None for p in model.parameters())  # the attack leaves the model's gradients alone
 
 
+def _interrupt_at_step_5(trainer: ClassifierTrainer) -> None:
+    """Train until step 5 starts, then stop as a killed run would (its checkpoints stay)."""
+    real_step = trainer.student_step
+
+    def killed_at_step_5(step):
+        if step == 4:
+            raise KeyboardInterrupt
+        return real_step(step)
+
+    trainer.student_step = killed_at_step_5
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()
+
+
 def test_a_resumed_run_ends_with_the_same_weights(tmp_path):
     config = KDConfig(method="adversarial", steps=6, batch_size=16, checkpoint_every=3, log_every=1, flip=True)
     teacher = build_classifier(TINY)
@@ -218,17 +232,7 @@ def test_a_resumed_run_ends_with_the_same_weights(tmp_path):
 
     straight = trainer(tmp_path / "straight")
     straight.train()
-    interrupted = trainer(tmp_path / "resumed")
-    real_step = interrupted.student_step
-
-    def killed_at_step_5(step):
-        if step == 4:
-            raise KeyboardInterrupt
-        return real_step(step)
-
-    interrupted.student_step = killed_at_step_5
-    with pytest.raises(KeyboardInterrupt):
-        interrupted.train()
+    _interrupt_at_step_5(trainer(tmp_path / "resumed"))
     resumed = trainer(tmp_path / "resumed")
     resumed.load_checkpoint(tmp_path / "resumed")
     assert resumed.step == 3
@@ -265,17 +269,7 @@ def test_dfad_replay_gives_half_of_each_batch_from_earlier_images_and_a_resume_k
     assert probe.replay_written == 80  # the ring of 40 now holds steps 3 and 4's images only
     straight = trainer(tmp_path / "straight")
     straight.train()
-    interrupted = trainer(tmp_path / "resumed")
-    real_step = interrupted.student_step
-
-    def killed_at_step_5(step):
-        if step == 4:
-            raise KeyboardInterrupt
-        return real_step(step)
-
-    interrupted.student_step = killed_at_step_5
-    with pytest.raises(KeyboardInterrupt):
-        interrupted.train()
+    _interrupt_at_step_5(trainer(tmp_path / "resumed"))
     resumed = trainer(tmp_path / "resumed")
     resumed.load_checkpoint(tmp_path / "resumed")
     assert resumed.step == 3 and resumed.replay_written == 48
