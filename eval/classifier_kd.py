@@ -127,6 +127,26 @@ def main(argv=None) -> int:
     missing = [name for name in planned if name not in names]
     rows = study.rows(names)
     teacher_acc = next(r["teacher_accuracy"] for r in rows if r["teacher_accuracy"])
+    table = aggregate(rows, settings, teacher_acc)
+    verdicts = targets(table, rows)
+    record = {"command": command, "plan": plan, "teacher_accuracy": teacher_acc, "table": table, "rows_missing": missing,
+              "targets": verdicts, "threads": torch.get_num_threads()}
+    atomic_write_text(args.out / "results.json", json.dumps(record, indent=2) + "\n")
+    lines = [f"# Classifier distillation on Fashion-MNIST ({args.teacher} -> width {args.width})", "",
+             f"Command: `{command}`", "",
+             *([f"**Partial**: {len(names)} of {len(planned)} rows done; not yet run: {', '.join(missing)}. The same "
+                "command without --report-only runs them (finished rows are kept).", ""] if missing else []),
+             f"Teacher test accuracy {100 * teacher_acc:.2f}%. Each student: {args.steps} steps of batch "
+             f"{args.batch_size}, seeds {args.seeds} (mean +- std over the seeds done; n_seeds per row in results.json); test split of 10,000 images; robust accuracy "
+             f"under L-infinity PGD eps {pgd[0]:g} ([0, 1] pixels), {pgd[1]} steps.", "",
+             *table_lines(table), "", *target_lines(verdicts, len(seeds))]
+    atomic_write_text(args.out / "results.md", "\n".join(lines) + "\n")
+    print(args.out / "results.md")
+    return 0
+
+
+def aggregate(rows: list[dict], settings: list[str], teacher_acc: float) -> list[dict]:
+    """One line per setting: mean and std of its rows' accuracy (and robust accuracy) over the seeds."""
     table = []
     for setting in settings:
         mine = [r for r in rows if r["setting"] == setting]
@@ -137,31 +157,26 @@ def main(argv=None) -> int:
                       "of_teacher": statistics.mean(acc) / teacher_acc, "robust_mean": statistics.mean(rob) if rob else None,
                       "robust_std": statistics.stdev(rob) if len(rob) > 1 else 0.0, "n_seeds": len(mine),
                       "params": mine[0]["params"]})
-    verdicts = targets(table, rows)
-    record = {"command": command, "plan": plan, "teacher_accuracy": teacher_acc, "table": table, "rows_missing": missing,
-              "targets": verdicts, "threads": torch.get_num_threads()}
-    atomic_write_text(args.out / "results.json", json.dumps(record, indent=2) + "\n")
+    return table
+
+
+def table_lines(table: list[dict], extra: dict[str, list[str]] | None = None) -> list[str]:
+    """The markdown table of `aggregate`'s lines; `extra` adds columns (header: one value per line)."""
     def spread(mean: float, std: float, n: int) -> str:  # one seed has no spread to show
         return f"{100 * mean:.2f} +- {100 * std:.2f}" if n > 1 else f"{100 * mean:.2f} (1 seed)"
 
-    body = [[t["setting"], t["method"], t["transfer"], spread(t["accuracy_mean"], t["accuracy_std"], t["n_seeds"]),
-             f"{100 * t['of_teacher']:.1f}%",
+    extra = extra or {}
+    body = [[t["setting"], t["method"], t["transfer"], *(values[i] for values in extra.values()),
+             spread(t["accuracy_mean"], t["accuracy_std"], t["n_seeds"]), f"{100 * t['of_teacher']:.1f}%",
              spread(t["robust_mean"], t["robust_std"], t["n_seeds"]) if t["robust_mean"] is not None else "not measured"]
-            for t in table]
-    lines = [f"# Classifier distillation on Fashion-MNIST ({args.teacher} -> width {args.width})", "",
-             f"Command: `{command}`", "",
-             *([f"**Partial**: {len(names)} of {len(planned)} rows done; not yet run: {', '.join(missing)}. The same "
-                "command without --report-only runs them (finished rows are kept).", ""] if missing else []),
-             f"Teacher test accuracy {100 * teacher_acc:.2f}%. Each student: {args.steps} steps of batch "
-             f"{args.batch_size}, seeds {args.seeds} (mean +- std over the seeds done; n_seeds per row in results.json); test split of 10,000 images; robust accuracy "
-             f"under L-infinity PGD eps {pgd[0]:g} ([0, 1] pixels), {pgd[1]} steps.", "",
-             *markdown_table(["setting", "method", "transfer", "test accuracy %", "of teacher", "robust accuracy %"], body),
-             "", "Targets (issue 17):", "",
-             *(f"- {v['target']}: **{'met' if v['met'] else 'not met'}**{'' if v['seeds'] >= len(seeds) else ' so far'} "
-               f"({v['evidence']}; {v['seeds']} of {len(seeds)} seeds)" for v in verdicts)]
-    atomic_write_text(args.out / "results.md", "\n".join(lines) + "\n")
-    print(args.out / "results.md")
-    return 0
+            for i, t in enumerate(table)]
+    return markdown_table(["setting", "method", "transfer", *extra, "test accuracy %", "of teacher", "robust accuracy %"], body)
+
+
+def target_lines(verdicts: list[dict], n_seeds: int) -> list[str]:
+    return ["Targets (issue 17):", "",
+            *(f"- {v['target']}: **{'met' if v['met'] else 'not met'}**{'' if v['seeds'] >= n_seeds else ' so far'} "
+              f"({v['evidence']}; {v['seeds']} of {n_seeds} seeds)" for v in verdicts)]
 
 
 def targets(table: list[dict], rows: list[dict]) -> list[dict]:
