@@ -7,9 +7,11 @@ from each study into one table with the issue's targets. It reads only the commi
 batch size. A study whose seeds are not all done is counted with the seeds it has, and said so.
 
   python eval/classifier_kd_summary.py --out eval/results/classifier_kd_fmnist/width05 \\
-      --take eval/results/classifier_kd_fmnist_w05_2k:alone,hinton,logit-mse,adversarial,ard \\
+      --take eval/results/classifier_kd_fmnist_w05_2k:alone,hinton,logit-mse,adversarial \\
       --take eval/results/classifier_kd_fmnist_w05_16k:gen-dcgan-fm \\
       --take eval/results/classifier_kd_fmnist_w05_dfad:dfad-bn-tanh-replay
+
+(the committed summary; `ard` joins the first --take once its rows are done)
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 from classifier_kd import aggregate, table_lines, target_lines, targets
 
 from gancompress.io import atomic_write_text
+from gancompress.study import Study
 
 SAME = ("teacher", "width", "batch_size")  # what every study taken must share
 
@@ -45,21 +48,22 @@ def main(argv=None) -> int:
             p.error(f"--take {take}: {study_dir} has {', '.join(f'{k} {plan[k]}' for k in SAME)}, the first study "
                     f"{', '.join(f'{k} {plans[0][k]}' for k in SAME)}; a summary is for one teacher and student size")
         plans.append(plan)
+        study = Study(study_dir, plan)  # read only: its row files, never opened for writing
         for setting in (n for n in names.split(",") if n):
             if setting not in plan["settings"]:
                 p.error(f"--take {take}: {study_dir} did not plan {setting}; it planned {', '.join(plan['settings'])}")
             if setting in settings:
                 p.error(f"--take {take}: {setting} is taken twice; take each setting from one study")
-            done = [study_dir / "rows" / f"{setting}-s{seed}.json" for seed in plan["seeds"]]
-            found = [json.loads(f.read_text()) for f in done if f.is_file()]
-            missing += [f.stem for f in done if not f.is_file()]
+            names_planned = [f"{setting}-s{seed}" for seed in plan["seeds"]]
+            found = [json.loads(study.row_file(n).read_text()) for n in names_planned if study.done(n)]
+            missing += [n for n in names_planned if not study.done(n)]
             if not found:
                 p.error(f"--take {take}: no row of {setting} is done in {study_dir}; run its study first")
             rows += found
             if any(r["robust_accuracy"] is not None for r in found):
                 robust_pgd.add(tuple(plan["pgd"]))
             settings.append(setting)
-            steps.append(str(plan["steps"]))
+            steps.append(plan["steps"])
             sources.append(study_dir.name)
     teacher_acc = next(r["teacher_accuracy"] for r in rows if r["teacher_accuracy"])
     table = aggregate(rows, settings, teacher_acc)
@@ -67,7 +71,7 @@ def main(argv=None) -> int:
     n_seeds = max(len(plan["seeds"]) for plan in plans)
     record = {"command": command, "teacher": plans[0]["teacher"], "width": plans[0]["width"],
               "batch_size": plans[0]["batch_size"], "teacher_accuracy": teacher_acc,
-              "table": [{**t, "steps": int(n), "study": src} for t, n, src in zip(table, steps, sources)],
+              "table": [{**t, "steps": n, "study": src} for t, n, src in zip(table, steps, sources)],
               "rows_missing": missing, "targets": verdicts}
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / "summary.json", json.dumps(record, indent=2) + "\n")
@@ -79,7 +83,7 @@ def main(argv=None) -> int:
              "its study gave it (column steps), over the seeds done (mean +- std); test split of 10,000 images; "
              "robust accuracy under L-infinity PGD ([0, 1] pixels) " +
              ("; ".join(f"eps {e:g}, {n} steps" for e, n in sorted(robust_pgd)) or "(not measured)") + ". Each study's own results.md has its command and any settings not taken here.", "",
-             *table_lines(table, {"steps": steps, "study": sources}), "", *target_lines(verdicts, n_seeds)]
+             *table_lines(table, {"steps": [str(n) for n in steps], "study": sources}), "", *target_lines(verdicts, n_seeds)]
     atomic_write_text(args.out / "summary.md", "\n".join(lines) + "\n")
     print(args.out / "summary.md")
     return 0
