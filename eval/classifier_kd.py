@@ -62,9 +62,14 @@ SETTINGS = {
     # for the long DFAD study (eval/results/classifier_kd_fmnist_w05_dfad): half of each batch replayed
     # from the generator's last 60,000 images (--replay), as many as the real train split holds
     "dfad-bn-tanh-replay": ("mae", "dfad", {"bn_prior": 10.0, "dfad_output": "tanh", "replay": 60000}),
+    # for eval/results/classifier_kd_fmnist_w05_16k_pools: function matching on the class-conditional
+    # generator's pool, to test whether the 98% of the dcgan pool holds for the other generators
+    "gen-cdcgan-fm": ("hinton", "generator:cdcgan-fmnist32", {"transfer_pool": "POOL", "flip": True, "mixup": 1.0}),
 }
 # the default study's settings (eval/results/classifier_kd_fmnist); the others serve studies that name theirs
-DEFAULT_SETTINGS = [name for name in SETTINGS if name not in ("gen-stylegan2-fm", "dfad-bn-tanh-replay")]
+DEFAULT_SETTINGS = [
+    name for name in SETTINGS if name not in ("gen-stylegan2-fm", "dfad-bn-tanh-replay", "gen-cdcgan-fm")
+]
 # rows whose robust accuracy is measured: ARD and the students it is compared with (PGD on the test
 # split costs pgd_steps forward and backward passes per image, so the others skip it)
 ROBUST = ("alone", "hinton", "ard")
