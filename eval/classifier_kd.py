@@ -14,10 +14,18 @@ The wider student on the longer schedule, for the generator-made rows and their 
   python eval/classifier_kd.py --teacher fmnist-cnn --width 0.5 --steps 8000 --seeds 0,1,2 \\
       --settings alone,hinton,gen-dcgan-fm,gen-stylegan2-fm --pgd 0.1,20 --out eval/results/classifier_kd_fmnist_w05
 
-The same student at 16000 steps on generator-made images, and the long DFAD study:
+The same student at 2000 steps on the real data (with ARD) and on each generator's pool, at 16000
+steps on generator-made images with function matching, and the long DFAD study (docs/classifier-kd.md
+puts them into one table with classifier_kd_summary.py):
 
+  python eval/classifier_kd.py --teacher fmnist-cnn --width 0.5 --steps 2000 --seeds 0,1,2 \\
+      --settings alone,hinton,logit-mse,adversarial,ard --pgd 0.1,20 --out eval/results/classifier_kd_fmnist_w05_2k
+  python eval/classifier_kd.py --teacher fmnist-cnn --width 0.5 --steps 2000 --seeds 0,1,2 \\
+      --settings gen-dcgan,gen-stylegan2,gen-cdcgan --out eval/results/classifier_kd_fmnist_w05_2k_gen
   python eval/classifier_kd.py --teacher fmnist-cnn --width 0.5 --steps 16000 --seeds 0,1,2 \\
       --settings gen-dcgan-fm --out eval/results/classifier_kd_fmnist_w05_16k
+  python eval/classifier_kd.py --teacher fmnist-cnn --width 0.5 --steps 16000 --seeds 0,1,2 \\
+      --settings gen-cdcgan-fm,gen-stylegan2-fm --out eval/results/classifier_kd_fmnist_w05_16k_pools
   python eval/classifier_kd.py --teacher fmnist-cnn --width 0.5 --steps 8000 --seeds 0,1,2 \\
       --settings dfad-bn-tanh-replay --out eval/results/classifier_kd_fmnist_w05_dfad
 """

@@ -7,11 +7,13 @@ from each study into one table with the issue's targets. It reads only the commi
 batch size. A study whose seeds are not all done is counted with the seeds it has, and said so.
 
   python eval/classifier_kd_summary.py --out eval/results/classifier_kd_fmnist/width05 \\
-      --take eval/results/classifier_kd_fmnist_w05_2k:alone,hinton,logit-mse,adversarial \\
+      --take eval/results/classifier_kd_fmnist_w05_2k:alone,hinton,logit-mse,adversarial,ard \\
+      --take eval/results/classifier_kd_fmnist_w05_2k_gen:gen-dcgan,gen-stylegan2,gen-cdcgan \\
       --take eval/results/classifier_kd_fmnist_w05_16k:gen-dcgan-fm \\
+      --take eval/results/classifier_kd_fmnist_w05_16k_pools:gen-cdcgan-fm,gen-stylegan2-fm \\
       --take eval/results/classifier_kd_fmnist_w05_dfad:dfad-bn-tanh-replay
 
-(the committed summary; `ard` joins the first --take once its rows are done)
+(the committed summary)
 """
 
 from __future__ import annotations
