@@ -47,37 +47,39 @@ from gancompress.study import Study, select
 
 # name: (method, transfer, extra KDConfig fields); generator transfer sets draw from a fixed pool of
 # --pool generated images (as many as the real train split by default), made once per generator
+POOL = {"transfer_pool": "POOL"}
+FUNCTION_MATCHING = {**POOL, "flip": True, "mixup": 1.0}  # the teacher labels flipped and mixed pool images
 SETTINGS = {
     "alone": ("ce", "data", {}),
     "hinton": ("hinton", "data", {}),
     "logit-mse": ("logit-mse", "data", {}),
     "adversarial": ("adversarial", "data", {}),
-    "gen-dcgan": ("hinton", "generator:dcgan-fmnist32", {"transfer_pool": "POOL"}),
-    "gen-stylegan2": ("hinton", "generator:stylegan2-fmnist32", {"transfer_pool": "POOL"}),
-    "gen-cdcgan": ("hinton", "generator:cdcgan-fmnist32", {"transfer_pool": "POOL"}),
+    "gen-dcgan": ("hinton", "generator:dcgan-fmnist32", POOL),
+    "gen-stylegan2": ("hinton", "generator:stylegan2-fmnist32", POOL),
+    "gen-cdcgan": ("hinton", "generator:cdcgan-fmnist32", POOL),
     "dfad": ("mae", "dfad", {}),
     "ard": ("ard", "data", {}),
     # added after the first nine: function matching (the teacher labels flipped and mixed images) on
     # the dcgan pool (the three generators' plain rows lie within a point of each other), and DFAD with
     # DeepInversion's BatchNorm prior on its generator
-    "gen-dcgan-fm": ("hinton", "generator:dcgan-fmnist32", {"transfer_pool": "POOL", "flip": True, "mixup": 1.0}),
+    "gen-dcgan-fm": ("hinton", "generator:dcgan-fmnist32", FUNCTION_MATCHING),
     "dfad-bn": ("mae", "dfad", {"bn_prior": 10.0}),
     # added later: the same with the generator ending at its tanh (--dfad-output tanh), not DFAD's BatchNorm
     "dfad-bn-tanh": ("mae", "dfad", {"bn_prior": 10.0, "dfad_output": "tanh"}),
     # for the longer, wider study (eval/results/classifier_kd_fmnist_w05): function matching on the
     # stylegan2 pool too
-    "gen-stylegan2-fm": ("hinton", "generator:stylegan2-fmnist32", {"transfer_pool": "POOL", "flip": True, "mixup": 1.0}),
+    "gen-stylegan2-fm": ("hinton", "generator:stylegan2-fmnist32", FUNCTION_MATCHING),
     # for the long DFAD study (eval/results/classifier_kd_fmnist_w05_dfad): half of each batch replayed
     # from the generator's last 60,000 images (--replay), as many as the real train split holds
     "dfad-bn-tanh-replay": ("mae", "dfad", {"bn_prior": 10.0, "dfad_output": "tanh", "replay": 60000}),
     # for eval/results/classifier_kd_fmnist_w05_16k_pools: function matching on the class-conditional
     # generator's pool, to test whether the 98% of the dcgan pool holds for the other generators
-    "gen-cdcgan-fm": ("hinton", "generator:cdcgan-fmnist32", {"transfer_pool": "POOL", "flip": True, "mixup": 1.0}),
+    "gen-cdcgan-fm": ("hinton", "generator:cdcgan-fmnist32", FUNCTION_MATCHING),
 }
-# the default study's settings (eval/results/classifier_kd_fmnist); the others serve studies that name theirs
-DEFAULT_SETTINGS = [
-    name for name in SETTINGS if name not in ("gen-stylegan2-fm", "dfad-bn-tanh-replay", "gen-cdcgan-fm")
-]
+# the default study's settings (eval/results/classifier_kd_fmnist): all but those added for the later
+# studies, which name theirs with --settings
+FOR_LATER_STUDIES = ("gen-stylegan2-fm", "dfad-bn-tanh-replay", "gen-cdcgan-fm")
+DEFAULT_SETTINGS = [name for name in SETTINGS if name not in FOR_LATER_STUDIES]
 # rows whose robust accuracy is measured: ARD and the students it is compared with (PGD on the test
 # split costs pgd_steps forward and backward passes per image, so the others skip it)
 ROBUST = ("alone", "hinton", "ard")

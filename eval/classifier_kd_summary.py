@@ -57,8 +57,9 @@ def main(argv=None) -> int:
             if setting in settings:
                 p.error(f"--take {take}: {setting} is taken twice; take each setting from one study")
             names_planned = [f"{setting}-s{seed}" for seed in plan["seeds"]]
-            found = [json.loads(study.row_file(n).read_text()) for n in names_planned if study.done(n)]
-            missing += [n for n in names_planned if not study.done(n)]
+            done = {n for n in names_planned if study.done(n)}
+            found = [json.loads(study.row_file(n).read_text()) for n in names_planned if n in done]
+            missing += [n for n in names_planned if n not in done]
             if not found:
                 p.error(f"--take {take}: no row of {setting} is done in {study_dir}; run its study first")
             rows += found
