@@ -70,16 +70,30 @@ def row(study: Study, setting: str, seed: int, args) -> dict:
 
 
 def summarise(rows: list[dict], floor_fid: float) -> list[dict]:
+    """Each setting's mean and range over its seeds, and its paired difference from `default` on the
+    seeds both have: a seed fixes the latents and the order of the batches, so the same-seed
+    difference removes the seed-to-seed spread that the means carry."""
     settings = {}
     for r in rows:
         settings.setdefault(r["setting"], []).append(r)
+    default_fid = {r["seed"]: r["fid"] for r in settings.get("default", [])}
     summary = []
     for setting, group in settings.items():
         fids, lpips = [r["fid"] for r in group], [r["lpips"] for r in group]
+        paired = [r["fid"] - default_fid[r["seed"]] for r in group if r["seed"] in default_fid]
         summary.append({"setting": setting, "seeds": [r["seed"] for r in group], "fid_mean": statistics.mean(fids),
                         "fid_min": min(fids), "fid_max": max(fids), "lpips_mean": statistics.mean(lpips),
-                        "fid_over_floor": statistics.mean(fids) / floor_fid})
+                        "fid_over_floor": statistics.mean(fids) / floor_fid,
+                        "fid_minus_default": statistics.mean(paired) if paired and setting != "default" else None,
+                        "seeds_better_than_default": sum(d < 0 for d in paired) if setting != "default" else None,
+                        "seeds_paired": len(paired)})
     return sorted(summary, key=lambda s: s["fid_mean"])
+
+
+def _paired_cell(s: dict) -> str:
+    if s["fid_minus_default"] is None:
+        return ""
+    return f"{s['fid_minus_default']:+.2f} ({s['seeds_better_than_default']}/{s['seeds_paired']} better)"
 
 
 def main(argv=None) -> int:
@@ -118,12 +132,13 @@ def main(argv=None) -> int:
                                                             "plan": study.plan, "settings": summary, "rows": rows},
                                                            indent=2) + "\n")
     body = [[s["setting"], ",".join(map(str, s["seeds"])), f"{s['fid_mean']:.2f}", f"{s['fid_min']:.2f}-{s['fid_max']:.2f}",
-             f"{s['fid_over_floor']:.2f}", f"{s['lpips_mean']:.4f}"] for s in summary]
+             f"{s['fid_over_floor']:.2f}", _paired_cell(s), f"{s['lpips_mean']:.4f}"] for s in summary]
     lines = [f"# Recipe search: {args.teacher} width {args.width}", "", f"Command: `{command}`", "",
              f"Each setting: our recipe (inherited L1-pruned student) with the fields named changed; {args.steps} steps "
              f"of batch {args.batch_size} per seed; FID/KID vs {args.n} fresh teacher samples (floor: teacher vs itself "
-             f"= {floor['metrics']['fid']:.2f}), LPIPS (AlexNet) to the teacher on the same latents. Ranked by mean FID.",
-             "", *markdown_table(["setting", "seeds", "FID mean", "FID range", "FID / floor", "LPIPS"], body)]
+             f"= {floor['metrics']['fid']:.2f}), LPIPS (AlexNet) to the teacher on the same latents. Ranked by mean FID. 'FID - default' is the "
+             "mean same-seed difference from the default (negative: better), with the seeds on which the setting was better.",
+             "", *markdown_table(["setting", "seeds", "FID mean", "FID range", "FID / floor", "FID - default (same seed)", "LPIPS"], body)]
     atomic_write_text(args.out / "search.md", "\n".join(lines) + "\n")
     print(args.out / "search.md")
     return 0
