@@ -80,12 +80,12 @@ def summarise(rows: list[dict], floor_fid: float) -> list[dict]:
     summary = []
     for setting, group in settings.items():
         fids, lpips = [r["fid"] for r in group], [r["lpips"] for r in group]
-        paired = [r["fid"] - default_fid[r["seed"]] for r in group if r["seed"] in default_fid]
+        paired = [] if setting == "default" else [r["fid"] - default_fid[r["seed"]] for r in group if r["seed"] in default_fid]
         summary.append({"setting": setting, "seeds": [r["seed"] for r in group], "fid_mean": statistics.mean(fids),
                         "fid_min": min(fids), "fid_max": max(fids), "lpips_mean": statistics.mean(lpips),
                         "fid_over_floor": statistics.mean(fids) / floor_fid,
-                        "fid_minus_default": statistics.mean(paired) if paired and setting != "default" else None,
-                        "seeds_better_than_default": sum(d < 0 for d in paired) if setting != "default" else None,
+                        "fid_minus_default": statistics.mean(paired) if paired else None,
+                        "seeds_better_than_default": sum(d < 0 for d in paired),
                         "seeds_paired": len(paired)})
     return sorted(summary, key=lambda s: s["fid_mean"])
 
