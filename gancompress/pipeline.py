@@ -3,8 +3,9 @@
 A run directory (`runs/NNNNN-label/`) holds `run.json` (everything needed to rebuild the run:
 teacher, student architecture and how it was initialised, training config), `log.txt`,
 `stats.jsonl`, `samples/`, `checkpoints/` and, when finished, `student.safetensors` (the EMA
-student). `--resume RUN_DIR` rebuilds the run from `run.json` and continues from its latest
-checkpoint."""
+student) and `finished.json` (its step, training time and sha256). `--resume RUN_DIR` rebuilds the
+run from `run.json` and continues from its latest checkpoint. A finished run stays finished without
+its checkpoints, so a sweep's runs can be kept (or committed) as their small final files."""
 
 from __future__ import annotations
 
@@ -30,13 +31,14 @@ from gancompress.data import DATASETS, ImageFiles, check_image_source, load_data
 from gancompress.distillation.trainer import EXECUTION_FIELDS, MONITOR_FIELDS, Rank, TrainConfig, Trainer, init_distributed
 from gancompress.errors import GancompressError
 from gancompress.families import FAMILIES, build_generator, config_from_dict, family_of
-from gancompress.io import atomic_write_text, save_discriminator, save_generator
+from gancompress.io import atomic_write_text, save_discriminator, save_generator, sha256_file
 from gancompress.pruning import prune_generator
 from gancompress.teachers import discriminator_sibling, resolve_generator
 
 RUN_FILE = "run.json"
 LOCK_FILE = ".lock"
 STUDENT_FILE = "student.safetensors"
+FINISHED_FILE = "finished.json"
 
 
 class RunError(GancompressError, ValueError):
@@ -479,6 +481,9 @@ def _train_run(run_dir: Path, spec: dict, rank: Rank, resume: bool, progress: bo
         if config.adv:  # the discriminator it was trained against, where teachers.resolve_discriminator looks
             save_discriminator(discriminator_sibling(run_dir / STUDENT_FILE), trainer.D,
                                {"trained_with": {"run": run_dir.name, "step": trainer.step}})
+        atomic_write_text(run_dir / FINISHED_FILE, json.dumps(
+            {"step": trainer.step, "elapsed_s": trainer.elapsed(),
+             "student_sha256": sha256_file(run_dir / STUDENT_FILE)}, indent=2) + "\n")
         log.info("finished at step %d after %.1f s; EMA student written to %s", trainer.step, trainer.elapsed(),
                  run_dir / STUDENT_FILE)
     return student_ema, trainer
@@ -501,15 +506,54 @@ def quality_monitor(config: TrainConfig, teacher, teacher_identity, student, dev
     return monitor
 
 
+@dataclass(frozen=True)
+class FinishedRun:
+    """A run found finished (finished.json beside its student): the step, config and training time a
+    caller would read from its Trainer."""
+
+    step: int
+    config: TrainConfig
+    elapsed_s: float
+
+    def elapsed(self) -> float:
+        return self.elapsed_s
+
+
+def finished_run(run_dir: str | Path) -> FinishedRun | None:
+    """The run's FinishedRun when it trained to the end of its run.json (None: not finished). A student
+    file that is not the one the run wrote is refused rather than measured as if it were."""
+    run_dir = Path(run_dir)
+    record_file = run_dir / FINISHED_FILE
+    if not record_file.is_file():
+        return None
+    try:
+        record = json.loads(record_file.read_text())
+        step, elapsed_s, digest = int(record["step"]), float(record["elapsed_s"]), record["student_sha256"]
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        raise RunError(f"{record_file}: unreadable ({err}); delete it to resume the run from its checkpoint") from None
+    config = TrainConfig.from_dict(read_run(run_dir)["train"])
+    if step < config.steps:
+        return None
+    student = run_dir / STUDENT_FILE
+    if not student.is_file() or sha256_file(student) != digest:
+        raise RunError(f"{student}: missing or not the student this run wrote (sha256 {digest[:12]}... in "
+                       f"{FINISHED_FILE}); restore it, or delete {FINISHED_FILE} to finish the run from its checkpoint")
+    return FinishedRun(step, config, elapsed_s)
+
+
 def train_or_resume(run_root: str | Path, label: str, config: TrainConfig, teacher_spec: str | None,
                     plan: StudentPlan | dict,
                     device: str = "cpu", progress: bool = True, teacher_d: str | None = None):
     """Train the run called `label` under `run_root` to its end: resume the latest such run that has a
     checkpoint, else start a new one (a run started but killed before its first checkpoint starts
-    over). Returns (run_dir, trainer). Lets sweeps and studies pick up where they were interrupted."""
+    over). Returns (run_dir, trainer), or (run_dir, FinishedRun) when the run had already finished (its
+    checkpoints may be gone). Lets sweeps and studies pick up where they were interrupted."""
     run_root = Path(run_root)
     pattern = re.compile(r"\d{5}-" + re.escape(label) + "$")
     existing = sorted(p for p in run_root.iterdir() if p.is_dir() and pattern.match(p.name)) if run_root.is_dir() else []
+    done = finished_run(existing[-1]) if existing else None
+    if done is not None:
+        return existing[-1], done
     if existing and (existing[-1] / "checkpoints" / "latest").is_file():
         run_dir, resume = existing[-1], True
     else:

@@ -42,13 +42,22 @@ class Recipe:
     families: tuple[str, ...] = ("dcgan", "stylegan2")
     teacher_d: bool = False
 
+    baseline: bool = True  # a published recipe or reference: the settings it does not name are _BASELINE_SHARED
+
     def overrides(self, family: str, teacher_has_d: bool = False) -> dict | None:
         if self.train is None:
             return None
         d_init = {"d_init": "teacher" if teacher_has_d else "teacher-size"} if self.teacher_d else {}
-        return {**self.train, **(self.stylegan2 if family == "stylegan2" else {}), **d_init}
+        shared = _BASELINE_SHARED if self.baseline else {}
+        return {**shared, **self.train, **(self.stylegan2 if family == "stylegan2" else {}), **d_init}
 
 
+# The published recipes' settings their papers leave to the toolkit, pinned to the toolkit's defaults
+# before the default-recipe search (eval/tune_recipe.py), so that tuning our recipe's defaults never
+# changes a baseline: a committed sweep's baseline rows stay valid when the defaults move.
+_BASELINE_SHARED = {"lr_g": 1e-3, "lr_d": 2e-4, "betas": (0.5, 0.999), "ema_decay": 0.999, "r1_gamma": 0.1,
+                    "r1_interval": 16, "diffaug": ("color", "translation", "cutout"), "d_width": 1.0,
+                    "d_init": "student", "adv_loss": "nonsat"}
 _OUTPUT_KD = {"l1": 3.0, "lpips": 3.0, "feat": 0.0, "mse": 0.0}  # CAGAN's and StyleKD's output terms
 # rosinality / CAGAN StyleGAN2 training: R1 10 every 16 steps, path length 2 every 4, style mixing
 # 0.9, Adam lr 0.002 with betas (0, 0.99), no DiffAugment
@@ -58,7 +67,7 @@ _ROSINALITY_STYLEGAN2 = {"style_mixing": 0.9, "pl_weight": 2.0, "pl_interval": 4
 _AGUINALDO = Recipe({"init": "random"}, {"l1": 0.0, "lpips": 0.0, "feat": 0.0, "adv": 0.0, "mse": 1.0})
 
 METHODS = {
-    "distill": Recipe({"init": "inherit"}, {}),  # our default recipe
+    "distill": Recipe({"init": "inherit"}, {}, baseline=False),  # our default recipe, as TrainConfig's defaults
     "scratch": Recipe({"init": "random"}, {"mode": "gan", "l1": 0.0, "lpips": 0.0, "feat": 0.0, "adv": 1.0}),
     "mse": _AGUINALDO,  # the name the committed sweeps use
     "aguinaldo": _AGUINALDO,  # Aguinaldo et al. 2019, Compressing GANs using Knowledge Distillation

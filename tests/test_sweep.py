@@ -12,7 +12,8 @@ import torch
 from PIL import Image
 
 from gancompress.cli import main
-from gancompress.io import save_generator
+from gancompress.io import save_generator, sha256_file
+from gancompress.pipeline import RunError
 from gancompress.report import format_number
 from gancompress.sweeps import SweepError, pareto_front, parse_plan, prepare_sweep_dir, run_sweep, train_pair
 from tests.conftest import tiny_generator
@@ -84,12 +85,22 @@ def test_pairs_trained_apart_are_evaluated_not_retrained(finished_sweep, tmp_pat
     out = prepare_sweep_dir(plan, tmp_path / "split")
     run_dir, trainer = train_pair(plan, out, 0.5, "distill", progress=False, log=lambda m: None)
     assert trainer.step == 3
-    stats = (run_dir / "stats.jsonl").read_text()
+    stats, log = (run_dir / "stats.jsonl").read_text(), (run_dir / "log.txt").read_text()
+    finished = json.loads((run_dir / "finished.json").read_text())
+    assert finished["step"] == 3 and finished["student_sha256"] == sha256_file(run_dir / "student.safetensors")
+    # a finished run kept as its small final files (as the committed sweeps keep them) is still finished
+    shutil.rmtree(run_dir / "checkpoints")
     run_sweep(plan, out, progress=False, log=lambda m: None)
     assert list((out / "runs").iterdir()) == [run_dir]  # found, not started again
-    assert "resumed at step 3" in (run_dir / "log.txt").read_text() and (run_dir / "stats.jsonl").read_text() == stats
+    assert (run_dir / "log.txt").read_text() == log and (run_dir / "stats.jsonl").read_text() == stats
     row = json.loads((out / "pairs" / "distill-w0.5.json").read_text())
     assert row["steps"] == 3 and row["run_dir"] == f"runs/{run_dir.name}"
+    assert row["train_time_s"] == pytest.approx(finished["elapsed_s"])
+    # a student file changed after training is refused, not measured as the run's student
+    (out / "pairs" / "distill-w0.5.json").unlink()
+    save_generator(run_dir / "student.safetensors", tiny_generator(channels=(32, 16, 16)))
+    with pytest.raises(RunError, match="not the student this run wrote"):
+        run_sweep(plan, out, progress=False, log=lambda m: None)
     # same plan, same seeds: the same student as the pair trained inside the straight-through sweep
     straight = json.loads((done / "pairs" / "distill-w0.5.json").read_text())
     assert row["lpips_to_teacher"] == pytest.approx(straight["lpips_to_teacher"], rel=1e-4)
@@ -133,6 +144,27 @@ def test_report_marks_the_front_recommends_within_a_budget_and_labels_the_grid(f
     assert width >= 8 * (side + 2) + 2 + 60  # 8 samples per row plus a margin wide enough for "scratch-w0.25"
     assert write_outputs(out, plan, budget_ms=1e-9)["recommended"] is None
     assert "No student fits the budget (ONNX Runtime batch 1 <= 1e-09 ms)." in (out / "report.md").read_text()
+
+
+def test_tuning_our_default_recipe_never_changes_a_baseline():
+    """The baselines name every setting the default-recipe search tunes, so committed baseline rows stay
+    valid when TrainConfig's defaults move; only `distill` follows the defaults."""
+    import importlib.util
+
+    from gancompress.sweeps import METHODS
+
+    spec = importlib.util.spec_from_file_location("tune_recipe", "eval/tune_recipe.py")
+    tune_recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tune_recipe)
+    tuned = {field for setting in tune_recipe.STAGE_ONE for field in tune_recipe.parse_setting(setting)}
+    assert {"feat", "adv", "lpips", "lr_g", "lr_d", "r1_gamma", "diffaug", "ema_decay", "d_width"} <= tuned
+    for name, recipe in METHODS.items():
+        for family in recipe.families:
+            overrides = recipe.overrides(family)
+            if name == "distill":
+                assert overrides == {}
+            elif overrides is not None:
+                assert tuned | {"d_init", "betas"} <= set(overrides), name
 
 
 def test_pareto_front():
