@@ -220,7 +220,8 @@ def test_distill_a_stylegan2_student_with_shared_noise_and_mapping_only_init(tmp
     from gancompress.pipeline import run_training, start_run
 
     teacher_path = save_generator(tmp_path / "teacher.safetensors", tiny_stylegan2())
-    config = TrainConfig(steps=3, batch_size=4, lpips=0.0, r1_interval=2, log_every=1, sample_every=3, checkpoint_every=3)
+    config = TrainConfig(steps=3, batch_size=4, lpips=0.0, feat=1.0, r1_interval=2, log_every=1, sample_every=3,
+                         checkpoint_every=3)
     run = start_run(tmp_path / "runs", "sg2", config, str(teacher_path), {"init": "inherit", "width": 0.5})
     student, trainer = run_training(run, progress=False)
     assert isinstance(trainer.D, StyleGAN2Discriminator) and trainer.D.config.channels == (16, 16, 8, 8)

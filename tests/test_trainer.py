@@ -11,7 +11,7 @@ from gancompress.metrics.lpips import load_lpips
 from gancompress.pruning import prune_generator
 from tests.conftest import tiny_generator
 
-SMALL = dict(steps=6, batch_size=4, r1_interval=2, log_every=1, sample_every=3, checkpoint_every=3)
+SMALL = dict(steps=6, batch_size=4, r1_interval=2, log_every=1, sample_every=3, checkpoint_every=3, feat=1.0)
 
 
 @pytest.fixture(scope="module")

@@ -58,13 +58,13 @@ class TrainConfig(SerializableConfig):
     mode: str = "distill"  # distill: teacher -> student losses; gan: adversarial loss only
     steps: int = 2000
     batch_size: int = 32  # global: split across ranks
-    lr_g: float = 1e-3  # distillation; plain GAN training (`gancompress train`) uses 2e-4
+    lr_g: float = 2e-3  # distillation (eval/tune_recipe.py); plain GAN training (`gancompress train`) uses 2e-4
     lr_d: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)
     l1: float = 3.0
     lpips: float = 3.0
     mse: float = 0.0
-    feat: float = 1.0
+    feat: float = 0.0  # intermediate-feature MSE: off by default, it hurt FID in the recipe search (docs/recipes.md)
     adv: float = 0.1
     adv_loss: str = "nonsat"
     r1_gamma: float = 0.1
