@@ -133,7 +133,7 @@ def test_distill_resume_refuses_conflicting_options_and_records_a_longer_run(wor
     capsys.readouterr()
     message = one_line_error(capsys, ["distill", "--resume", run, "--width", "0.25", "--lr-g", "5", "--quiet"],
                              unchanged=run)
-    assert "--width 0.25 (the run has 0.5)" in message and "--lr-g 5.0 (the run has 0.001)" in message
+    assert "--width 0.25 (the run has 0.5)" in message and "--lr-g 5.0 (the run has 0.002)" in message
     message = one_line_error(capsys, ["distill", "--resume", run, "--steps", "2", "--quiet"], unchanged=run)
     assert "--steps 2 (the run is at step 6 already)" in message
     # Repeating a recorded value is no conflict; a larger --steps extends the run and is recorded.
