@@ -1,6 +1,7 @@
 """Search for the default distillation recipe: each setting is the recipe the search started from
 (SEARCH_START: TrainConfig's defaults before it) with some TrainConfig fields changed, trained at a
-short budget with several seeds and scored by FID (and LPIPS) against fresh teacher samples. The defaults in TrainConfig are the winners of this search (docs/recipes.md).
+short budget with several seeds and scored by FID (and LPIPS) against fresh teacher samples. The
+defaults in TrainConfig are the winners of this search (docs/recipes.md).
 
 A setting is named by its changes, `field=value` joined by `+` (`default`: none), e.g.
 `feat=0+adv=0.3`; values are JSON, or a bare word for a string (`d_init=teacher`; `diffaug=none`
@@ -31,13 +32,13 @@ from gancompress.pipeline import STUDENT_FILE, StudentPlan, train_or_resume
 from gancompress.report import markdown_table
 from gancompress.study import Study, StudyError
 
-# One field changed at a time from our recipe: the terms the issue names (feature, adversarial and
-# LPIPS weights; discriminator width and learning rate; R1; DiffAugment; EMA) and the generator's
-# learning rate
 # The recipe the search started from: TrainConfig's defaults before the search moved them (to lr_g
 # 0.002, feat 0). `default` names it, so the committed rows keep their meaning; every setting is a
 # change from it.
 SEARCH_START = {"lr_g": 1e-3, "feat": 1.0}
+# One field changed at a time from the start: the terms the issue names (feature, adversarial and
+# LPIPS weights; discriminator width and learning rate; R1; DiffAugment; EMA) and the generator's
+# learning rate
 STAGE_ONE = ["default", "feat=0", "adv=0", "adv=0.3", "lpips=1", "lpips=10", "d_width=2", "lr_d=0.0005",
              "r1_gamma=0", "diffaug=none", "ema_decay=0", "lr_g=0.002"]
 
