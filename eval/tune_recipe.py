@@ -139,7 +139,8 @@ def main(argv=None) -> int:
     body = [[s["setting"], ",".join(map(str, s["seeds"])), f"{s['fid_mean']:.2f}", f"{s['fid_min']:.2f}-{s['fid_max']:.2f}",
              f"{s['fid_over_floor']:.2f}", _paired_cell(s), f"{s['lpips_mean']:.4f}"] for s in summary]
     lines = [f"# Recipe search: {args.teacher} width {args.width}", "", f"Command: `{command}`", "",
-             f"Each setting: the recipe the search started from ('default': L1 3, LPIPS 3, features 1, GAN 0.1, lr_g 0.001; "
+             f"Each setting: the recipe the search started from ('default': L1 3, LPIPS 3, GAN 0.1, "
+             f"features {SEARCH_START['feat']:g}, lr_g {SEARCH_START['lr_g']:g}; "
              f"inherited L1-pruned student) with the fields named changed; {args.steps} steps "
              f"of batch {args.batch_size} per seed; FID/KID vs {args.n} fresh teacher samples (floor: teacher vs itself "
              f"= {floor['metrics']['fid']:.2f}), LPIPS (AlexNet) to the teacher on the same latents. Ranked by mean FID. 'FID - default' is the "

@@ -149,13 +149,9 @@ def test_report_marks_the_front_recommends_within_a_budget_and_labels_the_grid(f
 def test_tuning_our_default_recipe_never_changes_a_baseline():
     """The baselines name every setting the default-recipe search tunes, so committed baseline rows stay
     valid when TrainConfig's defaults move; only `distill` follows the defaults."""
-    import importlib.util
-
     from gancompress.sweeps import METHODS
+    from tests.test_tune_recipe import tune_recipe  # eval/tune_recipe.py, loaded once by its own tests
 
-    spec = importlib.util.spec_from_file_location("tune_recipe", "eval/tune_recipe.py")
-    tune_recipe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tune_recipe)
     tuned = {field for setting in tune_recipe.STAGE_ONE for field in tune_recipe.parse_setting(setting)}
     assert {"feat", "adv", "lpips", "lr_g", "lr_d", "r1_gamma", "diffaug", "ema_decay", "d_width"} <= tuned
     for name, recipe in METHODS.items():
