@@ -29,12 +29,13 @@ def main(argv=None) -> int:
     parser.add_argument("--preset", choices=["quick", "standard"], default="quick")
     parser.add_argument("--steps", type=int, default=argparse.SUPPRESS)
     parser.add_argument("--batch-size", type=int, default=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=argparse.SUPPRESS)
     parser.add_argument("--n", "--n-eval", dest="n_eval", type=int, default=None)
     parser.add_argument("--data", default="auto")
     parser.add_argument("--pairs", default="", help="comma-separated METHOD-wWIDTH to train (default: all)")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
-    overrides = {k: getattr(args, k) for k in ("steps", "batch_size") if hasattr(args, k)}
+    overrides = {k: getattr(args, k) for k in ("steps", "batch_size", "seed") if hasattr(args, k)}
     plan = parse_plan(args.teacher, args.widths.split(","), args.methods.split(","), args.preset, overrides,
                       args.n_eval, None if args.data == "none" else args.data)
     planned = {pair_name(m, w): (w, m) for w in plan["widths"] for m in plan["methods"]}

@@ -491,8 +491,8 @@ def cmd_sweep(args) -> int:
             raise SweepError(f"{args.resume}: not a sweep directory (no {PLAN_FILE})")
         plan, out_dir = json.loads(plan_file.read_text()), args.resume
     else:
-        overrides = {k: getattr(args, k) for k in ("steps", "batch_size", "metrics_every", "metrics_n", "tensorboard")
-                     if hasattr(args, k)}
+        overrides = {k: getattr(args, k) for k in ("steps", "batch_size", "seed", "metrics_every", "metrics_n",
+                                                   "tensorboard") if hasattr(args, k)}
         plan = parse_plan(args.teacher, args.widths.split(","), [m for m in args.methods.split(",") if m], args.preset,
                           overrides, args.n_eval, None if args.data == "none" else args.data)
         out_dir = None if args.dry_run else make_run_dir(args.run_root, f"sweep-{Path(args.teacher).stem}")
@@ -1011,6 +1011,8 @@ def _sweep_parser(sub) -> None:
     for name in ("steps", "batch_size", "metrics_every", "metrics_n"):
         p.add_argument("--" + name.replace("_", "-"), type=int, default=argparse.SUPPRESS,
                        help=_TRAIN_HELP[name] + " (default: the preset's)")
+    p.add_argument("--seed", type=int, default=argparse.SUPPRESS,
+                   help="training seed of every pair (default 0); a second sweep with another seed gives the spread")
     p.add_argument("--tensorboard", action="store_true", default=argparse.SUPPRESS,
                    help="log each pair's losses, samples and final FID/KID/LPIPS to its run's tensorboard/ "
                         "(needs the tensorboard extra)")

@@ -12,10 +12,11 @@ import torch
 from PIL import Image
 
 from gancompress.cli import main
-from gancompress.io import save_generator, sha256_file
+from gancompress.io import load_generator, save_generator, sha256_file
 from gancompress.pipeline import RunError
 from gancompress.report import format_number
-from gancompress.sweeps import SweepError, pareto_front, parse_plan, prepare_sweep_dir, run_sweep, train_pair
+from gancompress.sweeps import (SweepError, pareto_front, parse_plan, plan_command, prepare_sweep_dir, run_sweep,
+                                train_pair)
 from tests.conftest import tiny_generator
 
 TINY = {"steps": 3, "batch_size": 4}
@@ -104,6 +105,21 @@ def test_pairs_trained_apart_are_evaluated_not_retrained(finished_sweep, tmp_pat
     # same plan, same seeds: the same student as the pair trained inside the straight-through sweep
     straight = json.loads((done / "pairs" / "distill-w0.5.json").read_text())
     assert row["lpips_to_teacher"] == pytest.approx(straight["lpips_to_teacher"], rel=1e-4)
+
+
+def test_a_sweep_with_another_seed_trains_other_students_and_says_so(finished_sweep, tmp_path):
+    """--seed: the same plan trained again with another seed, for the seed-to-seed spread."""
+    plan, done = finished_sweep
+    seeded = parse_plan(plan["teacher"], ["0.5"], ["distill"], "quick", {**TINY, "seed": 1}, 16, None)
+    out = prepare_sweep_dir(seeded, tmp_path / "seed1")
+    run_dir, trainer = train_pair(seeded, out, 0.5, "distill", progress=False, log=lambda m: None)
+    assert trainer.config.seed == 1 and json.loads((run_dir / "run.json").read_text())["train"]["seed"] == 1
+    seed0 = load_generator(done / "runs" / "00000-distill-w0.5" / "student.safetensors")
+    seed1 = load_generator(run_dir / "student.safetensors")
+    assert not torch.equal(next(seed0.parameters()), next(seed1.parameters()))
+    assert "--seed 1" in plan_command(seeded)
+    assert main(["sweep", "--teacher", plan["teacher"], "--widths", "0.5", "--methods", "distill", "--steps", "3",
+                 "--seed", "2", "--dry-run"]) == 0
 
 
 def test_report_marks_the_front_recommends_within_a_budget_and_labels_the_grid(finished_sweep, tmp_path):
