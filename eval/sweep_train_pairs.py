@@ -1,8 +1,10 @@
 """Train the pairs of a `gancompress sweep` without evaluating them, e.g. on a GPU machine that cannot
 fetch the Inception weights, or as one process per pair. `gancompress sweep --resume DIR` afterwards
 (on any machine) finds the runs finished, then evaluates, benchmarks and writes the report; the
-sweep is the same as one run straight through. The sweep options mean what they mean for
-`gancompress sweep`. Usage (the committed sweeps trained this way on a lent H100):
+sweep is the same as one run straight through. With --measure each process also measures its pairs
+(their rows of the table), and `sweep --resume` is left only the teacher's row, the latency rounds
+and the report. The sweep options mean what they mean for `gancompress sweep`. Usage (the committed
+sweeps trained this way on a lent H100, and pair by pair on CPU):
 
   python eval/sweep_train_pairs.py --out runs/sweep-dcgan-face64 --teacher dcgan-face64 \\
       --widths 0.5,0.25,0.125 --methods distill,scratch,mse --preset standard --steps 5000 \\
@@ -17,7 +19,7 @@ import sys
 from pathlib import Path
 
 from gancompress.study import StudyError, select
-from gancompress.sweeps import pair_name, parse_plan, prepare_sweep_dir, train_pair
+from gancompress.sweeps import measure_pair, pair_name, parse_plan, prepare_sweep_dir, train_pair
 
 
 def main(argv=None) -> int:
@@ -34,6 +36,9 @@ def main(argv=None) -> int:
     parser.add_argument("--data", default="auto")
     parser.add_argument("--pairs", default="", help="comma-separated METHOD-wWIDTH to train (default: all)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--measure", action="store_true",
+                        help="also measure each pair (its row of the sweep table, pairs/PAIR.json; not the latency, "
+                             "which `sweep --resume` times for every model in turn)")
     args = parser.parse_args(argv)
     overrides = {k: getattr(args, k) for k in ("steps", "batch_size", "seed") if hasattr(args, k)}
     plan = parse_plan(args.teacher, args.widths.split(","), args.methods.split(","), args.preset, overrides,
@@ -44,9 +49,14 @@ def main(argv=None) -> int:
     except StudyError as error:
         parser.error(str(error))
     out = prepare_sweep_dir(plan, args.out)
+    log = lambda m: print(m, file=sys.stderr)  # noqa: E731
     for name in chosen:
-        run_dir, trainer = train_pair(plan, out, *planned[name], args.device, progress=False,
-                                      log=lambda m: print(m, file=sys.stderr))
+        if args.measure:
+            row = measure_pair(plan, out, *planned[name], args.device, progress=False, log=log)
+            print(f"{name}: FID vs teacher {row['fid_vs_teacher']:.2f}, LPIPS {row['lpips_to_teacher']:.4f} "
+                  f"({out / 'pairs' / name}.json)")
+            continue
+        run_dir, trainer = train_pair(plan, out, *planned[name], args.device, progress=False, log=log)
         print(f"{run_dir}: " + (f"step {trainer.step}" if trainer is not None else "pruned, not trained"))
     return 0
 

@@ -160,12 +160,14 @@ def _student_plan(method_plan: dict, width: float):
     return StudentPlan(**{"width": width, "criterion": "l1", "prune_seed": 0, **method_plan})
 
 
-def _row(model: str, method: str | None, width: float | None, generator_spec: str, plan: dict, n: int, data, device,
-         threads: int, train_info: dict, log) -> dict:
+def _row(model: str, method: str | None, width: float | None, generator_spec: str, plan: dict, device,
+         train_info: dict, log) -> dict:
+    from gancompress.compression import teacher_dataset
     from gancompress.evaluation import evaluate
     from gancompress.teachers import resolve_generator
 
-    teacher = plan["teacher"]
+    teacher, n, threads = plan["teacher"], _n_eval(plan), os.cpu_count() or 1
+    data = teacher_dataset(teacher) if plan["data"] == "auto" else plan["data"]
     vs_teacher = evaluate(generator_spec, f"teacher:{teacher}", n=n, device=device, latency=False, log=log)
     vs_data = evaluate(generator_spec, data, n=n, device=device, latency=False, log=log) if data else None
     generator, _ = resolve_generator(generator_spec)
@@ -236,37 +238,49 @@ FINAL_METRICS = ("fid_vs_teacher", "kid_vs_teacher", "lpips_to_teacher", "fid_vs
 def run_sweep(plan: dict, out_dir: Path, device: str = "cpu", progress: bool = True, log=print,
               budget_ms: float | None = None, budget_macs: float | None = None) -> Path:
     """Run (or resume) every pair of `plan` in `out_dir`, then write the table, plots and report."""
-    from gancompress.compression import PRESETS, teacher_dataset
+    study = sweep_study(plan, out_dir).open()
+    study.row("teacher", lambda: _teacher_row(plan, device, log))  # silently reused: nothing to resume
+    for width in plan["widths"]:
+        for method in plan["methods"]:
+            measure_pair(plan, study.out_dir, width, method, device, progress, log)
+    write_outputs(study.out_dir, plan, device, budget_ms, budget_macs)
+    return study.out_dir
+
+
+def measure_pair(plan: dict, out_dir: Path, width: float, method: str, device: str = "cpu", progress: bool = True,
+                 log=print) -> dict:
+    """The row of one (width, method) pair, pairs/<pair>.json: its run trained (or resumed, or found
+    finished) and its student measured, unless a row is there already. A pair measured on its own
+    (eval/sweep_train_pairs.py --measure) is the same row the straight-through sweep writes; the
+    latency is not part of it (latency_rounds(), every model in turn, when the report is written)."""
     from gancompress.pipeline import STUDENT_FILE
 
     study = sweep_study(plan, out_dir).open()
-    n = plan["n_eval"] or PRESETS[plan["preset"]]["n_eval"]
-    data = teacher_dataset(plan["teacher"]) if plan["data"] == "auto" else plan["data"]
-    threads = os.cpu_count() or 1
 
-    def teacher_row():
-        log(f"teacher {plan['teacher']}: evaluating (n = {n})")
-        return _row("teacher", None, 1.0, plan["teacher"], plan, n, data, device, threads, {}, log)
-
-    def student_row(method, width):
+    def student_row():
         run_dir, trainer = train_pair(plan, study.out_dir, width, method, device, progress, log)
         train_info = {"steps": 0, "batch_size": None, "train_time_s": 0.0} if trainer is None else \
             {"steps": trainer.step, "batch_size": trainer.config.batch_size, "train_time_s": trainer.elapsed()}
         train_info["run_dir"] = str(run_dir.relative_to(study.out_dir))
-        row = _row(pair_name(method, width), method, width, str(run_dir / STUDENT_FILE), plan, n, data, device,
-                   threads, train_info, log)
+        row = _row(pair_name(method, width), method, width, str(run_dir / STUDENT_FILE), plan, device, train_info, log)
         if trainer is not None and trainer.config.tensorboard:  # beside the pair's training logs
             from gancompress.distillation.run_files import log_final_metrics
 
             log_final_metrics(run_dir, {k: row[k] for k in FINAL_METRICS}, trainer.step)
         return row
 
-    study.row("teacher", teacher_row)  # silently reused: the teacher has nothing to resume
-    for width in plan["widths"]:
-        for method in plan["methods"]:
-            study.row(pair_name(method, width), lambda: student_row(method, width), log)
-    write_outputs(study.out_dir, plan, device, budget_ms, budget_macs)
-    return study.out_dir
+    return study.row(pair_name(method, width), student_row, log)
+
+
+def _teacher_row(plan: dict, device: str, log) -> dict:
+    log(f"teacher {plan['teacher']}: evaluating (n = {_n_eval(plan)})")
+    return _row("teacher", None, 1.0, plan["teacher"], plan, device, {}, log)
+
+
+def _n_eval(plan: dict) -> int:
+    from gancompress.compression import PRESETS
+
+    return plan["n_eval"] or PRESETS[plan["preset"]]["n_eval"]
 
 
 def load_rows(out_dir: Path, plan: dict) -> list[dict]:

@@ -15,8 +15,8 @@ from gancompress.cli import main
 from gancompress.io import load_generator, save_generator, sha256_file
 from gancompress.pipeline import RunError
 from gancompress.report import format_number
-from gancompress.sweeps import (SweepError, pareto_front, parse_plan, plan_command, prepare_sweep_dir, run_sweep,
-                                train_pair)
+from gancompress.sweeps import (SweepError, measure_pair, pareto_front, parse_plan, plan_command, prepare_sweep_dir,
+                                run_sweep, train_pair)
 from tests.conftest import tiny_generator
 
 TINY = {"steps": 3, "batch_size": 4}
@@ -91,8 +91,11 @@ def test_pairs_trained_apart_are_evaluated_not_retrained(finished_sweep, tmp_pat
     assert finished["step"] == 3 and finished["student_sha256"] == sha256_file(run_dir / "student.safetensors")
     # a finished run kept as its small final files (as the committed sweeps keep them) is still finished
     shutil.rmtree(run_dir / "checkpoints")
-    run_sweep(plan, out, progress=False, log=lambda m: None)
+    measure_pair(plan, out, 0.5, "distill", progress=False, log=lambda m: None)  # sweep_train_pairs.py --measure
     assert list((out / "runs").iterdir()) == [run_dir]  # found, not started again
+    measured = (out / "pairs" / "distill-w0.5.json").read_text()
+    run_sweep(plan, out, progress=False, log=lambda m: None)
+    assert (out / "pairs" / "distill-w0.5.json").read_text() == measured  # the sweep keeps the pair's row
     assert (run_dir / "log.txt").read_text() == log and (run_dir / "stats.jsonl").read_text() == stats
     row = json.loads((out / "pairs" / "distill-w0.5.json").read_text())
     assert row["steps"] == 3 and row["run_dir"] == f"runs/{run_dir.name}"
