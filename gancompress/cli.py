@@ -182,8 +182,9 @@ _TRAIN_HELP = {
     "adv": "weight of the adversarial loss (0: no discriminator)", "adv_loss": "nonsat, hinge or lsgan",
     "r1_gamma": "R1 weight on real images (0: off)", "r1_interval": "lazy R1 every N steps",
     "diffaug": "DiffAugment policies, comma-separated, or 'none'", "d_width": "discriminator width relative to the generator it mirrors",
-    "d_init": "the discriminator: student (fresh, mirroring the student), teacher-size (fresh, mirroring the teacher) or "
-              "teacher (the teacher's own: shipped with it, beside it as NAME-D.safetensors, or --teacher-d)",
+    "d_init": "the discriminator: student (fresh, mirroring the student), teacher-size (fresh, mirroring the teacher), "
+              "teacher (the teacher's own: shipped with it, beside it as NAME-D.safetensors, or --teacher-d) or auto "
+              "(teacher when there is one and --d-width is 1, else student; run.json records the file it took)",
     "d_distill": "weight of discriminator distillation: its logits toward the teacher discriminator's on the same "
                  "images (soft labels at --d-temperature; needs the teacher's discriminator)",
     "adv_soft": "weight of soft adversarial matching: the discriminator's logits on student images toward its logits "

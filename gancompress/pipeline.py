@@ -255,17 +255,30 @@ def needs_teacher_discriminator(config: TrainConfig) -> bool:
     return config.adv > 0 and (config.d_init == "teacher" or config.d_distill > 0)
 
 
+def wants_teacher_discriminator(config: TrainConfig) -> bool:
+    """Needs it, or takes it when there is one (d_init 'auto' at d_width 1)."""
+    return needs_teacher_discriminator(config) or (config.adv > 0 and config.d_init == "auto" and config.d_width == 1)
+
+
 def teacher_discriminator(config: TrainConfig, teacher_spec: str | None, teacher_d: str | None, device="cpu",
                           recorded: dict | None = None):
     """(the teacher's discriminator, its identity) when the run's config uses it, else (None, None); a
     RunError naming the fix when it is needed and there is none, or when it is not the file `recorded`."""
     from gancompress.teachers import resolve_discriminator
 
-    if not needs_teacher_discriminator(config):
+    if not wants_teacher_discriminator(config):
         return None, None
+    required = needs_teacher_discriminator(config) or recorded is not None  # a run that started with one keeps it
     if teacher_spec is None and teacher_d is None:
+        if not required:
+            return None, None
         raise RunError("d_init 'teacher' and d_distill need a teacher's discriminator: pass --teacher-d FILE")
     network, identity = resolve_discriminator(teacher_spec, teacher_d, device)
+    if network is None and not required:
+        return None, None
+    if network is None and recorded is not None:
+        raise RunError(f"the run started from the teacher's discriminator {recorded.get('file')} (sha256 "
+                       f"{recorded.get('sha256')}) and it is gone; restore it (or pass --teacher-d FILE) to resume")
     if network is None:
         raise RunError(f"d_init 'teacher' and d_distill need the teacher's discriminator; {teacher_spec} carries none "
                        "and has no -D.safetensors beside it: pass --teacher-d FILE, or use --d-init student or "

@@ -1,5 +1,7 @@
 """Every registered teacher loads, matches its manifest's recorded cost, and makes valid images."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -74,3 +76,35 @@ def test_a_teachers_discriminator_is_found_beside_it_recorded_by_the_run_and_che
     save_discriminator(d_path, build_discriminator_for(teacher.config))  # the file changed under the run
     with pytest.raises(RunError, match="is not the one the run started with"):
         run_training(run_dir, resume=True, progress=False)
+
+
+def test_auto_discriminator_takes_the_teachers_when_there_is_one_and_keeps_it_on_resume(tmp_path):
+    from gancompress.distillation.trainer import TrainConfig
+    from gancompress.families import build_discriminator_for
+    from gancompress.io import save_discriminator, save_generator
+    from gancompress.pipeline import RunError, StudentPlan, read_run, run_training, start_run
+    from gancompress.teachers import discriminator_sibling
+    from tests.conftest import tiny_generator
+
+    teacher = tiny_generator(channels=(16, 8, 8))
+    g_path = save_generator(tmp_path / "g.safetensors", teacher)
+    config = TrainConfig(steps=2, batch_size=4, lpips=0.0, d_init="auto", log_every=1, checkpoint_every=1)
+    plan = StudentPlan("inherit", width=0.5)
+    alone = start_run(tmp_path / "runs", "alone", config, str(g_path), plan)  # none beside it: a fresh student-size D
+    assert "teacher_discriminator" not in read_run(alone)
+    _, trainer = run_training(alone, progress=False)
+    assert trainer.D.config == build_discriminator_for(trainer.G.config).config
+
+    torch.manual_seed(3)
+    d_path = save_discriminator(discriminator_sibling(g_path), build_discriminator_for(teacher.config))
+    with_d = start_run(tmp_path / "runs", "with-d", config, str(g_path), plan)
+    assert read_run(with_d)["teacher_discriminator"]["sha256"] == sha256_file(d_path)
+    _, trainer = run_training(with_d, progress=False)
+    assert trainer.D.config == build_discriminator_for(teacher.config).config  # the teacher's, trained on
+    narrow = start_run(tmp_path / "runs", "narrow", dataclasses.replace(config, d_width=0.5), str(g_path), plan)
+    assert "teacher_discriminator" not in read_run(narrow)  # not taken, so not recorded
+    _, trainer = run_training(narrow, progress=False)  # a width asked for: a fresh student-size one at that width
+    assert trainer.D.config == build_discriminator_for(trainer.G.config, 0.5).config
+    d_path.unlink()  # a run that started from the teacher's D does not resume with a fresh one
+    with pytest.raises(RunError, match="it is gone; restore it"):
+        run_training(with_d, resume=True, progress=False)

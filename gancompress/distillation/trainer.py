@@ -41,7 +41,7 @@ __all__ = ["TrainConfig", "Trainer", "TrainingDiverged", "Rank", "init_distribut
 
 
 PRECISIONS = ("fp32", "bf16", "fp16")
-D_INITS = ("student", "teacher-size", "teacher")
+D_INITS = ("student", "teacher-size", "teacher", "auto")
 # How a step is computed, not what it computes: left out of records at their defaults, and a resumed
 # run may change them (pipeline.resume_run)
 EXECUTION_FIELDS = ("precision", "fp16_blocks", "channels_last", "compile", "grad_accum")
@@ -71,7 +71,7 @@ class TrainConfig(SerializableConfig):
     r1_interval: int = 16
     diffaug: tuple[str, ...] = ("color", "translation", "cutout")
     d_width: float = 1.0  # discriminator widths relative to the generator it mirrors (d_init student / teacher-size)
-    d_init: str = "student"  # student: fresh, mirroring the student; teacher-size: fresh, mirroring the teacher; teacher: the teacher's own
+    d_init: str = "student"  # student: fresh, mirroring the student; teacher-size: fresh, mirroring the teacher; teacher: the teacher's own; auto: the teacher's own when there is one (and d_width is 1), else student
     d_distill: float = 0.0  # weight: the discriminator's logits toward the teacher discriminator's on the same images
     adv_soft: float = 0.0  # weight: D's logits on student images toward its logits on the teacher's images, same latents
     d_temperature: float = 1.0  # temperature of the soft labels of d_distill and adv_soft
@@ -176,6 +176,12 @@ def seeded_generator(seed: int, rank: int, step: int, stream: str) -> torch.Gene
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
 
 
+def inherits_teacher_discriminator(config: TrainConfig, teacher_d_found: bool) -> bool:
+    """Whether the discriminator starts as a copy of the teacher's: d_init 'teacher', or 'auto' when
+    the teacher's was found and the width asked for is the teacher's own (d_width 1)."""
+    return config.d_init == "teacher" or (config.d_init == "auto" and teacher_d_found and config.d_width == 1)
+
+
 class Trainer:
     """The loop and its phases. Networks and losses are built here from the config; what the run
     writes and reads back is `self.files` (run_files.RunFiles); gradient averaging over ranks is
@@ -266,7 +272,7 @@ class Trainer:
             if (c.resolution, c.in_channels) != (student.resolution, student.out_channels):
                 raise ConfigError(f"the teacher's discriminator reads {c.resolution}px images with {c.in_channels} "
                                   f"channels, the student makes {student.resolution}px with {student.out_channels}")
-        if config.d_init == "teacher":
+        if inherits_teacher_discriminator(config, teacher_d is not None):
             discriminator = copy.deepcopy(teacher_d).float().train().requires_grad_(True)
         elif config.d_init == "teacher-size":
             if teacher is None:
