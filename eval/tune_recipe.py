@@ -33,9 +33,9 @@ from gancompress.report import markdown_table
 from gancompress.study import Study, StudyError
 
 # The recipe the search started from: TrainConfig's defaults before the search moved them (to lr_g
-# 0.002, feat 0). `default` names it, so the committed rows keep their meaning; every setting is a
-# change from it.
-SEARCH_START = {"lr_g": 1e-3, "feat": 1.0}
+# 0.002, feat 0, d_init auto). `default` names it, so the committed rows keep their meaning; every
+# setting is a change from it.
+SEARCH_START = {"lr_g": 1e-3, "feat": 1.0, "d_init": "student"}
 # One field changed at a time from the start: the terms the issue names (feature, adversarial and
 # LPIPS weights; discriminator width and learning rate; R1; DiffAugment; EMA) and the generator's
 # learning rate
@@ -140,7 +140,8 @@ def main(argv=None) -> int:
              f"{s['fid_over_floor']:.2f}", _paired_cell(s), f"{s['lpips_mean']:.4f}"] for s in summary]
     lines = [f"# Recipe search: {args.teacher} width {args.width}", "", f"Command: `{command}`", "",
              f"Each setting: the recipe the search started from ('default': L1 3, LPIPS 3, GAN 0.1, "
-             f"features {SEARCH_START['feat']:g}, lr_g {SEARCH_START['lr_g']:g}; "
+             f"features {SEARCH_START['feat']:g}, lr_g {SEARCH_START['lr_g']:g}, discriminator "
+             f"{SEARCH_START['d_init']}; "
              f"inherited L1-pruned student) with the fields named changed; {args.steps} steps "
              f"of batch {args.batch_size} per seed; FID/KID vs {args.n} fresh teacher samples (floor: teacher vs itself "
              f"= {floor['metrics']['fid']:.2f}), LPIPS (AlexNet) to the teacher on the same latents. Ranked by mean FID. 'FID - default' is the "

@@ -817,7 +817,8 @@ def _distill_parser(sub) -> None:
         "distill", formatter_class=_Formatter, parents=_parents("device", "quiet", "dry_run"),
         help="train a pruned student to imitate its teacher",
         description="Distil a teacher into a channel-pruned student: output L1 + LPIPS, intermediate features and an "
-                    "adversarial loss from a student-sized discriminator; teacher and student share latents. The EMA "
+                    "adversarial loss from the teacher's own discriminator when it has one, else a fresh student-sized one; "
+                    "teacher and student share latents. The EMA "
                     "student is saved as RUN_DIR/student.safetensors. Runs unchanged under torchrun.",
         epilog="examples:\n  gancompress distill --teacher dcgan-face64 --width 0.25 --steps 2000\n"
                "  gancompress distill --resume runs/00003-distill-dcgan-face64-w0.25\n"

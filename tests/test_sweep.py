@@ -235,7 +235,7 @@ def test_published_recipes_set_their_papers_terms_and_refuse_a_teacher_they_do_n
     with_d = parse_plan(str(stylegan2), ["0.5"], ["cagan", "gan-compression", "distill"], "quick", TINY, 16, None)
     assert with_d["teacher_discriminator"]["file"] == "sg2-D.safetensors"
     assert [_train_config(with_d, m, "stylegan2").d_init for m in ("cagan", "gan-compression", "distill")] == [
-        "teacher", "teacher", "student"]
+        "teacher", "teacher", "auto"]
     gan_compression = _train_config(plan, "gan-compression", "stylegan2")
     assert (gan_compression.l1, gan_compression.feat, gan_compression.adv_loss) == (10, 0.01, "hinge")
     assert METHODS["gan-compression"].student == {"init": "random"}  # features through adapters, not kept channels

@@ -71,7 +71,9 @@ class TrainConfig(SerializableConfig):
     r1_interval: int = 16
     diffaug: tuple[str, ...] = ("color", "translation", "cutout")
     d_width: float = 1.0  # discriminator widths relative to the generator it mirrors (d_init student / teacher-size)
-    d_init: str = "student"  # student: fresh, mirroring the student; teacher-size: fresh, mirroring the teacher; teacher: the teacher's own; auto: the teacher's own when there is one (and d_width is 1), else student
+    # student: fresh, mirroring the student; teacher-size: fresh, mirroring the teacher; teacher: the
+    # teacher's own; auto (default, the recipe search): the teacher's own when there is one (and d_width is 1), else student
+    d_init: str = "auto"
     d_distill: float = 0.0  # weight: the discriminator's logits toward the teacher discriminator's on the same images
     adv_soft: float = 0.0  # weight: D's logits on student images toward its logits on the teacher's images, same latents
     d_temperature: float = 1.0  # temperature of the soft labels of d_distill and adv_soft

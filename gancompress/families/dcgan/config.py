@@ -81,7 +81,8 @@ class DCGANDiscriminatorConfig(SerializableConfig):
     @classmethod
     def for_generator(cls, generator_config: DCGANConfig, width: float = 1.0) -> "DCGANDiscriminatorConfig":
         """The discriminator mirroring a generator (its block widths reversed), scaled by `width`:
-        a student-sized discriminator by default (a full-size one overpowers a small student)."""
+        the fresh discriminator is student-sized by default (a fresh full-size one did worse in
+        docs/recipes.md's ablation; the teacher's own, already trained, did better: d_init auto)."""
         widths = tuple(max(8, make_divisible(c * width)) for c in reversed(generator_config.channels))
         return cls(in_channels=generator_config.out_channels, channels=widths, resolution=generator_config.resolution,
                    num_classes=generator_config.num_classes)
