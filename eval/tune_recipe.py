@@ -27,6 +27,7 @@ import torch
 
 from gancompress.distillation.trainer import TrainConfig
 from gancompress.evaluation import evaluate
+from gancompress.families import FAMILIES
 from gancompress.io import atomic_write_text
 from gancompress.pipeline import STUDENT_FILE, StudentPlan, train_or_resume
 from gancompress.report import markdown_table
@@ -43,8 +44,13 @@ STAGE_ONE = ["default", "feat=0", "adv=0", "adv=0.3", "lpips=1", "lpips=10", "d_
              "r1_gamma=0", "diffaug=none", "ema_decay=0", "lr_g=0.002"]
 
 
+# Fields of the student's plan rather than of TrainConfig: the pruning criterion (e.g. CAGAN's)
+PLAN_FIELDS = ("criterion",)
+
+
 def parse_setting(name: str) -> dict:
-    """{field: value} of a setting name such as 'feat=0+diffaug=none' ('default': {})."""
+    """{field: value} of a setting name such as 'feat=0+diffaug=none' ('default': {}); the fields are
+    TrainConfig's and PLAN_FIELDS."""
     if name == "default":
         return {}
     changes = {}
@@ -57,15 +63,20 @@ def parse_setting(name: str) -> dict:
         except ValueError:
             value = text  # a bare word: d_init=teacher
         changes[field] = tuple(value) if isinstance(value, list) else value
-    TrainConfig(**changes)  # unknown fields and bad values fail before anything trains
+    plan = {k: v for k, v in changes.items() if k in PLAN_FIELDS}
+    criteria = sorted({c for family in FAMILIES.values() for c in family.criteria})
+    if plan.get("criterion", "l1") not in criteria:
+        raise StudyError(f"setting {name!r}: criterion must be one of {', '.join(criteria)}")
+    TrainConfig(**{k: v for k, v in changes.items() if k not in PLAN_FIELDS})  # unknown fields, bad values: fail now
     return changes
 
 
 def row(study: Study, setting: str, seed: int, args) -> dict:
+    changes = parse_setting(setting)
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, seed=seed, sample_every=args.steps,
                          checkpoint_every=max(args.steps // 4, 1), log_every=max(args.steps // 20, 1),
-                         **{**SEARCH_START, **parse_setting(setting)})
-    plan = StudentPlan(width=args.width, criterion="l1", prune_seed=0, init="inherit")
+                         **{k: v for k, v in {**SEARCH_START, **changes}.items() if k not in PLAN_FIELDS})
+    plan = StudentPlan(width=args.width, criterion=changes.get("criterion", "l1"), prune_seed=0, init="inherit")
     run_dir, trainer = train_or_resume(study.out_dir / "runs", f"{setting}-s{seed}", config, args.teacher, plan,
                                        args.device, progress=False)
     record = evaluate(str(run_dir / STUDENT_FILE), f"teacher:{args.teacher}", n=args.n, device=args.device,

@@ -35,3 +35,12 @@ def test_paired_difference_from_default_uses_matching_seeds():
 def test_no_default_rows_leaves_the_paired_column_empty():
     summary = tune_recipe.summarise([_row("feat=0", 0, 95.0)], floor_fid=50.0)
     assert summary[0]["fid_minus_default"] is None and summary[0]["seeds_paired"] == 0
+
+
+def test_a_setting_may_change_the_pruning_criterion_and_bad_ones_fail_before_training():
+    assert tune_recipe.parse_setting("criterion=cagan+lr_g=0.002") == {"criterion": "cagan", "lr_g": 0.002}
+    assert tune_recipe.parse_setting("d_init=teacher+diffaug=none") == {"d_init": "teacher", "diffaug": ()}
+    with pytest.raises(tune_recipe.StudyError, match="criterion must be one of"):
+        tune_recipe.parse_setting("criterion=magic")
+    with pytest.raises(Exception, match="unexpected keyword argument 'lr_gg'"):
+        tune_recipe.parse_setting("lr_gg=0.1")
