@@ -261,12 +261,16 @@ def wants_teacher_discriminator(config: TrainConfig) -> bool:
 
 
 def teacher_discriminator(config: TrainConfig, teacher_spec: str | None, teacher_d: str | None, device="cpu",
-                          recorded: dict | None = None):
+                          recorded: dict | None = None, in_run: bool = False):
     """(the teacher's discriminator, its identity) when the run's config uses it, else (None, None); a
-    RunError naming the fix when it is needed and there is none, or when it is not the file `recorded`."""
+    RunError naming the fix when it is needed and there is none, or when it is not the file `recorded`.
+    `in_run`: for a run already created, whose record says whether it took one (`recorded`): under
+    d_init 'auto' a run that started without one stays without one, even if one appeared since."""
     from gancompress.teachers import resolve_discriminator
 
     if not wants_teacher_discriminator(config):
+        return None, None
+    if in_run and recorded is None and not needs_teacher_discriminator(config):
         return None, None
     required = needs_teacher_discriminator(config) or recorded is not None  # a run that started with one keeps it
     if teacher_spec is None and teacher_d is None:
@@ -475,7 +479,7 @@ def _train_run(run_dir: Path, spec: dict, rank: Rank, resume: bool, progress: bo
     if config.real != "teacher":
         real = real_image_source(config.real, student.resolution, student.out_channels)
     teacher_d = teacher_discriminator(config, spec["teacher"], spec.get("teacher_d"), device,
-                                      recorded=spec.get("teacher_discriminator"))[0]
+                                      recorded=spec.get("teacher_discriminator"), in_run=True)[0]
     log = run_logger(run_dir, rank)
     monitor = quality_monitor(config, teacher, teacher_identity, student, device, lpips_model, log.info, progress) \
         if config.metrics_every and rank.main else None

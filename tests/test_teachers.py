@@ -97,6 +97,8 @@ def test_auto_discriminator_takes_the_teachers_when_there_is_one_and_keeps_it_on
 
     torch.manual_seed(3)
     d_path = save_discriminator(discriminator_sibling(g_path), build_discriminator_for(teacher.config))
+    _, trainer = run_training(alone, resume=True, progress=False)  # started without one: resumes without it
+    assert trainer.D.config == build_discriminator_for(trainer.G.config).config
     with_d = start_run(tmp_path / "runs", "with-d", config, str(g_path), plan)
     assert read_run(with_d)["teacher_discriminator"]["sha256"] == sha256_file(d_path)
     _, trainer = run_training(with_d, progress=False)
