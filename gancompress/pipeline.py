@@ -283,7 +283,7 @@ def teacher_discriminator(config: TrainConfig, teacher_spec: str | None, teacher
     if network is None and recorded is not None:
         raise RunError(f"the run started from the teacher's discriminator {recorded.get('file')} (sha256 "
                        f"{recorded.get('sha256')}) and it is gone; restore it (or pass --teacher-d FILE) to resume")
-    if network is None:
+    if network is None:  # required by d_init 'teacher' or d_distill
         raise RunError(f"d_init 'teacher' and d_distill need the teacher's discriminator; {teacher_spec} carries none "
                        "and has no -D.safetensors beside it: pass --teacher-d FILE, or use --d-init student or "
                        "teacher-size with --d-distill 0")

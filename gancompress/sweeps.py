@@ -242,7 +242,7 @@ def run_sweep(plan: dict, out_dir: Path, device: str = "cpu", progress: bool = T
     study.row("teacher", lambda: _teacher_row(plan, device, log))  # silently reused: nothing to resume
     for width in plan["widths"]:
         for method in plan["methods"]:
-            measure_pair(plan, study.out_dir, width, method, device, progress, log)
+            _measure_pair(study, plan, width, method, device, progress, log)
     write_outputs(study.out_dir, plan, device, budget_ms, budget_macs)
     return study.out_dir
 
@@ -253,9 +253,11 @@ def measure_pair(plan: dict, out_dir: Path, width: float, method: str, device: s
     finished) and its student measured, unless a row is there already. A pair measured on its own
     (eval/sweep_train_pairs.py --measure) is the same row the straight-through sweep writes; the
     latency is not part of it (latency_rounds(), every model in turn, when the report is written)."""
-    from gancompress.pipeline import STUDENT_FILE
+    return _measure_pair(sweep_study(plan, out_dir).open(), plan, width, method, device, progress, log)
 
-    study = sweep_study(plan, out_dir).open()
+
+def _measure_pair(study: Study, plan: dict, width: float, method: str, device: str, progress: bool, log) -> dict:
+    from gancompress.pipeline import STUDENT_FILE
 
     def student_row():
         run_dir, trainer = train_pair(plan, study.out_dir, width, method, device, progress, log)
