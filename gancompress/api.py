@@ -28,10 +28,10 @@ def _module(generator, device: str = "cpu") -> torch.nn.Module:
     return generator if isinstance(generator, torch.nn.Module) else load_generator(generator, device)
 
 
-def prune(teacher, width: float | None = None, channels=None, criterion: str = "l1", seed: int = 0):
+def prune(teacher, width: float | None = None, channels=None, criterion: str | None = None, seed: int = 0):
     """(student, kept): the teacher's most important channels per block sliced into a narrower
     student (`width` multiplies every block, or `channels` lists them), and the kept indices.
-    `criterion`: the family's (`gc.FAMILIES["dcgan"].criteria`, ...).
+    `criterion`: one of the family's (`gc.FAMILIES["dcgan"].criteria`, ...); None: its default, the first.
 
     >>> student, kept = gc.prune("dcgan-fmnist32", width=0.5)"""
     from gancompress.pruning import prune_generator
@@ -40,13 +40,14 @@ def prune(teacher, width: float | None = None, channels=None, criterion: str = "
 
 
 def distill(teacher: str | Path, width: float | None = 0.25, channels=None, steps: int = 2000, *,
-            criterion: str = "l1", init: str = "inherit", conv: str | None = None, run_root: str | Path = "runs", device: str | None = None,
+            criterion: str | None = None, init: str = "inherit", conv: str | None = None, run_root: str | Path = "runs", device: str | None = None,
             progress: bool = True, teacher_d: str | Path | None = None, **train):
     """(student, run_dir): prune `teacher` (a name or a file, recorded in the run so it can resume) and
     distil the student for `steps` steps; `train` takes any TrainConfig field (batch_size, lr_g, l1,
     lpips, feat, adv, ...). The run directory holds run.json, logs, checkpoints and
     student.safetensors (the EMA student, also returned). `conv="separable"` (StyleGAN2): the
-    mobile student's separable convolutions, initialised from the pruned kernels. `teacher_d`: the
+    mobile student's separable convolutions, initialised from the pruned kernels. `criterion` None: the
+    family's default pruning criterion (run.json records the one used). `teacher_d`: the
     teacher's discriminator file for d_init="teacher" / d_distill (default: shipped with or beside it).
 
     >>> student, run_dir = gc.distill("dcgan-fmnist32", width=0.5, steps=200, batch_size=16)"""

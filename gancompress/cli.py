@@ -143,8 +143,9 @@ def _student_options(p, width_default=None):
     group.add_argument("--width", type=float, default=width_default, help="student width multiplier, 0 < width <= 1")
     group.add_argument("--channels", type=_channels, default=None, help="explicit per-block student channels, e.g. 128,64,32,16")
     criteria = sorted({c for family in FAMILIES.values() for c in family.criteria})
-    p.add_argument("--criterion", default="l1", choices=criteria, help="channel importance; " + "; ".join(
-        f"{family.title}: {', '.join(family.criteria)}" for family in FAMILIES.values()))
+    p.add_argument("--criterion", default=None, choices=criteria, help="channel importance (default: the teacher "
+                   "family's first); " + "; ".join(f"{family.title}: {', '.join(family.criteria)}"
+                                                   for family in FAMILIES.values()))
     p.add_argument("--prune-seed", type=int, default=0, help="seed of the random / data-driven criteria")
     convs = sorted({c for family in FAMILIES.values() for c in family.student_convs})
     p.add_argument("--conv", default="full", choices=convs,
@@ -305,18 +306,20 @@ def _launch(args, label: str, mode: str, teacher, plan, keys: dict | None = None
 def cmd_prune(args) -> int:
     from gancompress.metrics.cost import count_macs_by_rule, count_parameters
     from gancompress.pipeline import prune_teacher, save_student
+    from gancompress.pruning import resolve_criterion
 
     teacher, identity, student, kept = prune_teacher(
         args.teacher, args.width, args.channels, args.criterion, args.prune_seed, args.device or "cpu", args.conv)
-    out = args.out or Path(f"{identity['name'].split('.')[0]}-{args.criterion}-" +
+    criterion = resolve_criterion(teacher, args.criterion)
+    out = args.out or Path(f"{identity['name'].split('.')[0]}-{criterion}-" +
                            (f"w{args.width}" if args.width else "c" + "-".join(map(str, student.config.channels))) + ".safetensors")
     save_student(out, student, {"teacher": args.teacher, "teacher_sha256": identity["sha256"],
-                                "criterion": args.criterion, "kept": kept})
+                                "criterion": criterion, "kept": kept})
     tp, sp = count_parameters(teacher), count_parameters(student)
     t_rules, s_rules = count_macs_by_rule(teacher), count_macs_by_rule(student)
     tm, sm = t_rules["torch_counter"], s_rules["torch_counter"]
     if args.json:
-        print(json.dumps({"teacher": identity["name"], "student": str(out), "criterion": args.criterion,
+        print(json.dumps({"teacher": identity["name"], "student": str(out), "criterion": criterion,
                           "teacher_channels": list(teacher.config.channels), "channels": list(student.config.channels),
                           "conv": args.conv, "params": [tp, sp], "macs_per_image": [tm, sm],
                           "macs_by_rule": {rule: [t_rules[rule], s_rules[rule]] for rule in t_rules}}, indent=2))
@@ -329,7 +332,7 @@ def cmd_prune(args) -> int:
 
     print(f"teacher {identity['name']}: channels {teacher.config.channels}, {tp:,} params, {tm / 1e6:.1f} M MACs"
           + papers(t_rules))
-    kind = args.criterion + (f", {args.conv} convolutions" if args.conv != "full" else "")
+    kind = criterion + (f", {args.conv} convolutions" if args.conv != "full" else "")
     print(f"student ({kind}): channels {student.config.channels}, {sp:,} params ({tp / sp:.1f}x fewer), "
           f"{sm / 1e6:.1f} M MACs ({tm / sm:.1f}x fewer)" + papers(s_rules))
     print(f"written to {out} (kept channel indices in its metadata)")
@@ -519,8 +522,8 @@ def cmd_compress(args) -> int:
             return 0
         resolved = resolve_plan(args.teacher, args.width if not args.channels else None, args.channels,
                                 args.criterion, args.preset, overrides, args.n_eval, data, conv=args.conv)
-        check_run(resolved["train"], resolved["teacher"], resolved["student"], device)
-        print(json.dumps({**resolved, "student": resolved["student"].to_dict(), "train": resolved["train"].to_dict()},
+        student = check_run(resolved["train"], resolved["teacher"], resolved["student"], device)
+        print(json.dumps({**resolved, "student": student.to_dict(), "train": resolved["train"].to_dict()},
                          indent=2))
         return 0
     if args.resume:

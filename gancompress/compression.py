@@ -68,7 +68,7 @@ def check_data_reference(data: str | None) -> None:
         check_image_source(data)
 
 
-def resolve_plan(teacher=None, width=0.25, channels=None, criterion="l1", preset=None, overrides=None, n_eval=None,
+def resolve_plan(teacher=None, width=0.25, channels=None, criterion=None, preset=None, overrides=None, n_eval=None,
                  data="auto", conv=None) -> dict:
     """What a new compress run will do, checked, before anything is created: {"teacher", "student"
     (the plan), "train" (the TrainConfig: the preset's numbers with `overrides`), "compress" (preset,
@@ -91,7 +91,7 @@ def compress(
     teacher: str | None = None,
     width: float | None = 0.25,
     channels=None,
-    criterion: str = "l1",
+    criterion: str | None = None,
     preset: str | None = None,
     overrides: dict | None = None,
     n_eval: int | None = None,

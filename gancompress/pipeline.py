@@ -32,7 +32,7 @@ from gancompress.distillation.trainer import EXECUTION_FIELDS, MONITOR_FIELDS, R
 from gancompress.errors import GancompressError
 from gancompress.families import FAMILIES, build_generator, config_from_dict, family_of
 from gancompress.io import atomic_write_text, save_discriminator, save_generator, sha256_file
-from gancompress.pruning import prune_generator
+from gancompress.pruning import criterion_error, prune_generator
 from gancompress.teachers import discriminator_sibling, resolve_generator
 
 RUN_FILE = "run.json"
@@ -60,7 +60,7 @@ class StudentPlan:
     init: str = "inherit"
     width: float | None = None
     channels: tuple[int, ...] | None = None
-    criterion: str | None = None  # None: l1
+    criterion: str | None = None  # None: the family's default (start_run records the one it resolves to)
     prune_seed: int | None = None  # None: 0
     freeze_mapping: bool | None = None
     config: dict | None = None  # a generator config (to_dict form)
@@ -103,9 +103,19 @@ class StudentPlan:
         shape = f"w{self.width}" if self.channels is None else "custom"
         return f"{mode}-{Path(str(teacher)).stem}-{shape}" + (f"-{self.conv}" if self.conv else "")
 
-    @property
-    def prune_criterion(self) -> str:
-        return self.criterion or "l1"
+    def recorded(self) -> "StudentPlan":
+        """This plan as read from a run.json: start_run names the criterion of every plan that prunes,
+        so one without a name was written before the families had defaults, when it meant l1."""
+        if self.init != "inherit" or self.config is not None or self.criterion is not None:
+            return self
+        return dataclasses.replace(self, criterion="l1")
+
+    def resolved(self, teacher) -> "StudentPlan":
+        """This plan with its pruning criterion named: the teacher family's default when it has none
+        (a plan that prunes; the others keep None)."""
+        if self.init != "inherit" or self.config is not None or self.criterion is not None:
+            return self
+        return dataclasses.replace(self, criterion=family_of(teacher).default_criterion)
 
 
 def make_run_dir(root: str | Path, label: str) -> Path:
@@ -170,7 +180,7 @@ def real_image_source(spec: str, resolution: int, channels: int, workers: int = 
     return RealImages(spec, resolution, channels, workers)
 
 
-def prune_teacher(teacher_spec: str, width=None, channels=None, criterion="l1", seed=0, device="cpu", conv="full"):
+def prune_teacher(teacher_spec: str, width=None, channels=None, criterion=None, seed=0, device="cpu", conv="full"):
     """(teacher, teacher identity, student, kept indices); `conv` (e.g. "separable"): the student's
     convolutions, initialised from the pruned kernels."""
     teacher, identity = resolve_generator(teacher_spec, device)
@@ -185,7 +195,7 @@ def build_student(teacher, plan: "StudentPlan") -> tuple[torch.nn.Module, dict |
         return build_generator(config_from_dict(plan.config)), None
     if plan.init == "inherit":
         student, kept = prune_generator(teacher, width=plan.width, channels=plan.channels,
-                                        criterion=plan.prune_criterion, seed=plan.prune_seed or 0)
+                                        criterion=plan.criterion, seed=plan.prune_seed or 0)
     else:
         shape, _ = prune_generator(teacher, width=plan.width, channels=plan.channels, criterion="l1")
         student = build_generator(shape.config)
@@ -237,7 +247,7 @@ def start_run(
     run_dir = None
     if rank.main:
         student_plan = StudentPlan.of(student_plan)
-        check_run(config, teacher_spec, student_plan, rank.device)
+        student_plan = check_run(config, teacher_spec, student_plan, rank.device)
         discriminator = teacher_discriminator(config, teacher_spec, teacher_d)[1]
         run_dir = make_run_dir(run_root, label)
         record = {"teacher": teacher_spec, "student": student_plan.to_dict(), "train": config.to_dict(), "device": device,
@@ -293,10 +303,11 @@ def teacher_discriminator(config: TrainConfig, teacher_spec: str | None, teacher
     return network, identity
 
 
-def check_run(config: TrainConfig, teacher, plan: StudentPlan | dict, device: str = "cpu") -> None:
+def check_run(config: TrainConfig, teacher, plan: StudentPlan | dict, device: str = "cpu") -> StudentPlan:
     """Raise the error a run would meet while it is being built (teacher, student plan, images), cheaply:
     the student's shape is derived but nothing is trained or decoded. `teacher`: a spec, an already
-    loaded generator (a sweep checks many plans against one teacher), or None."""
+    loaded generator (a sweep checks many plans against one teacher), or None. Returns the plan with
+    its pruning criterion named (StudentPlan.resolved)."""
     if teacher is not None and not isinstance(teacher, torch.nn.Module):
         teacher = resolve_generator(teacher, device)[0]
     plan = StudentPlan.of(plan)
@@ -307,6 +318,9 @@ def check_run(config: TrainConfig, teacher, plan: StudentPlan | dict, device: st
     else:
         prune_generator(teacher, width=plan.width, channels=plan.channels, criterion="l1")
         family = family_of(teacher)
+        if plan.criterion is not None and plan.criterion not in family.criteria:
+            raise criterion_error(plan.criterion, family)
+        plan = plan.resolved(teacher)
         if plan.init not in family.init_modes:
             raise RunError(f"init {plan.init!r} does not apply to {family.title} teachers; choose "
                            f"{', '.join(family.init_modes)}")
@@ -317,6 +331,7 @@ def check_run(config: TrainConfig, teacher, plan: StudentPlan | dict, device: st
         check_image_source(config.real)
     if config.tensorboard:
         extras.require("tensorboard", "--tensorboard")
+    return plan
 
 
 def read_run(run_dir: str | Path) -> dict:
@@ -465,7 +480,7 @@ def run_training(run_dir: str | Path, device: str = "cpu", resume: bool = False,
 def _train_run(run_dir: Path, spec: dict, rank: Rank, resume: bool, progress: bool, lpips_model):
     device = rank.device
     config = TrainConfig.from_dict(spec["train"])
-    plan = StudentPlan.of(spec["student"])
+    plan = StudentPlan.of(spec["student"]).recorded()
     teacher, teacher_identity = None, None
     if spec["teacher"]:
         teacher, teacher_identity = resolve_generator(spec["teacher"], device)

@@ -25,10 +25,17 @@ def criterion_error(criterion: str, family: Family) -> ConfigError:
     return ConfigError(f"{what}; choose one of {', '.join(family.criteria)}")
 
 
-def channel_importance(generator, criterion: str = "l1", seed: int = 0, n_samples: int | None = None) -> dict[str, torch.Tensor]:
-    """{block name (or StyleGAN2 channel space): importance per channel} (higher = keep); `n_samples`
-    for the data-driven criteria (None: each criterion's own, e.g. CAGAN's 400)."""
-    return family_of(generator).channel_importance(generator, criterion, seed, n_samples)
+def resolve_criterion(generator, criterion: str | None) -> str:
+    """`criterion`, or the generator family's default (its first) when None."""
+    return criterion or family_of(generator).default_criterion
+
+
+def channel_importance(generator, criterion: str | None = None, seed: int = 0,
+                       n_samples: int | None = None) -> dict[str, torch.Tensor]:
+    """{block name (or StyleGAN2 channel space): importance per channel} (higher = keep); `criterion`
+    None: the family's default; `n_samples` for the data-driven criteria (None: each criterion's own,
+    e.g. CAGAN's 400)."""
+    return family_of(generator).channel_importance(generator, resolve_criterion(generator, criterion), seed, n_samples)
 
 
 def student_channels(teacher, width: float | None = None, channels=None) -> tuple[int, ...]:
@@ -47,9 +54,10 @@ def student_channels(teacher, width: float | None = None, channels=None) -> tupl
     return channels
 
 
-def prune_generator(teacher, width: float | None = None, channels=None, criterion: str = "l1", seed: int = 0,
+def prune_generator(teacher, width: float | None = None, channels=None, criterion: str | None = None, seed: int = 0,
                     importance: dict[str, torch.Tensor] | None = None):
-    """(student, kept indices): a student with the teacher's most important channels per block."""
+    """(student, kept indices): a student with the teacher's most important channels per block
+    (`criterion` None: the family's default)."""
     widths = student_channels(teacher, width, channels)
     importance = importance if importance is not None else channel_importance(teacher, criterion, seed)
     return family_of(teacher).prune(teacher, widths, importance)

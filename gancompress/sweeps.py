@@ -157,7 +157,7 @@ def _train_config(plan: dict, method: str, family: str):
 def _student_plan(method_plan: dict, width: float):
     from gancompress.pipeline import StudentPlan
 
-    return StudentPlan(**{"width": width, "criterion": "l1", "prune_seed": 0, **method_plan})
+    return StudentPlan(**{"width": width, "prune_seed": 0, **method_plan})  # no criterion: the family's default
 
 
 def _row(model: str, method: str | None, width: float | None, generator_spec: str, plan: dict, device,
@@ -224,6 +224,7 @@ def _pruned_pair(run_dir: Path, teacher, student_plan, teacher_spec: str, log) -
     """A method without training: the pruned student, written as a run's student file."""
     from gancompress.pipeline import STUDENT_FILE, build_student, save_student
 
+    student_plan = student_plan.resolved(teacher)
     student, kept = build_student(teacher, student_plan)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_student(run_dir / STUDENT_FILE, student, {"teacher": teacher_spec, "kept": kept,

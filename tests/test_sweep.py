@@ -222,9 +222,10 @@ def test_published_recipes_set_their_papers_terms_and_refuse_a_teacher_they_do_n
     assert (cagan.l1, cagan.lpips, cagan.feat, cagan.adv, cagan.r1_gamma, cagan.r1_interval) == (3, 3, 0, 1, 10, 16)
     assert (cagan.style_mixing, cagan.pl_weight, cagan.lr_g, cagan.betas, cagan.diffaug) == (0.9, 2, 0.002, (0, 0.99), ())
     assert cagan.steps == 3  # the sweep's own overrides win
-    assert _student_plan(METHODS["cagan"].student, 0.5).prune_criterion == "cagan"  # CAGAN's gradient score
+    assert _student_plan(METHODS["cagan"].student, 0.5).criterion == "cagan"  # CAGAN's gradient score
     assert plan["teacher_discriminator"] is None and cagan.d_init == "teacher-size"  # no D beside it: a fresh full one
-    assert _student_plan(METHODS["distill"].student, 0.5).prune_criterion == "l1"
+    distill = _student_plan(METHODS["distill"].student, 0.5)
+    assert distill.criterion is None and distill.resolved(tiny_stylegan2()).criterion == "l1"  # the family's default
     stylekd = _train_config(plan, "stylekd", "stylegan2")
     assert stylekd.relation == 30 and stylekd.l1 == stylekd.lpips == 3 and METHODS["stylekd"].student == {"init": "mapping-only"}
     from gancompress.families import build_discriminator_for

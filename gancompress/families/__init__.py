@@ -27,12 +27,16 @@ class Family:
     title: str = ""  # as in messages
     config_class: type = type(None)
     discriminator_config_class: type = type(None)
-    criteria: tuple[str, ...] = ()  # pruning criteria, the default first
+    criteria: tuple[str, ...] = ()  # pruning criteria, the default first (docs/recipes.md: how it was chosen)
     export_parts: tuple[str, ...] = ("full",)
     init_modes: tuple[str, ...] = ("inherit", "random")
     student_convs: tuple[str, ...] = ("full",)  # student convolution kinds (StudentPlan.conv), the default first
     training_terms: frozenset[str] = frozenset()  # TrainConfig weights only this family supports
     has_shared_inputs: bool = False  # extra inputs (noise) that teacher and student must share
+
+    @property
+    def default_criterion(self) -> str:
+        return self.criteria[0]
 
     # -- networks
     def build_generator(self, config) -> nn.Module:

@@ -2,8 +2,9 @@
 `gancompress.families.dcgan.networks`; here its pruning, export graph and defaults.
 
 Pruning criteria (importance of output channel j of a block):
-  l1      sum of |W[:, j]| of the block's convolution (filter magnitude; the default)
-  bn      |gamma_j| of the block's BatchNorm scale
+  bn      |gamma_j| of the block's BatchNorm scale (the default: the best FID of the five after
+          distillation, docs/recipes.md)
+  l1      sum of |W[:, j]| of the block's convolution (filter magnitude; the default until 2026-12-07)
   random  a seeded random score (the baseline every criterion must beat)
   taylor  output sensitivity: the expected squared first-order change of the generated image when
           the channel's activation is zeroed, E_z,r[(sum_hw a_j * dL/da_j)^2] with L = <G(z), r>
@@ -31,7 +32,7 @@ class DCGANFamily(Family):
     title = "DCGAN"
     config_class = DCGANConfig
     discriminator_config_class = DCGANDiscriminatorConfig
-    criteria = ("l1", "bn", "random", "taylor", "cagan")
+    criteria = ("bn", "l1", "random", "taylor", "cagan")
 
     foreign_catch_all = True
 
