@@ -320,12 +320,13 @@ def latency_rounds(rows: list[dict], out_dir: Path, device: str = "cpu", log=pri
 
 def _with_rounds(rows: list[dict], record: dict) -> list[dict]:
     """The rows with each latency the median of its rounds (the rounds beside it), the machine they
-    ran on and the ONNX export's verification."""
+    ran on, the ONNX export's verification and the sha256 of the file that was timed."""
     import statistics
 
-    merged = []
+    merged, sha256 = [], dict(map(tuple, record["models"]))
     for r in rows:
-        r = dict(r, latency_environment=record["environment"], onnx_max_abs_diff=record["onnx_max_abs_diff"][r["model"]])
+        r = dict(r, latency_environment=record["environment"], onnx_max_abs_diff=record["onnx_max_abs_diff"][r["model"]],
+                 sha256=sha256[r["model"]])
         for key, rounds in record["latency"][r["model"]].items():
             r[key], r[key + "_rounds"] = statistics.median(rounds), rounds
         merged.append(r)
@@ -533,7 +534,11 @@ def write_outputs(out_dir: Path, plan: dict, device: str = "cpu", budget_ms: flo
     md_body = [[f"**{line[0]}**" if choice and line[0] == choice["model"] else line[0], *line[1:]] for line in body]
     md = [f"# Sweep: {plan['teacher']}", "", protocol, "", advice, "",
           *markdown_table(head, md_body), "", "Pareto: not beaten on both FID vs teacher and MACs by another student. "
-          "Each model's run directory: " + ", ".join(f"[{m}]({d})" for m, d in links.items()) + "."]
+          "Each model's run directory: " + ", ".join(f"[{m}]({d})" for m, d in links.items()) + ".", "",
+          f"Students (re-evaluate one with `gancompress eval --generator FILE --reference teacher:{plan['teacher']}"
+          f" --n {teacher['n']}`):", "", *markdown_table(["model", "file", "sha256"], [
+              [r["model"], f"{r['run_dir']}/{Path(r['generator']).name}", f"`{r['sha256']}`"]
+              for r in rows if r.get("run_dir")])]
     for title, path in plots.items():
         md += ["", f"![{title}]({path.name})"]
     md += ["", "Samples (`grid.png`): teacher first, then one row per model in table order (labelled), same latents.",

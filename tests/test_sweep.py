@@ -61,6 +61,9 @@ def test_plots_grid_and_report_are_written_with_their_data(finished_sweep):
     ratio = speedup / (teacher["macs"] / student["macs"])
     line = next(line for line in report.splitlines() if line.startswith("| distill-w0.25 |"))
     assert f"{speedup:.2f}x ({ratio:.2f})" in line and "1.00x (1.00)" in report
+    file_sha256 = sha256_file(out / student["run_dir"] / "student.safetensors")  # each student file, by its bytes
+    assert student["sha256"] == file_sha256 and f"| distill-w0.25 | {student['run_dir']}/student.safetensors | " \
+        f"`{file_sha256}` |" in report
     plan, _ = finished_sweep
     assert f"Command: gancompress sweep --teacher {plan['teacher']} --widths 0.5,0.25 --methods distill,scratch " \
            "--preset quick --steps 3 --batch-size 4 --n 16 --data none." in report
