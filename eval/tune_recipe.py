@@ -27,7 +27,7 @@ import torch
 
 from gancompress.distillation.trainer import TrainConfig
 from gancompress.evaluation import evaluate
-from gancompress.families import FAMILIES
+from gancompress.pruning import ALL_CRITERIA
 from gancompress.io import atomic_write_text
 from gancompress.pipeline import STUDENT_FILE, StudentPlan, train_or_resume
 from gancompress.report import markdown_table
@@ -64,9 +64,8 @@ def parse_setting(name: str) -> dict:
             value = text  # a bare word: d_init=teacher
         changes[field] = tuple(value) if isinstance(value, list) else value
     plan = {k: v for k, v in changes.items() if k in PLAN_FIELDS}
-    criteria = sorted({c for family in FAMILIES.values() for c in family.criteria})
-    if plan.get("criterion", "l1") not in criteria:
-        raise StudyError(f"setting {name!r}: criterion must be one of {', '.join(criteria)}")
+    if plan.get("criterion", "l1") not in ALL_CRITERIA:
+        raise StudyError(f"setting {name!r}: criterion must be one of {', '.join(ALL_CRITERIA)}")
     TrainConfig(**{k: v for k, v in changes.items() if k not in PLAN_FIELDS})  # unknown fields, bad values: fail now
     return changes
 

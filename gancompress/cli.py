@@ -11,6 +11,7 @@ from pathlib import Path
 import gancompress
 from gancompress import extras
 from gancompress.families import FAMILIES
+from gancompress.pruning import ALL_CRITERIA
 from gancompress.errors import GancompressError
 
 
@@ -142,8 +143,7 @@ def _student_options(p, width_default=None):
     group = p.add_mutually_exclusive_group()
     group.add_argument("--width", type=float, default=width_default, help="student width multiplier, 0 < width <= 1")
     group.add_argument("--channels", type=_channels, default=None, help="explicit per-block student channels, e.g. 128,64,32,16")
-    criteria = sorted({c for family in FAMILIES.values() for c in family.criteria})
-    p.add_argument("--criterion", default=None, choices=criteria, help="channel importance (default: the teacher "
+    p.add_argument("--criterion", default=None, choices=ALL_CRITERIA, help="channel importance (default: the teacher "
                    "family's first); " + "; ".join(f"{family.title}: {', '.join(family.criteria)}"
                                                    for family in FAMILIES.values()))
     p.add_argument("--prune-seed", type=int, default=0, help="seed of the random / data-driven criteria")

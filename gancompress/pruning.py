@@ -16,11 +16,11 @@ from gancompress.families import FAMILIES, Family, family_of
 
 CRITERIA = FAMILIES["dcgan"].criteria  # kept for callers of the DCGAN-era name
 STYLEGAN2_CRITERIA = FAMILIES["stylegan2"].criteria
+ALL_CRITERIA = tuple(sorted({c for family in FAMILIES.values() for c in family.criteria}))  # of any family
 
 
 def criterion_error(criterion: str, family: Family) -> ConfigError:
-    known = {c for f in FAMILIES.values() for c in f.criteria}
-    what = (f"criterion {criterion!r} does not apply to {family.title}" if criterion in known
+    what = (f"criterion {criterion!r} does not apply to {family.title}" if criterion in ALL_CRITERIA
             else f"unknown pruning criterion {criterion!r}")
     return ConfigError(f"{what}; choose one of {', '.join(family.criteria)}")
 

@@ -36,6 +36,7 @@ class Family:
 
     @property
     def default_criterion(self) -> str:
+        """The family's default pruning criterion (the first of `criteria`)."""
         return self.criteria[0]
 
     # -- networks
