@@ -228,7 +228,7 @@ def test_published_recipes_set_their_papers_terms_and_refuse_a_teacher_they_do_n
     assert _student_plan(METHODS["cagan"].student, 0.5).criterion == "cagan"  # CAGAN's gradient score
     assert plan["teacher_discriminator"] is None and cagan.d_init == "teacher-size"  # no D beside it: a fresh full one
     distill = _student_plan(METHODS["distill"].student, 0.5)
-    assert distill.criterion is None and distill.resolved(tiny_stylegan2()).criterion == "l1"  # the family's default
+    assert distill.criterion is None and distill.resolved(tiny_stylegan2()).criterion == "cagan"  # the family's default
     stylekd = _train_config(plan, "stylekd", "stylegan2")
     assert stylekd.relation == 30 and stylekd.l1 == stylekd.lpips == 3 and METHODS["stylekd"].student == {"init": "mapping-only"}
     from gancompress.families import build_discriminator_for

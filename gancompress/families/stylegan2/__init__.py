@@ -6,19 +6,20 @@ Pruning works per channel space: the constant input (`b4_const`), each upsamplin
 are sliced consistently through the convolution that produces them (output channels and bias) and
 every modulated convolution that consumes them (input channels and the style affine's rows); mapping
 network, noise strengths, w average and toRGB biases are copied.
+  cagan   CAGAN's content-aware gradient score (Liu et al. 2021), the default (the best distilled
+          FID and LPIPS of the recipe search, docs/recipes.md): the mean |gradient| of the
+          main-path modulated conv weight that reads the channel, summed over 400 samples (batches of
+          10, fresh noise) of L = sum |salt-and-pepper(G(z)) - G(z)|, 5% of the pixels set to +-1; the
+          whole image is the content mask (see `families.gradient_importance`)
   l1      input-side magnitude in the consumers, sum |W[:, j]| * E_w|s_j| with s the style of the
           consuming modulated conv over sampled w (the effective weight is W * s; Anycost GAN sorts
-          channels by magnitude the same way)
+          channels by magnitude the same way; the default until 2026-12-07)
   random  seeded random scores
   diversity  how much a channel's activation moves when w moves along its top principal directions:
           E_w,j ||d a_c(w + t v_j) / dt||^2 over the top 8 principal directions v_j of sampled w
           (central differences at t = +-0.5 standard deviations; the same noise throughout). Channels
           that carry the latent's variation are kept, as DCP's diversity-aware pruning argues. The
           constant input does not depend on w, so its space falls back to the l1 score.
-  cagan   CAGAN's content-aware gradient score (Liu et al. 2021): the mean |gradient| of the
-          main-path modulated conv weight that reads the channel, summed over 400 samples (batches of
-          10, fresh noise) of L = sum |salt-and-pepper(G(z)) - G(z)|, 5% of the pixels set to +-1; the
-          whole image is the content mask (see `families.gradient_importance`)
 
 Export graphs: `full` z -> image, `mapping` z -> w, `synthesis` ws (N, num_ws, w_dim) -> image, all
 through the non-fused modulated convolution with the stored per-layer noise buffers.
@@ -43,7 +44,7 @@ class StyleGAN2Family(Family):
     title = "StyleGAN2"
     config_class = StyleGAN2Config
     discriminator_config_class = StyleGAN2DiscriminatorConfig
-    criteria = ("l1", "random", "diversity", "cagan")
+    criteria = ("cagan", "l1", "random", "diversity")
     export_parts = ("full", "mapping", "synthesis")
     init_modes = ("inherit", "random", "mapping-only")
     student_convs = ("full", "separable")
