@@ -103,19 +103,21 @@ class StudentPlan:
         shape = f"w{self.width}" if self.channels is None else "custom"
         return f"{mode}-{Path(str(teacher)).stem}-{shape}" + (f"-{self.conv}" if self.conv else "")
 
+    @property
+    def _prunes_by_default(self) -> bool:
+        """It prunes the teacher and names no criterion."""
+        return self.init == "inherit" and self.config is None and self.criterion is None
+
     def recorded(self) -> "StudentPlan":
         """This plan as read from a run.json: start_run names the criterion of every plan that prunes,
         so one without a name was written before the families had defaults, when it meant l1."""
-        if self.init != "inherit" or self.config is not None or self.criterion is not None:
-            return self
-        return dataclasses.replace(self, criterion="l1")
+        return dataclasses.replace(self, criterion="l1") if self._prunes_by_default else self
 
     def resolved(self, teacher) -> "StudentPlan":
         """This plan with its pruning criterion named: the teacher family's default when it has none
         (a plan that prunes; the others keep None)."""
-        if self.init != "inherit" or self.config is not None or self.criterion is not None:
-            return self
-        return dataclasses.replace(self, criterion=family_of(teacher).default_criterion)
+        return dataclasses.replace(self, criterion=family_of(teacher).default_criterion) if self._prunes_by_default \
+            else self
 
 
 def make_run_dir(root: str | Path, label: str) -> Path:
