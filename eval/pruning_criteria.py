@@ -23,14 +23,16 @@ import torch
 from gancompress.evaluation import evaluate
 from gancompress.families import family_of
 from gancompress.io import atomic_write_text
-from gancompress.pipeline import prune_teacher, save_student
+from gancompress.pipeline import save_student
+from gancompress.pruning import prune_generator
 from gancompress.report import markdown_table
 from gancompress.study import Study, StudyError
+from gancompress.teachers import resolve_generator
 
 
-def row(args, criterion: str) -> dict:
+def row(args, teacher, identity: dict, criterion: str) -> dict:
     started = time.perf_counter()
-    _, identity, student, kept = prune_teacher(args.teacher, args.width, None, criterion, 0, args.device)
+    student, kept = prune_generator(teacher, width=args.width, criterion=criterion, seed=0)
     prune_s = time.perf_counter() - started
     with tempfile.TemporaryDirectory() as tmp:  # the student is remade exactly by the same command
         path = save_student(Path(tmp) / f"{criterion}.safetensors", student,
@@ -52,9 +54,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
-    from gancompress.teachers import resolve_generator
-
-    family = family_of(resolve_generator(args.teacher)[0])
+    teacher, identity = resolve_generator(args.teacher, args.device)  # loaded once for every criterion
+    family = family_of(teacher)
     criteria = args.criteria.split(",") if args.criteria else list(family.criteria)
     unknown = [c for c in criteria if c not in family.criteria]
     if unknown:
@@ -64,7 +65,7 @@ def main(argv=None) -> int:
     except StudyError as error:
         raise SystemExit(f"error: {error}") from None
     log = lambda m: print(m, file=sys.stderr)  # noqa: E731
-    rows = [study.row(c, lambda c=c: row(args, c), log) for c in criteria]
+    rows = [study.row(c, lambda c=c: row(args, teacher, identity, c), log) for c in criteria]
     floor = study.row("floor", lambda: evaluate(args.teacher, f"teacher:{args.teacher}", n=args.n, device=args.device,
                                                 latency=False, progress=False, log=lambda _: None), log)
     command = "python eval/pruning_criteria.py " + " ".join(sys.argv[1:] if argv is None else argv)
