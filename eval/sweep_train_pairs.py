@@ -3,7 +3,8 @@ fetch the Inception weights, or as one process per pair. `gancompress sweep --re
 (on any machine) finds the runs finished, then evaluates, benchmarks and writes the report; the
 sweep is the same as one run straight through. With --measure each process also measures its pairs
 (their rows of the table), and `sweep --resume` is left only the teacher's row, the latency rounds
-and the report. The sweep options mean what they mean for `gancompress sweep`. Usage (the committed
+and the report. The sweep options mean what they mean for `gancompress sweep` (--metrics-every and
+--metrics-n too: each run logs FID against steps in its stats.jsonl). Usage (the committed
 sweeps trained this way on a lent H100, and pair by pair on CPU):
 
   python eval/sweep_train_pairs.py --out runs/sweep-dcgan-face64 --teacher dcgan-face64 \\
@@ -32,6 +33,9 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=argparse.SUPPRESS)
     parser.add_argument("--batch-size", type=int, default=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=argparse.SUPPRESS)
+    parser.add_argument("--metrics-every", type=int, default=argparse.SUPPRESS,
+                        help="every N steps, FID/KID/LPIPS of the EMA student in each run's stats.jsonl (FID-vs-steps)")
+    parser.add_argument("--metrics-n", type=int, default=argparse.SUPPRESS)
     parser.add_argument("--n", "--n-eval", dest="n_eval", type=int, default=None)
     parser.add_argument("--data", default="auto")
     parser.add_argument("--pairs", default="", help="comma-separated METHOD-wWIDTH to train (default: all)")
@@ -40,7 +44,8 @@ def main(argv=None) -> int:
                         help="also measure each pair (its row of the sweep table, pairs/PAIR.json; not the latency, "
                              "which `sweep --resume` times for every model in turn)")
     args = parser.parse_args(argv)
-    overrides = {k: getattr(args, k) for k in ("steps", "batch_size", "seed") if hasattr(args, k)}
+    overrides = {k: getattr(args, k) for k in ("steps", "batch_size", "seed", "metrics_every", "metrics_n")
+                 if hasattr(args, k)}
     plan = parse_plan(args.teacher, args.widths.split(","), args.methods.split(","), args.preset, overrides,
                       args.n_eval, None if args.data == "none" else args.data)
     planned = {pair_name(m, w): (w, m) for w in plan["widths"] for m in plan["methods"]}
