@@ -343,6 +343,13 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return front
 
 
+def spans_a_decade(values: list[float]) -> bool:
+    """Whether a plot's values need a log axis: a failed baseline at 10x the floor or more would
+    squash the leaders into one line on a linear axis (the StyleGAN2 sweep: 12.9 to 361)."""
+    positive = [v for v in values if v > 0]
+    return bool(positive) and max(positive) / min(positive) > 10
+
+
 def _plot(rows: list[dict], x_key: str, x_label: str, path: Path, y_key: str = "fid_vs_teacher",
           y_label: str = "FID vs teacher samples") -> Path:
     import matplotlib
@@ -372,7 +379,10 @@ def _plot(rows: list[dict], x_key: str, x_label: str, path: Path, y_key: str = "
                                                [max(r[rounds]) - r[x_key] for r in rows]])
     ax.set_xscale("log")
     ax.set_xlabel(x_label + (" (median, bars: range over rounds)" if all(rounds in r for r in rows) else ""))
-    ax.set_ylabel(f"{y_label} (n = {teacher['n']})")
+    log_y = spans_a_decade([r[y_key] for r in rows])
+    if log_y:
+        ax.set_yscale("log")
+    ax.set_ylabel(f"{y_label} (n = {teacher['n']}{', log' if log_y else ''})")
     data = [[r["model"], r["method"] or "", r["width"], r[x_key], r[y_key],
              int(r["method"] is not None and students.index(r) in front)] for r in rows]
     return _save_plot(fig, ax, path, ["model", "method", "width", x_key, y_key, "pareto"], data)

@@ -16,7 +16,7 @@ from gancompress.io import load_generator, save_generator, sha256_file
 from gancompress.pipeline import RunError
 from gancompress.report import format_number
 from gancompress.sweeps import (SweepError, measure_pair, pareto_front, parse_plan, plan_command, prepare_sweep_dir,
-                                run_sweep, train_pair)
+                                run_sweep, spans_a_decade, train_pair)
 from tests.conftest import tiny_generator
 
 TINY = {"steps": 3, "batch_size": 4}
@@ -183,6 +183,13 @@ def test_tuning_our_default_recipe_never_changes_a_baseline():
                 assert overrides == {}
             elif overrides is not None:
                 assert tuned | {"d_init", "betas"} <= set(overrides), name
+
+
+def test_fid_axis_turns_log_only_when_the_values_span_a_decade():
+    assert spans_a_decade([12.94, 13.10, 16.65, 360.73])  # the StyleGAN2 sweep: leaders apart from failed baselines
+    assert not spans_a_decade([12.94, 13.10, 16.65, 47.74])
+    assert not spans_a_decade([0.0, 5.0, 40.0])  # a zero (LPIPS of the teacher) cannot sit on a log axis: left out
+    assert spans_a_decade([0.0, 0.005, 0.36])
 
 
 def test_pareto_front():
