@@ -9,7 +9,8 @@ Layout of a sweep directory:
   pairs/teacher.json    the teacher's row (its FID vs itself is the floor)
   latency_rounds.json   every model timed in turn over LATENCY_ROUNDS rounds (what the report shows)
   table.csv, table.json, fid_vs_macs.png/.csv, fid_vs_latency.png/.csv, fid_data_vs_macs.png/.csv (with a
-  dataset), speedup_vs_macs.png/.csv, grid.png, report.md, report.html
+  dataset), speedup_vs_macs.png/.csv, fid_vs_steps.png/.csv (when the runs were evaluated during
+  training, --metrics-every), grid.png, report.md, report.html
 """
 
 from __future__ import annotations
@@ -433,6 +434,45 @@ def _speedup_plot(rows: list[dict], path: Path) -> Path:
     return _save_plot(fig, ax, path, ["model", "macs_reduction", "speedup_ort_b1", "speedup_torch_b1"], data)
 
 
+def _steps_plot(rows: list[dict], out_dir: Path, path: Path) -> Path | None:
+    """FID of each pair's EMA student against training steps, from its run's in-training
+    evaluations (`--metrics-every`), with the teacher's floor at that n: what a longer run would
+    give. None when no run has two such points."""
+    from gancompress.distillation.run_files import in_training_evals
+
+    curves = {r["model"]: [e for e in in_training_evals(out_dir / r["run_dir"]) if e.get("fid") is not None]
+              for r in rows if r.get("run_dir")}
+    curves = {model: evals for model, evals in curves.items() if len(evals) >= 2}
+    if not curves:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    students = [r for r in rows if r["model"] in curves]  # a colour per method (as the other plots), a dash per width
+    colours = {m: f"C{i}" for i, m in enumerate(dict.fromkeys(r.get("method") for r in rows if r.get("method")))}
+    dashes = {w: ("-", "--", "-.", ":")[i % 4] for i, w in enumerate(sorted({r.get("width") or 0 for r in students},
+                                                                         reverse=True))}
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    for r in students:
+        evals = curves[r["model"]]
+        ax.plot([e["step"] for e in evals], [e["fid"] for e in evals], marker="o", markersize=3, label=r["model"],
+                color=colours.get(r.get("method")), ls=dashes[r.get("width") or 0])
+    floors = {(e["n"], e["fid_floor"]) for evals in curves.values() for e in evals if e.get("fid_floor") is not None}
+    for n, floor in sorted(floors):
+        ax.axhline(floor, color="black", lw=1.2, label=f"teacher floor (n = {n})")
+    ns = sorted({e["n"] for evals in curves.values() for e in evals})
+    log_y = spans_a_decade([e["fid"] for evals in curves.values() for e in evals] + [f for _, f in floors])
+    if log_y:
+        ax.set_yscale("log")
+    ax.set_xlabel("training step")
+    ax.set_ylabel(f"FID of the EMA student vs teacher samples (n = {', '.join(map(str, ns))}{', log' if log_y else ''})")
+    data = [[model, e["step"], e["fid"], e.get("n"), e.get("fid_floor"), e.get("lpips")]
+            for model, evals in curves.items() for e in evals]
+    return _save_plot(fig, ax, path, ["model", "step", "fid_vs_teacher", "n", "fid_floor", "lpips_to_teacher"], data)
+
+
 def recommended(rows: list[dict], budget_ms: float | None = None, budget_macs: float | None = None) -> dict | None:
     """The student with the lowest FID vs the teacher among those within the budgets (ONNX Runtime
     batch-1 latency, MACs per image); None without a budget or when none fits."""
@@ -517,6 +557,9 @@ def write_outputs(out_dir: Path, plan: dict, device: str = "cpu", budget_ms: flo
         plots["FID vs data against MACs"] = _plot(rows, "macs", "MACs per image (log)", out_dir / "fid_data_vs_macs.png",
                                                   "fid_vs_data", "FID vs the dataset")
     plots["speedup vs MACs reduction"] = _speedup_plot(rows, out_dir / "speedup_vs_macs.png")
+    steps_plot = _steps_plot(rows, out_dir, out_dir / "fid_vs_steps.png")
+    if steps_plot is not None:  # runs evaluated during training (--metrics-every)
+        plots["FID against training steps"] = steps_plot
     grid = _grid(rows, out_dir / "grid.png", device)
     head, body = _table_lines(rows)
     choice = recommended(rows, budget_ms, budget_macs)

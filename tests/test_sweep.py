@@ -15,8 +15,8 @@ from gancompress.cli import main
 from gancompress.io import load_generator, save_generator, sha256_file
 from gancompress.pipeline import RunError
 from gancompress.report import format_number
-from gancompress.sweeps import (SweepError, measure_pair, pareto_front, parse_plan, plan_command, prepare_sweep_dir,
-                                run_sweep, spans_a_decade, train_pair)
+from gancompress.sweeps import (SweepError, _steps_plot, measure_pair, pareto_front, parse_plan, plan_command,
+                                prepare_sweep_dir, run_sweep, spans_a_decade, train_pair)
 from tests.conftest import tiny_generator
 
 TINY = {"steps": 3, "batch_size": 4}
@@ -48,6 +48,7 @@ def test_every_pair_has_one_row_with_every_column(finished_sweep):
 
 def test_plots_grid_and_report_are_written_with_their_data(finished_sweep):
     _, out = finished_sweep
+    assert not (out / "fid_vs_steps.png").exists()  # no run was evaluated during training
     for name in ("fid_vs_macs", "fid_vs_latency"):
         assert Image.open(out / f"{name}.png").size[0] > 300
         data = list(csv.DictReader(open(out / f"{name}.csv")))
@@ -190,6 +191,36 @@ def test_fid_axis_turns_log_only_when_the_values_span_a_decade():
     assert not spans_a_decade([12.94, 13.10, 16.65, 47.74])
     assert not spans_a_decade([0.0, 5.0, 40.0])  # a zero (LPIPS of the teacher) cannot sit on a log axis: left out
     assert spans_a_decade([0.0, 0.005, 0.36])
+
+
+def test_fid_against_steps_plots_each_runs_in_training_evaluations(tmp_path):
+    def run(name: str, evals: list[tuple[int, float]], torn_tail: bool = False) -> str:
+        run_dir = tmp_path / "runs" / name
+        run_dir.mkdir(parents=True)
+        lines = []
+        for step, fid in evals:
+            lines.append(json.dumps({"step": step, "g_loss": 1.0}))  # a loss line: not a point
+            lines.append(json.dumps({"step": step, "eval": {"fid": fid, "fid_floor": 23.6, "n": 1000, "lpips": 0.1}}))
+        text = "\n".join(lines) + "\n" + ('{"step": 9000, "eval": {"fid"' if torn_tail else "")
+        (run_dir / "stats.jsonl").write_text(text)
+        return f"runs/{name}"
+
+    rows = [{"model": "teacher", "method": None, "width": 1.0},
+            {"model": "distill-w0.25", "method": "distill", "width": 0.25,
+             "run_dir": run("00000-distill-w0.25", [(2000, 56.6), (1000, 64.8)], True)},
+            {"model": "cagan-w0.25", "method": "cagan", "width": 0.25,
+             "run_dir": run("00001-cagan-w0.25", [(1000, 73.3), (2000, 70.1)])},
+            {"model": "scratch-w0.25", "method": "scratch", "width": 0.25,
+             "run_dir": run("00002-scratch-w0.25", [(1000, 300.0)])}]  # one point: no curve
+    path = _steps_plot(rows, tmp_path, tmp_path / "fid_vs_steps.png")
+    assert Image.open(path).size[0] > 300
+    data = list(csv.DictReader(open(tmp_path / "fid_vs_steps.csv")))
+    assert [(d["model"], int(d["step"]), float(d["fid_vs_teacher"])) for d in data] == [
+        ("distill-w0.25", 1000, 64.8), ("distill-w0.25", 2000, 56.6), ("cagan-w0.25", 1000, 73.3),
+        ("cagan-w0.25", 2000, 70.1)]  # step order; the torn last line and the one-point run left out
+    assert {(d["n"], d["fid_floor"]) for d in data} == {("1000", "23.6")}
+    assert _steps_plot(rows[:1] + rows[3:], tmp_path, tmp_path / "none.png") is None
+    assert not (tmp_path / "none.png").exists()
 
 
 def test_pareto_front():

@@ -34,6 +34,22 @@ def log_final_metrics(run_dir: Path, metrics: dict, step: int) -> None:
         writer.close()
 
 
+def in_training_evals(run_dir: Path) -> list[dict]:
+    """The run's in-training evaluations (`--metrics-every`), in step order: each {"step", **metrics}
+    from its stats.jsonl "eval" lines; [] when it has none (or no stats file). A line a crash cut off
+    is skipped, as on resume."""
+    path = Path(run_dir) / "stats.jsonl"
+    evals = []
+    for line in path.read_text(errors="replace").splitlines() if path.is_file() else []:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("eval"), dict) and "step" in record:
+            evals.append({"step": record["step"], **record["eval"]})
+    return sorted(evals, key=lambda e: e["step"])
+
+
 class RunFiles:
     def __init__(self, run_dir: Path | None, main: bool = True, plain_progress: bool = False,
                  log_line: Callable[[str], None] | None = None):
