@@ -74,6 +74,7 @@ def row(study: Study, setting: str, seed: int, args) -> dict:
     changes = parse_setting(setting)
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, seed=seed, sample_every=args.steps,
                          checkpoint_every=max(args.steps // 4, 1), log_every=max(args.steps // 20, 1),
+                         metrics_every=args.metrics_every, metrics_n=args.metrics_n,
                          **{k: v for k, v in {**SEARCH_START, **changes}.items() if k not in PLAN_FIELDS})
     plan = StudentPlan(width=args.width, criterion=changes.get("criterion", "l1"), prune_seed=0, init="inherit")
     run_dir, trainer = train_or_resume(study.out_dir / "runs", f"{setting}-s{seed}", config, args.teacher, plan,
@@ -122,6 +123,10 @@ def main(argv=None) -> int:
     parser.add_argument("--settings", default=",".join(STAGE_ONE))
     parser.add_argument("--out", type=Path, default=Path("eval/results/tune_recipe_dcgan_face64"))
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--metrics-every", type=int, default=0,
+                        help="also evaluate each run's EMA student every N steps (its FID against steps, in its "
+                             "stats.jsonl; does not change what it trains)")
+    parser.add_argument("--metrics-n", type=int, default=1000, help="samples of those evaluations")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     settings = args.settings.split(",")
