@@ -120,12 +120,18 @@ class StudentPlan:
             else self
 
 
+def run_dir_label(label: str) -> str:
+    """The label as it appears in a run directory's name (characters other than letters, digits and
+    `_.-` become `_`: a search setting `feat=0+adv=1` names `NNNNN-feat_0_adv_1`)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", label)
+
+
 def make_run_dir(root: str | Path, label: str) -> Path:
     """`root/NNNNN-label`, numbered one past the highest existing run."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     numbers = [int(m.group(1)) for p in root.iterdir() if (m := re.match(r"(\d{5})-", p.name))]
-    run_dir = root / f"{max(numbers, default=-1) + 1:05d}-{re.sub(r'[^A-Za-z0-9_.-]+', '_', label)}"
+    run_dir = root / f"{max(numbers, default=-1) + 1:05d}-{run_dir_label(label)}"
     run_dir.mkdir()
     return run_dir
 
@@ -583,17 +589,23 @@ def train_or_resume(run_root: str | Path, label: str, config: TrainConfig, teach
     over). Returns (run_dir, trainer), or (run_dir, FinishedRun) when the run had already finished (its
     checkpoints may be gone). Lets sweeps and studies pick up where they were interrupted."""
     run_root = Path(run_root)
-    pattern = re.compile(r"\d{5}-" + re.escape(label) + "$")
+    pattern = re.compile(r"\d{5}-" + re.escape(run_dir_label(label)) + "$")
     existing = sorted(p for p in run_root.iterdir() if p.is_dir() and pattern.match(p.name)) if run_root.is_dir() else []
-    done = finished_run(existing[-1]) if existing else None
-    if done is not None:
-        return existing[-1], done
-    if existing and (existing[-1] / "checkpoints" / "latest").is_file():
-        run_dir, resume = existing[-1], True
+    stale = []  # runs killed before their first checkpoint: no longer runs (their run.json goes)
+    for run_dir in reversed(existing):  # the newest run that finished or has a checkpoint
+        done = finished_run(run_dir)
+        if done is not None:
+            return run_dir, done
+        if (run_dir / "checkpoints" / "latest").is_file():
+            resume = True
+            break
+        stale.append(run_dir)
     else:
-        for stale in existing:
-            (stale / RUN_FILE).unlink(missing_ok=True)
-        run_dir, resume = start_run(run_root, label, config, teacher_spec, plan, device, teacher_d=teacher_d), False
+        run_dir, resume = None, False
+    for path in stale:
+        (path / RUN_FILE).unlink(missing_ok=True)
+    if run_dir is None:
+        run_dir = start_run(run_root, label, config, teacher_spec, plan, device, teacher_d=teacher_d)
     _, trainer = run_training(run_dir, device, resume=resume, progress=progress)
     return run_dir, trainer
 

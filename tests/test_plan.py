@@ -54,3 +54,33 @@ def test_a_run_records_the_criterion_it_prunes_with(tmp_path):
     with pytest.raises(ValueError, match="criterion 'diversity' does not apply to DCGAN; choose one of bn, l1"):
         start_run(tmp_path / "runs", "u", config, str(teacher), StudentPlan("inherit", width=0.5, criterion="diversity"))
     assert [p.name for p in (tmp_path / "runs").iterdir()] == [run_dir.name]  # refused before a directory
+
+
+def test_train_or_resume_finds_its_runs_by_their_directory_names(tmp_path, monkeypatch):
+    """A search setting's label (`feat=0+adv=1-s0`) names its directory `NNNNN-feat_0_adv_1-s0`: a
+    second process must resume that run from its checkpoint, skipping newer runs killed before their
+    first checkpoint, and start a new run only when none has a checkpoint."""
+    from gancompress import pipeline
+    from gancompress.io import save_generator
+
+    trained = []
+    monkeypatch.setattr(pipeline, "run_training", lambda run_dir, device, resume, progress: trained.append(
+        (run_dir.name, resume)) or (None, "trainer"))
+    teacher = str(save_generator(tmp_path / "teacher.safetensors", tiny_generator()))
+    config, plan, runs = TrainConfig(steps=4, batch_size=2, lpips=0.0), StudentPlan("inherit", width=0.5), tmp_path / "runs"
+
+    def again():
+        return pipeline.train_or_resume(runs, "feat=0+adv=1-s0", config, teacher, plan, progress=False)
+
+    first, _ = again()
+    assert first.name == "00000-feat_0_adv_1-s0" and trained[-1] == (first.name, False)
+    (first / "checkpoints").mkdir()
+    (first / "checkpoints" / "latest").write_text("step-0000002")
+    killed_early = start_run(runs, "feat=0+adv=1-s0", config, teacher, plan)  # newer, no checkpoint
+    assert again()[0] == first and trained[-1] == (first.name, True)
+    assert not (killed_early / "run.json").exists()  # no longer a run
+    start_run(runs, "feat=0+adv=0-s0", config, teacher, plan)  # another setting is not this run
+    (first / "checkpoints" / "latest").unlink()
+    fresh, _ = again()
+    assert fresh.name == "00003-feat_0_adv_1-s0" and trained[-1] == (fresh.name, False)
+    assert not (first / "run.json").exists()
