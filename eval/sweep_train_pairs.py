@@ -11,6 +11,11 @@ sweeps trained this way on a lent H100, and pair by pair on CPU):
       --widths 0.5,0.25,0.125 --methods distill,scratch,mse --preset standard --steps 5000 \\
       --batch-size 64 --n 2000 --pairs distill-w0.5 --device cuda      # one process per pair
   gancompress sweep --resume runs/sweep-dcgan-face64
+
+A run a recipe search (eval/tune_recipe.py) already trained with exactly a pair's settings is copied
+in rather than trained twice: `--pairs distill-w0.25 --adopt SEARCH_RUN_DIR` (refused, naming each
+difference, unless teacher, student plan and every training setting but the log, sample and
+checkpoint intervals match).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import sys
 from pathlib import Path
 
 from gancompress.study import StudyError, select
-from gancompress.sweeps import measure_pair, pair_name, parse_plan, prepare_sweep_dir, train_pair
+from gancompress.sweeps import adopt_run, measure_pair, pair_name, parse_plan, prepare_sweep_dir, train_pair
 
 
 def main(argv=None) -> int:
@@ -40,6 +45,10 @@ def main(argv=None) -> int:
     parser.add_argument("--data", default="auto")
     parser.add_argument("--pairs", default="", help="comma-separated METHOD-wWIDTH to train (default: all)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--adopt", type=Path, default=None, metavar="RUN_DIR",
+                        help="with one pair in --pairs: a finished run that trained exactly that pair (e.g. a recipe "
+                             "search's; only its log, sample and checkpoint intervals may differ), copied in as the "
+                             "pair's run instead of training it again")
     parser.add_argument("--measure", action="store_true",
                         help="also measure each pair (its row of the sweep table, pairs/PAIR.json; not the latency, "
                              "which `sweep --resume` times for every model in turn)")
@@ -53,8 +62,16 @@ def main(argv=None) -> int:
         chosen = select(planned, args.pairs, option="--pairs")
     except StudyError as error:
         parser.error(str(error))
+    if args.adopt is not None and len(chosen) != 1:
+        parser.error("--adopt copies one run in: name its one pair with --pairs")
     out = prepare_sweep_dir(plan, args.out)
     log = lambda m: print(m, file=sys.stderr)  # noqa: E731
+    if args.adopt is not None:
+        try:
+            adopt_run(plan, out, *planned[chosen[0]], args.adopt, log)
+        except StudyError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
     for name in chosen:
         if args.measure:
             row = measure_pair(plan, out, *planned[name], args.device, progress=False, log=log)

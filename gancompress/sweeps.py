@@ -221,6 +221,63 @@ def train_pair(plan: dict, out_dir: Path, width: float, method: str, device: str
     return train_or_resume(Path(out_dir) / "runs", name, config, plan["teacher"], full_plan, device, progress)
 
 
+# How a run is logged and kept, not what it trains: the trainer's draws are seeded by step and stream,
+# so runs that differ only in these fields end with the same weights.
+_BOOKKEEPING = ("log_every", "sample_every", "checkpoint_every", "keep_every", "tensorboard")
+
+
+def adopt_run(plan: dict, out_dir: Path, width: float, method: str, source: Path, log=print) -> Path:
+    """Copy the finished run `source` into the sweep as the run of one (width, method) pair, when it
+    trained exactly what the pair would (teacher, student plan, every training setting but
+    _BOOKKEEPING; d_init compared as the discriminator it starts from), so that a run a recipe search
+    already trained is not trained twice. Refused, naming each difference, otherwise."""
+    import dataclasses
+    import shutil
+
+    from gancompress.distillation.trainer import TrainConfig, inherits_teacher_discriminator
+    from gancompress.families import family_of
+    from gancompress.pipeline import (FINISHED_FILE, RunError, StudentPlan, _same, finished_run, make_run_dir,
+                                      read_run, run_dir_label)
+    from gancompress.teachers import resolve_generator
+
+    source, name = Path(source), pair_name(method, width)
+    try:
+        finished = finished_run(source) if (source / "run.json").is_file() else None
+    except RunError as error:
+        raise SweepError(str(error)) from None
+    if finished is None:
+        raise SweepError(f"{source}: not a finished run (no {FINISHED_FILE} at its last step); finish it, or train the pair")
+    teacher, _ = resolve_generator(plan["teacher"])
+    config = _train_config(plan, method, family_of(teacher).name)
+    if config is None:
+        raise SweepError(f"{name}: {method!r} does not train, so there is no run to adopt")
+    record, has_d = read_run(source), bool(plan.get("teacher_discriminator"))
+
+    def d_start(c: TrainConfig) -> str:
+        return "teacher" if inherits_teacher_discriminator(c, has_d) else "student" if c.d_init == "auto" else c.d_init
+
+    theirs = TrainConfig.from_dict(record["train"])
+    differ = [f"train.{k} {getattr(theirs, k)!r} (the pair: {getattr(config, k)!r})"
+              for k in (f.name for f in dataclasses.fields(TrainConfig))
+              if k not in _BOOKKEEPING + ("d_init",) and not _same(getattr(config, k), getattr(theirs, k))]
+    if d_start(config) != d_start(theirs):
+        differ.append(f"discriminator start {d_start(theirs)} (the pair: {d_start(config)})")
+    wanted = _student_plan(METHODS[method].student, width).resolved(teacher)
+    if StudentPlan.of(record["student"]) != wanted:
+        differ.append(f"student {record['student']} (the pair: {wanted.to_dict()})")
+    if record.get("teacher") != plan["teacher"]:
+        differ.append(f"teacher {record.get('teacher')!r} (the pair: {plan['teacher']!r})")
+    if differ:
+        raise SweepError(f"{source} did not train pair {name}: " + "; ".join(differ))
+    runs = Path(out_dir) / "runs"
+    if runs.is_dir() and any(p.name.endswith("-" + run_dir_label(name)) for p in runs.iterdir()):
+        raise SweepError(f"{name} has a run in {runs} already; delete it to adopt {source}")
+    run_dir = make_run_dir(runs, name)
+    shutil.copytree(source, run_dir, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".lock"))
+    log(f"{name}: adopted {source} as {run_dir} (the same training; step {finished.step})")
+    return run_dir
+
+
 def _pruned_pair(run_dir: Path, teacher, student_plan, teacher_spec: str, log) -> Path:
     """A method without training: the pruned student, written as a run's student file."""
     from gancompress.pipeline import STUDENT_FILE, build_student, save_student

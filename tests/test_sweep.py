@@ -114,6 +114,42 @@ def test_pairs_trained_apart_are_evaluated_not_retrained(finished_sweep, tmp_pat
     assert row["lpips_to_teacher"] == pytest.approx(straight["lpips_to_teacher"], rel=1e-4)
 
 
+def test_a_run_trained_outside_the_sweep_is_adopted_only_when_it_trained_the_pair(finished_sweep, tmp_path):
+    """eval/sweep_train_pairs.py --adopt: a recipe search's run of exactly the pair's training (other
+    log, sample and checkpoint intervals) becomes the pair's run, measured and not retrained; the
+    intervals do not change a weight. A run of other settings, or unfinished, is refused by name."""
+    import dataclasses
+
+    from gancompress.pipeline import StudentPlan, run_training, start_run
+    from gancompress.sweeps import _train_config, adopt_run
+
+    plan, done = finished_sweep
+    plan = parse_plan(plan["teacher"], ["0.5"], ["distill"], "quick", TINY, 16, None)
+    pair_config = _train_config(plan, "distill", "dcgan")
+    searched = dataclasses.replace(pair_config, log_every=1, sample_every=1, checkpoint_every=2)
+    student_plan = StudentPlan("inherit", width=0.5, criterion="bn", prune_seed=0)
+    search_run = start_run(tmp_path / "search", "feat=0-s0", searched, plan["teacher"], student_plan)
+    other_seed = start_run(tmp_path / "search", "seed1", dataclasses.replace(searched, seed=1), plan["teacher"], student_plan)
+    out = prepare_sweep_dir(plan, tmp_path / "adopting")
+    quiet = lambda m: None  # noqa: E731
+    with pytest.raises(SweepError, match="not a finished run"):
+        adopt_run(plan, out, 0.5, "distill", search_run, quiet)
+    run_training(search_run, progress=False)
+    run_training(other_seed, progress=False)
+    with pytest.raises(SweepError, match=r"did not train pair distill-w0.5: train.seed 1 \(the pair: 0\)"):
+        adopt_run(plan, out, 0.5, "distill", other_seed, quiet)
+    adopted = adopt_run(plan, out, 0.5, "distill", search_run, quiet)
+    assert adopted.name == "00000-distill-w0.5" and (adopted / "finished.json").is_file()
+    measure_pair(plan, out, 0.5, "distill", progress=False, log=quiet)
+    assert list((out / "runs").iterdir()) == [adopted]  # measured, not trained again
+    assert json.loads((out / "pairs" / "distill-w0.5.json").read_text())["steps"] == 3
+    straight = load_generator(done / "runs" / "00000-distill-w0.5" / "student.safetensors")
+    for a, b in zip(straight.state_dict().values(), load_generator(adopted / "student.safetensors").state_dict().values()):
+        assert torch.equal(a, b)  # the sweep's own intervals trained the same weights
+    with pytest.raises(SweepError, match="has a run in"):
+        adopt_run(plan, out, 0.5, "distill", search_run, quiet)
+
+
 def test_a_sweep_with_another_seed_trains_other_students_and_says_so(finished_sweep, tmp_path):
     """--seed: the same plan trained again with another seed, for the seed-to-seed spread."""
     plan, done = finished_sweep
