@@ -126,6 +126,13 @@ def run_dir_label(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", label)
 
 
+def labelled_runs(root: str | Path, label: str) -> list[Path]:
+    """The run directories `root/NNNNN-label` of `label`, oldest first."""
+    root = Path(root)
+    pattern = re.compile(r"\d{5}-" + re.escape(run_dir_label(label)))
+    return sorted(p for p in root.iterdir() if p.is_dir() and pattern.fullmatch(p.name)) if root.is_dir() else []
+
+
 def make_run_dir(root: str | Path, label: str) -> Path:
     """`root/NNNNN-label`, numbered one past the highest existing run."""
     root = Path(root)
@@ -359,7 +366,7 @@ def checkpoint_step(run_dir: str | Path) -> int:
     return int(match.group(1)) if match else 0
 
 
-def _same(given, recorded) -> bool:
+def same_setting(given, recorded) -> bool:
     if isinstance(given, (list, tuple)) or isinstance(recorded, (list, tuple)):
         return isinstance(given, (list, tuple)) and isinstance(recorded, (list, tuple)) and \
             [float(g) if isinstance(g, (int, float)) else g for g in given] == \
@@ -389,7 +396,7 @@ def resume_run(run_dir: str | Path, given: dict[str, tuple[str, object]], device
             recorded = spec.get(section, {}).get(field_name) if field_name else spec.get(section)
             absent = _absent_means(key)  # a field left out of run.json at its default
             value, recorded = (absent if value is None else value), (absent if recorded is None else recorded)
-            if _same(value, recorded):
+            if same_setting(value, recorded):
                 continue
             if section == "train" and field_name in EXECUTION_FIELDS + MONITOR_FIELDS:  # not what the run trains
                 changed[key] = [recorded, value]
@@ -412,7 +419,7 @@ def resume_run(run_dir: str | Path, given: dict[str, tuple[str, object]], device
         for key, (option, value) in (may_change or {}).items():
             section, _, field_name = key.partition(".")
             recorded = spec.setdefault(section, {}).get(field_name)
-            if not _same(value, recorded):
+            if not same_setting(value, recorded):
                 changed[key] = [recorded, value]
                 spec[section][field_name] = value
         spec.setdefault("history", []).append(
@@ -588,9 +595,7 @@ def train_or_resume(run_root: str | Path, label: str, config: TrainConfig, teach
     checkpoint, else start a new one (a run started but killed before its first checkpoint starts
     over). Returns (run_dir, trainer), or (run_dir, FinishedRun) when the run had already finished (its
     checkpoints may be gone). Lets sweeps and studies pick up where they were interrupted."""
-    run_root = Path(run_root)
-    pattern = re.compile(r"\d{5}-" + re.escape(run_dir_label(label)) + "$")
-    existing = sorted(p for p in run_root.iterdir() if p.is_dir() and pattern.match(p.name)) if run_root.is_dir() else []
+    existing = labelled_runs(run_root, label)
     stale = []  # runs killed before their first checkpoint: no longer runs (their run.json goes)
     for run_dir in reversed(existing):  # the newest run that finished or has a checkpoint
         done = finished_run(run_dir)

@@ -236,8 +236,8 @@ def adopt_run(plan: dict, out_dir: Path, width: float, method: str, source: Path
 
     from gancompress.distillation.trainer import TrainConfig, inherits_teacher_discriminator
     from gancompress.families import family_of
-    from gancompress.pipeline import (FINISHED_FILE, RunError, StudentPlan, _same, finished_run, make_run_dir,
-                                      read_run, run_dir_label)
+    from gancompress.pipeline import (FINISHED_FILE, RunError, StudentPlan, finished_run, labelled_runs,
+                                      make_run_dir, read_run, same_setting)
     from gancompress.teachers import resolve_generator
 
     source, name = Path(source), pair_name(method, width)
@@ -259,7 +259,7 @@ def adopt_run(plan: dict, out_dir: Path, width: float, method: str, source: Path
     theirs = TrainConfig.from_dict(record["train"])
     differ = [f"train.{k} {getattr(theirs, k)!r} (the pair: {getattr(config, k)!r})"
               for k in (f.name for f in dataclasses.fields(TrainConfig))
-              if k not in _BOOKKEEPING + ("d_init",) and not _same(getattr(config, k), getattr(theirs, k))]
+              if k not in _BOOKKEEPING + ("d_init",) and not same_setting(getattr(config, k), getattr(theirs, k))]
     if d_start(config) != d_start(theirs):
         differ.append(f"discriminator start {d_start(theirs)} (the pair: {d_start(config)})")
     wanted = _student_plan(METHODS[method].student, width).resolved(teacher)
@@ -270,7 +270,7 @@ def adopt_run(plan: dict, out_dir: Path, width: float, method: str, source: Path
     if differ:
         raise SweepError(f"{source} did not train pair {name}: " + "; ".join(differ))
     runs = Path(out_dir) / "runs"
-    if runs.is_dir() and any(p.name.endswith("-" + run_dir_label(name)) for p in runs.iterdir()):
+    if labelled_runs(runs, name):
         raise SweepError(f"{name} has a run in {runs} already; delete it to adopt {source}")
     run_dir = make_run_dir(runs, name)
     shutil.copytree(source, run_dir, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".lock"))
